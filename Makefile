@@ -1,0 +1,27 @@
+# One-command entry points. Both create .venv on first use and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+# torch 2.13.0 is pinned first so pip takes the CPU build these machines carry instead of a
+# multi-GB CUDA download; on a GPU machine install torch yourself, then `pip install -e .[dev]`.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m helios.demo
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

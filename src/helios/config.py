@@ -1,0 +1,131 @@
+"""Settings and named presets: one source of truth for the numbers of the spec.
+
+The transformer settings use diffusers' ``HeliosTransformer3DModel`` config keys, so a released
+``transformer/config.json`` maps onto :class:`TransformerConfig` one to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DIFFUSERS_CLASS_NAME = "HeliosTransformer3DModel"
+DIFFUSERS_VERSION = "0.42.1"
+
+# Keys diffusers writes into config.json that describe the file, not the model.
+_CONFIG_METADATA_KEYS = {"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"}
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Architecture of the Helios DiT. Defaults are the released 14B model (paper §3.1, §3.3.1)."""
+
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    num_attention_heads: int = 40
+    attention_head_dim: int = 128
+    in_channels: int = 16
+    out_channels: int = 16
+    text_dim: int = 4096  # UMT5-XXL d_model
+    freq_dim: int = 256  # sinusoidal timestep features
+    ffn_dim: int = 13824
+    num_layers: int = 40
+    cross_attn_norm: bool = True
+    # Stored for compatibility only: q/k always get one RMSNorm over all heads (diffusers does the same).
+    qk_norm: str | None = "rms_norm_across_heads"
+    eps: float = 1e-6
+    added_kv_proj_dim: int | None = None
+    rope_dim: tuple[int, int, int] = (44, 42, 42)  # rotary dims for (t, y, x)
+    rope_theta: float = 10000.0
+    guidance_cross_attn: bool = True  # paper §3.1.2: only the noisy tokens cross-attend to text
+    zero_history_timestep: bool = True  # history tokens are modulated with t = 0
+    has_multi_term_memory_patch: bool = True  # paper §3.3.1
+    is_amplify_history: bool = False  # paper eq. 1; off in the released checkpoints
+    history_scale_mode: str = "per_head"  # "per_head" or "scalar"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        object.__setattr__(self, "rope_dim", tuple(int(d) for d in self.rope_dim))
+        problems = []
+        if len(self.patch_size) != 3:
+            problems.append(f"patch_size must have 3 entries, got {self.patch_size}")
+        if len(self.rope_dim) != 3 or any(d % 2 for d in self.rope_dim):
+            problems.append(f"rope_dim must be 3 even numbers, got {self.rope_dim}")
+        elif sum(self.rope_dim) != self.attention_head_dim:
+            problems.append(
+                f"rope_dim {self.rope_dim} must sum to attention_head_dim {self.attention_head_dim}"
+            )
+        if self.added_kv_proj_dim is not None:
+            problems.append("added_kv_proj_dim (an image-embedding branch) is not part of Helios")
+        if self.history_scale_mode not in ("per_head", "scalar"):
+            problems.append(f"history_scale_mode must be 'per_head' or 'scalar', got {self.history_scale_mode!r}")
+        if self.out_channels is None:
+            object.__setattr__(self, "out_channels", self.in_channels)
+        if problems:
+            raise ValueError("invalid transformer config: " + "; ".join(problems))
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> "TransformerConfig":
+        """Build from a diffusers ``config.json`` dict; unknown keys are an error, not ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in config.items() if k not in _CONFIG_METADATA_KEYS}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown Helios transformer config keys: {', '.join(unknown)}")
+        class_name = config.get("_class_name", DIFFUSERS_CLASS_NAME)
+        if class_name != DIFFUSERS_CLASS_NAME:
+            raise ValueError(f"config is for {class_name!r}, expected {DIFFUSERS_CLASS_NAME!r}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "TransformerConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The diffusers ``config.json`` layout (lists for tuples, class name and version)."""
+        out: dict[str, Any] = {"_class_name": DIFFUSERS_CLASS_NAME, "_diffusers_version": DIFFUSERS_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+# The released Helios-{Base,Mid,Distilled} transformers all share this architecture.
+HELIOS_14B = TransformerConfig()
+
+# The tiny fixture model of the parity tests (spec: diffusers-reference, "Tiny fixture model").
+TINY = TransformerConfig(
+    num_attention_heads=2,
+    attention_head_dim=16,
+    text_dim=32,
+    ffn_dim=64,
+    num_layers=2,
+    rope_dim=(6, 6, 4),
+)
+
+TRANSFORMER_PRESETS: dict[str, TransformerConfig] = {
+    "helios-14b": HELIOS_14B,
+    "helios-base": HELIOS_14B,
+    "helios-mid": HELIOS_14B,
+    "helios-distilled": HELIOS_14B,
+    "tiny": TINY,
+}
+
+
+def transformer_preset(name: str) -> TransformerConfig:
+    try:
+        return TRANSFORMER_PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown transformer preset {name!r}; choose one of {', '.join(sorted(TRANSFORMER_PRESETS))}"
+        ) from None

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny diffusers oracle models saved to disk, and their inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from helios.config import TINY, TransformerConfig
+
+
+def diffusers_kwargs(config: TransformerConfig) -> dict:
+    """Constructor arguments of diffusers' HeliosTransformer3DModel for ``config``."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def build_reference(config: TransformerConfig = TINY, seed: int = 0):
+    """diffusers' transformer with random weights; norm weights perturbed so they are not all ones."""
+    from diffusers import HeliosTransformer3DModel
+
+    torch.manual_seed(seed)
+    model = HeliosTransformer3DModel(**diffusers_kwargs(config)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name or "history_key_scale" in name:
+                param.add_(0.2 * torch.randn_like(param))
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_reference_dir(tmp_path_factory):
+    """A tiny diffusers Helios transformer saved with diffusers' own save_pretrained."""
+    folder = tmp_path_factory.mktemp("tiny_reference")
+    build_reference().save_pretrained(folder)
+    return folder
+
+
+def history_inputs(batch: int, height: int, width: int, long_frames: int = 16, generator=None) -> dict:
+    """The history keyword arguments with the pipeline's fixed window indices (spec §3)."""
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    return {
+        "indices_latents_history_short": torch.tensor([[0, 19]]),
+        "indices_latents_history_mid": torch.tensor([[17, 18]]),
+        "indices_latents_history_long": torch.arange(19 - 2 - long_frames, 17)[None],
+        "latents_history_short": randn(batch, 16, 2, height, width),
+        "latents_history_mid": randn(batch, 16, 2, height, width),
+        "latents_history_long": randn(batch, 16, long_frames, height, width),
+    }

@@ -1,0 +1,66 @@
+"""Each attention backend equals the float64 reference on random inputs (where it runs)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from helios.model import attention as attn
+
+
+def reference_attention(q, k, v):
+    q, k, v = (x.double().transpose(1, 2) for x in (q, k, v))
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return (weights @ v).transpose(1, 2)
+
+
+def _device_and_dtype():
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16, 2e-2
+    return "cpu", torch.float32, 1e-5
+
+
+@pytest.mark.parametrize("backend", attn.BACKENDS)
+def test_backend_matches_reference(backend):
+    device, dtype, tolerance = _device_and_dtype()
+    if not attn.is_available(backend, device, dtype):
+        pytest.skip(f"attention backend {backend!r} does not run on {device} here")
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 77, 4, 64, generator=generator).to(device, dtype) for _ in range(3))
+    k = k[:, :50]
+    v = v[:, :50]
+    with attn.attention_backend(backend):
+        out = attn.attention(q, k, v)
+    expected = reference_attention(q, k, v)
+    assert out.shape == (2, 77, 4, 64) and out.dtype == dtype
+    error = ((out.double() - expected).norm() / expected.norm()).item()
+    assert error < tolerance
+
+
+def test_sdpa_always_available_on_cpu():
+    assert attn.is_available("sdpa", "cpu", torch.float32)
+    assert attn.is_available("math", "cpu", torch.float32)
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown attention backend 'fast'; choose one of sdpa"):
+        attn.set_attention_backend("fast")
+
+
+def test_missing_package_is_a_clear_error():
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="needs the 'flash_attn' package"):
+            attn.set_attention_backend("flash_attn")
+    else:
+        pytest.skip("flash_attn is installed here")
+
+
+def test_context_manager_restores_previous_backend():
+    before = attn.get_attention_backend()
+    with attn.attention_backend("math"):
+        assert attn.get_attention_backend() == "math"
+    assert attn.get_attention_backend() == before

@@ -1,0 +1,99 @@
+"""Multi-term memory, token segments and RoPE details not covered by the end-to-end parity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helios import HeliosTransformer
+from helios.config import TINY
+from helios.model.memory import HistoryInputs, init_memory_from_patch_embedding
+from helios.model.rope import apply_rope, rope_table
+
+
+def test_memory_patch_init_is_average_pool_then_patch_embed():
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY)
+    init_memory_from_patch_embedding(model, model.patch_embedding)
+    latents = torch.randn(1, 16, 4, 16, 16)
+    for conv, factor in ((model.patch_short, 1), (model.patch_mid, 2), (model.patch_long, 4)):
+        pooled = F.avg_pool3d(latents, factor) if factor > 1 else latents
+        expected = model.patch_embedding(pooled)
+        got = conv(latents)
+        assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_rope_preserves_norm_of_uncompressed_tokens():
+    table = rope_table(torch.tensor([[0, 5, 19]]), 3, 4, (6, 6, 4), 10000.0)
+    x = torch.randn(1, len(table), 2, 16)
+    rotated = apply_rope(x, table)
+    assert torch.allclose(rotated.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+
+
+def test_pooled_rope_averages_values_not_angles():
+    """The compressed parts shrink fast rotations (norm < 1): the released behaviour."""
+    table = rope_table(torch.arange(1, 17)[None], 12, 20, (44, 42, 42), 10000.0, pool=4)
+    magnitude = table.cos**2 + table.sin**2
+    assert len(table) == 4 * 3 * 5
+    assert magnitude.max() <= 1 + 1e-5
+    assert magnitude.min() < 0.5  # highest frequencies are nearly cancelled by averaging
+
+
+@pytest.mark.parametrize(
+    "history, message",
+    [
+        (HistoryInputs(short=torch.zeros(1, 16, 2, 4, 4)), "history 'short': latents given without indices"),
+        (HistoryInputs(indices_mid=torch.tensor([[1, 2]])), "history 'mid': indices given without latents"),
+        (
+            HistoryInputs(mid=torch.zeros(1, 16, 2, 4, 4), indices_mid=torch.tensor([[1, 2]])),
+            "mid/long history needs the short history",
+        ),
+        (
+            HistoryInputs(short=torch.zeros(1, 16, 2, 4, 4), indices_short=torch.tensor([[0, 1, 2]])),
+            "has 3 entries for 2 frames",
+        ),
+    ],
+)
+def test_history_input_errors(history, message):
+    with pytest.raises(ValueError, match=message):
+        history.validate()
+
+
+def test_forward_rejects_impossible_sizes():
+    model = HeliosTransformer.from_config(TINY)
+    text = torch.randn(1, 4, 32)
+    with pytest.raises(ValueError, match=r"latent size 5×6 is not divisible by the patch size 2×2"):
+        model(torch.randn(1, 16, 1, 5, 6), torch.tensor([1]), text)
+    with pytest.raises(ValueError, match=r"hidden_states must be \(B, 16, T, H, W\)"):
+        model(torch.randn(1, 3, 1, 4, 4), torch.tensor([1]), text)
+    with pytest.raises(ValueError, match=r"timestep must be a scalar or have shape \(2,\)"):
+        model(torch.randn(2, 16, 1, 4, 4), torch.tensor([1, 2, 3]), text.expand(2, -1, -1))
+    with pytest.raises(ValueError, match="return_dict=True is not supported"):
+        model(torch.randn(1, 16, 1, 4, 4), torch.tensor([1]), text, return_dict=True)
+
+
+def test_return_dict_false_gives_a_tuple_like_diffusers():
+    model = HeliosTransformer.from_config(TINY).eval()
+    hidden, text = torch.randn(1, 16, 1, 4, 4), torch.randn(1, 4, 32)
+    with torch.no_grad():
+        plain = model(hidden, 10, text)
+        (as_tuple,) = model(hidden, 10, text, return_dict=False)
+    assert torch.equal(plain, as_tuple)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY)
+    hidden = torch.randn(1, 16, 2, 4, 4)
+    text = torch.randn(1, 4, 32)
+    short = {"latents_history_short": torch.randn(1, 16, 2, 8, 8), "indices_latents_history_short": torch.tensor([[0, 3]])}
+    grads = []
+    for enabled in (False, True):
+        model.zero_grad()
+        model.enable_gradient_checkpointing(enabled)
+        model(hidden, torch.tensor([500]), text, **short).square().mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and "blocks.1.attn1.to_q.weight" in grads[0]
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
