@@ -1,0 +1,1 @@
+"""Samplers: schedules, UniPC, DMD, pyramid transitions and guidance — pure tensor functions."""

@@ -1,0 +1,31 @@
+"""The few-step sampler of Helios-Distilled (DMD, paper §3.4.2).
+
+Each step converts the velocity to x0 = x_t − σ_t·v (in float64, σ looked up at the truncated
+integer timestep) and, unless it is the stage's last step, moves back along the straight line
+from the stage's *start* latent: x_next = (1 − σ_next)·x0 + σ_next·start. No fresh noise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .schedules import StageSchedule
+
+
+def _sigma_at(schedule: StageSchedule, index: int) -> torch.Tensor:
+    """σ of the schedule entry nearest to the integer-truncated timestep ``index`` (released lookup)."""
+    target = schedule.timesteps[index].to(torch.int64).double()
+    nearest = torch.argmin((schedule.timesteps - target).abs())
+    return schedule.sigmas[nearest]
+
+
+def dmd_step(
+    schedule: StageSchedule, index: int, velocity: torch.Tensor, sample: torch.Tensor, start: torch.Tensor
+) -> torch.Tensor:
+    """One DMD step. x0 keeps the prediction's dtype; the re-noised latent takes ``start``'s dtype."""
+    sigma = _sigma_at(schedule, index).to(velocity.device)
+    x0 = (sample.double() - sigma * velocity.double()).to(velocity.dtype)
+    if index == len(schedule) - 1:
+        return x0
+    sigma_next = _sigma_at(schedule, index + 1).to(velocity.device)
+    return ((1 - sigma_next) * x0.double() + sigma_next * start.double()).to(start.dtype)
