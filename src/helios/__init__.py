@@ -1,8 +1,20 @@
 """helios: a fast, tested implementation of Helios, real-time long video generation."""
 
-from .config import TransformerConfig
+from .config import HistorySettings, SamplerSettings, TransformerConfig
+from .generation import HeliosPipeline, PromptChange, Video, VideoChunk
 from .model import CheckpointError, HeliosTransformer
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "HeliosTransformer", "TransformerConfig", "__version__"]
+__all__ = [
+    "CheckpointError",
+    "HeliosPipeline",
+    "HeliosTransformer",
+    "HistorySettings",
+    "PromptChange",
+    "SamplerSettings",
+    "TransformerConfig",
+    "Video",
+    "VideoChunk",
+    "__version__",
+]

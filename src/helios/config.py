@@ -129,3 +129,89 @@ def transformer_preset(name: str) -> TransformerConfig:
         raise ValueError(
             f"unknown transformer preset {name!r}; choose one of {', '.join(sorted(TRANSFORMER_PRESETS))}"
         ) from None
+
+
+# ------------------------------------------------------------------------------------ generation
+
+
+@dataclass(frozen=True)
+class ShiftSettings:
+    """Dynamic shift of σ tables by token count (``kind`` None: no shift). Official §2.3–2.5."""
+
+    kind: str | None = None  # "linear" | "exponential" | None
+    base_seq_len: int = 256
+    max_seq_len: int = 4096
+    base_shift: float = 0.5
+    max_shift: float = 1.15
+
+    def __post_init__(self) -> None:
+        if self.kind not in (None, "linear", "exponential"):
+            raise ValueError(f"unknown time shift {self.kind!r}; choose 'linear', 'exponential' or None")
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    """The rolling history window (paper §3.1–3.3; official §2.1–2.2)."""
+
+    sizes: tuple[int, int, int] = (16, 2, 1)  # long, mid, newest ("1x") latent frames
+    chunk_latent_frames: int = 9  # → 33 video frames per chunk
+    keep_first_frame: bool = True  # First-Frame Anchor (paper §3.2.2)
+    image_noise_sigma: tuple[float, float] = (0.111, 0.135)  # I2V/V2V anchor noise σ range
+    video_noise_sigma: tuple[float, float] = (0.111, 0.135)  # V2V frames / I2V fake frame σ range
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How one chunk is denoised. ``pyramid_steps`` None means one resolution with ``steps`` steps."""
+
+    name: str
+    sampler: str = "unipc"  # "unipc" | "dmd"
+    steps: int = 50
+    pyramid_steps: tuple[int, ...] | None = None
+    guidance_scale: float = 5.0
+    cfg_zero_star: bool = False
+    zero_init_steps: int | None = None  # CFG-Zero* zero-init: steps 0..n of stage 0 predict 0
+    amplify_first_chunk: bool = False  # DMD only: chunk 0 gets 2n steps per stage
+    shift: ShiftSettings = ShiftSettings()
+    # Which latent size gives a pyramid stage its dynamic-shift mu: "diffusers" uses the size
+    # before that stage's upsample (the public pipelines), "official" the stage's own size (the
+    # research pipeline, ODE pairs and DMD training). See docs/sampling.md.
+    shift_convention: str = "diffusers"
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("unipc", "dmd"):
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose 'unipc' or 'dmd'")
+        if self.sampler == "dmd" and self.pyramid_steps is None:
+            raise ValueError("the DMD sampler runs on the pyramid: give pyramid_steps")
+        if self.shift_convention not in ("diffusers", "official"):
+            raise ValueError(f"shift_convention must be 'diffusers' or 'official', got {self.shift_convention!r}")
+        steps = self.pyramid_steps if self.pyramid_steps is not None else (self.steps,)
+        if any(int(s) < 1 for s in steps):
+            raise ValueError(f"every stage needs at least one step, got {steps}")
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.guidance_scale > 1.0 and self.sampler != "dmd"
+
+
+SAMPLER_PRESETS: dict[str, SamplerSettings] = {
+    # Helios-Base: one resolution, UniPC 50 steps, CFG 5 (official §2.3).
+    "helios-base": SamplerSettings(name="helios-base", steps=50, guidance_scale=5.0, shift=ShiftSettings("exponential")),
+    # Helios-Mid: pyramid 20/20/20 UniPC, CFG-Zero* 5 with zero-init of 2 steps (official §2.4).
+    "helios-mid": SamplerSettings(
+        name="helios-mid", pyramid_steps=(20, 20, 20), guidance_scale=5.0, cfg_zero_star=True, zero_init_steps=1,
+        shift=ShiftSettings("exponential"),
+    ),
+    # Helios-Distilled: pyramid DMD 2/2/2, no CFG, first chunk amplified (official §2.5).
+    "helios-distilled": SamplerSettings(
+        name="helios-distilled", sampler="dmd", pyramid_steps=(2, 2, 2), guidance_scale=1.0,
+        amplify_first_chunk=True, shift=ShiftSettings("linear"),
+    ),
+}
+
+
+def sampler_preset(name: str) -> SamplerSettings:
+    try:
+        return SAMPLER_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(SAMPLER_PRESETS))}") from None

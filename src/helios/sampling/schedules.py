@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..config import ShiftSettings
+
 ShiftType = Literal["linear", "exponential"]
 
 
@@ -35,18 +37,8 @@ def time_shift(kind: ShiftType, mu: float, sigmas: torch.Tensor) -> torch.Tensor
     raise ValueError(f"unknown time shift {kind!r}; choose 'linear' or 'exponential'")
 
 
-@dataclass(frozen=True)
-class ShiftSettings:
-    """How σ tables are shifted for a token count (None ``kind`` = no dynamic shift)."""
-
-    kind: ShiftType | None = None
-    base_seq_len: int = 256
-    max_seq_len: int = 4096
-    base_shift: float = 0.5
-    max_shift: float = 1.15
-
-    def mu(self, seq_len: int) -> float:
-        return calculate_shift(seq_len, self.base_seq_len, self.max_seq_len, self.base_shift, self.max_shift)
+def shift_mu(settings: ShiftSettings, seq_len: int) -> float:
+    return calculate_shift(seq_len, settings.base_seq_len, settings.max_seq_len, settings.base_shift, settings.max_shift)
 
 
 @dataclass(frozen=True)

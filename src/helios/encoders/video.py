@@ -1,0 +1,48 @@
+"""The Wan2.1 VAE through diffusers' AutoencoderKLWan, with the latent normalisation Helios uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class WanVideoCodec:
+    """Per-chunk encode/decode with ``z_norm = (z − mean)·(1/std)`` (paper §3.1; official §2.8)."""
+
+    temporal_factor = 4
+    spatial_factor = 8
+
+    def __init__(self, vae):
+        self.vae = vae.eval()
+        config = vae.config
+        self.latent_channels = config.z_dim
+        shape = (1, config.z_dim, 1, 1, 1)
+        dtype = vae.dtype
+        self.mean = torch.tensor(config.latents_mean).view(shape).to(dtype)
+        # The released pipelines store the reciprocal and divide by it when decoding; kept for exactness.
+        self.inverse_std = 1.0 / torch.tensor(config.latents_std).view(shape).to(dtype)
+
+    @classmethod
+    def from_pretrained(cls, root: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        from diffusers import AutoencoderKLWan
+
+        folder = Path(root) / "vae"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{root} has no vae/ folder")
+        return cls(AutoencoderKLWan.from_pretrained(folder, torch_dtype=dtype).to(device))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        video = video.to(self.device, self.vae.dtype)
+        latents = self.vae.encode(video).latent_dist.sample(generator=generator)
+        return ((latents - self.mean.to(latents.device)) * self.inverse_std.to(latents.device)).float()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        z = latents.to(self.device, self.vae.dtype) / self.inverse_std.to(self.device) + self.mean.to(self.device)
+        return self.vae.decode(z, return_dict=False)[0]

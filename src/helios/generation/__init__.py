@@ -1,0 +1,6 @@
+"""The autoregressive generation loop: history window, prompts, adaptive sampling, pipeline."""
+
+from .pipeline import HeliosPipeline, LiveStream, Video, VideoChunk, output_frame_count
+from .prompts import PromptChange
+
+__all__ = ["HeliosPipeline", "LiveStream", "PromptChange", "Video", "VideoChunk", "output_frame_count"]

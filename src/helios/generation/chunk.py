@@ -1,0 +1,95 @@
+"""Denoising one chunk: single resolution (Helios-Base) or the 3-stage pyramid (Mid, Distilled).
+
+The released pipelines' order of random draws is kept (chunk noise, then one block-noise draw per
+stage transition), so a seed gives the same video as diffusers' pipelines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ..config import SamplerSettings
+from ..sampling.dmd import dmd_step
+from ..sampling.guidance import cfg, cfg_zero_star, zeroed_by_cfg_zero_init
+from ..sampling.pyramid import downsample_noise, upsample_and_renoise
+from ..sampling.schedules import PyramidConstants, pyramid_stage_schedule, shift_mu, single_stage_schedule
+from ..sampling.unipc import UniPC
+from .history import NoiseDraws
+
+# (latents in model dtype, timestep (B,), text embedding) → velocity
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _token_count(latents: torch.Tensor, patch_size: tuple[int, int, int]) -> int:
+    return math.prod(latents.shape[-3:]) // math.prod(patch_size)
+
+
+class ChunkSampler:
+    """Turns Gaussian noise into the clean latents of one chunk."""
+
+    def __init__(self, settings: SamplerSettings, patch_size: tuple[int, int, int], model_dtype: torch.dtype):
+        self.settings = settings
+        self.patch_size = patch_size
+        self.model_dtype = model_dtype
+        self.constants = PyramidConstants(stages=len(settings.pyramid_steps)) if settings.pyramid_steps else None
+        self.calls = 0  # transformer forwards, for benchmarks and tests
+
+    def _velocity(self, model: Denoiser, latents, timestep, text, negative, stage: int, step: int) -> torch.Tensor:
+        s = self.settings
+        if not s.uses_cfg:
+            self.calls += 1
+            return model(latents, timestep, text)
+        if s.cfg_zero_star and s.zero_init_steps is not None and zeroed_by_cfg_zero_init(stage, step, s.zero_init_steps):
+            return torch.zeros(latents.shape, dtype=self.model_dtype, device=latents.device)
+        self.calls += 2
+        cond = model(latents, timestep, text)
+        uncond = model(latents, timestep, negative)
+        return cfg_zero_star(cond, uncond, s.guidance_scale) if s.cfg_zero_star else cfg(cond, uncond, s.guidance_scale)
+
+    def sample(
+        self, model: Denoiser, noise: torch.Tensor, text: torch.Tensor, negative: torch.Tensor | None,
+        draw: NoiseDraws, first_chunk: bool,
+    ) -> torch.Tensor:
+        if self.settings.pyramid_steps is None:
+            return self._single_stage(model, noise, text, negative)
+        return self._pyramid(model, noise, text, negative, draw, first_chunk)
+
+    def _single_stage(self, model, latents, text, negative) -> torch.Tensor:
+        s = self.settings
+        mu = shift_mu(s.shift, _token_count(latents, self.patch_size)) if s.shift.kind else None
+        schedule = single_stage_schedule(s.steps, s.shift, mu)
+        solver = UniPC(schedule)
+        for i, t in enumerate(schedule.timesteps):
+            # Helios-Base receives the float timestep (the pyramid pipelines truncate to int64).
+            timestep = t.expand(latents.shape[0]).to(latents.device)
+            velocity = self._velocity(model, latents.to(self.model_dtype), timestep, text, negative, 0, i)
+            latents = solver.step(velocity, latents)
+        return latents
+
+    def _pyramid(self, model, noise, text, negative, draw: NoiseDraws, first_chunk: bool) -> torch.Tensor:
+        s = self.settings
+        constants = self.constants
+        latents = downsample_noise(noise, constants.stages)
+        for stage, steps in enumerate(s.pyramid_steps):
+            size_before_upsample = _token_count(latents, self.patch_size)
+            if stage > 0:
+                latents = upsample_and_renoise(latents, stage, constants, draw.generator, self.model_dtype)
+            tokens = size_before_upsample if s.shift_convention == "diffusers" else _token_count(latents, self.patch_size)
+            mu = shift_mu(s.shift, tokens) if s.shift.kind else None
+            distilled = s.sampler == "dmd"
+            if distilled and s.amplify_first_chunk and first_chunk:
+                steps = 2 * steps
+            schedule = pyramid_stage_schedule(constants, stage, steps, s.shift, mu, distilled=distilled)
+            start = latents
+            solver = None if distilled else UniPC(schedule)  # UniPC history restarts at every stage
+            for i, t in enumerate(schedule.timesteps):
+                timestep = t.expand(latents.shape[0]).to(torch.int64).to(latents.device)
+                velocity = self._velocity(model, latents.to(self.model_dtype), timestep, text, negative, stage, i)
+                if distilled:
+                    latents = dmd_step(schedule, i, velocity, latents, start)
+                else:
+                    latents = solver.step(velocity, latents)
+        return latents

@@ -1,0 +1,134 @@
+"""Prompt schedules and live prompt changes with embedding interpolation (paper §3.5, §6).
+
+A schedule is a list of (start chunk, prompt). When a prompt starts at chunk s with a transition of
+M chunks, chunks s … s+M−1 use lerp(previous, new, w) with w = 1/M, 2/M, …, 1 — the first chunk after
+a change already moves (the official code starts at w = 0, wasting a chunk), and chunks past the
+end of the schedule keep the last prompt (the official code falls back to the first one).
+``transition=1`` is a hard cut.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+FRAMES_PER_CHUNK = 33
+
+
+@dataclass(frozen=True)
+class PromptChange:
+    start_chunk: int
+    prompt: str
+    transition: int = 1  # chunks over which the embedding moves from the previous prompt
+
+
+class PromptSchedule:
+    """Which text embedding each chunk uses. Thread-safe: a live stream may add changes while it runs."""
+
+    def __init__(self, changes: list[PromptChange], encode):
+        if not changes:
+            raise ValueError("a prompt schedule needs at least one prompt")
+        if changes[0].start_chunk != 0:
+            raise ValueError("the first prompt of a schedule must start at chunk 0 (frame 0)")
+        self._encode = encode
+        self._embeddings: dict[str, torch.Tensor] = {}
+        self._changes: list[PromptChange] = []
+        self._lock = threading.Lock()
+        for change in changes:
+            self.add(change)
+
+    @property
+    def changes(self) -> list[PromptChange]:
+        with self._lock:
+            return list(self._changes)
+
+    def add(self, change: PromptChange) -> None:
+        if change.transition < 1:
+            raise ValueError(f"transition must be at least 1 chunk, got {change.transition}")
+        if not change.prompt.strip():
+            raise ValueError("prompt is empty")
+        self._embedding(change.prompt)  # encode now, so a failing prompt fails here and not mid-stream
+        with self._lock:
+            if self._changes and change.start_chunk < self._changes[-1].start_chunk:
+                raise ValueError("prompt changes must be added in chunk order")
+            # A later change at the same chunk replaces the earlier one.
+            self._changes = [c for c in self._changes if c.start_chunk != change.start_chunk] + [change]
+
+    def _embedding(self, prompt: str) -> torch.Tensor:
+        if prompt not in self._embeddings:
+            self._embeddings[prompt] = self._encode([prompt])
+        return self._embeddings[prompt]
+
+    def weights_for_chunk(self, chunk: int) -> tuple[str, str, float]:
+        """(previous prompt, current prompt, weight of the current one) for ``chunk``."""
+        changes = self.changes
+        index = max(i for i, c in enumerate(changes) if c.start_chunk <= chunk)
+        current = changes[index]
+        if index == 0:
+            return current.prompt, current.prompt, 1.0
+        previous = changes[index - 1].prompt
+        weight = min(1.0, (chunk - current.start_chunk + 1) / current.transition)
+        return previous, current.prompt, weight
+
+    def embedding_for_chunk(self, chunk: int) -> torch.Tensor:
+        previous, current, weight = self.weights_for_chunk(chunk)
+        if weight >= 1.0:
+            return self._embedding(current)
+        return torch.lerp(self._embedding(previous), self._embedding(current), weight)
+
+
+def frame_to_chunk(frame: int) -> int:
+    return frame // FRAMES_PER_CHUNK
+
+
+def read_prompt_file(path: str | Path, default_transition: int = 3) -> list[PromptChange]:
+    """A schedule file: JSON list of {"prompt", "frame" or "chunk", "transition"?}, or CSV with
+    columns prompt and frame|chunk (transition optional), or plain text with one prompt per line
+    (each starting one chunk after the previous)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prompt file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: expected a JSON list of prompt entries")
+    elif path.suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+    else:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        rows = [{"prompt": line, "chunk": i} for i, line in enumerate(lines)]
+    if not rows:
+        raise ValueError(f"{path}: no prompts")
+    changes = []
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not str(row.get("prompt") or "").strip():
+            raise ValueError(f"{path}: entry {n} has no prompt")
+        try:
+            if row.get("chunk") not in (None, ""):
+                chunk = int(row["chunk"])
+            elif row.get("frame") not in (None, ""):
+                chunk = frame_to_chunk(int(row["frame"]))
+            else:
+                chunk = 0 if n == 1 else None
+            transition = int(row.get("transition") or default_transition)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: entry {n} has a non-integer chunk, frame or transition") from None
+        if chunk is None:
+            raise ValueError(f"{path}: entry {n} needs a 'frame' or 'chunk' where it starts")
+        if chunk < 0:
+            raise ValueError(f"{path}: entry {n} starts before the video")
+        if changes and chunk <= changes[-1].start_chunk:
+            raise ValueError(f"{path}: entry {n} must start after entry {n - 1} (chunk {chunk} ≤ {changes[-1].start_chunk})")
+        changes.append(PromptChange(chunk, str(row["prompt"]).strip(), transition))
+    if changes[0].start_chunk != 0:
+        raise ValueError(f"{path}: the first prompt must start at frame 0")
+    return changes

@@ -1,0 +1,112 @@
+"""Reading images and videos, writing MP4 (H.264) and PNG frames. Errors name the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class MediaError(ValueError):
+    """An input image or video that cannot be used; the message names the file."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 (H, W, 3)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"cannot read image {path}: {exc}") from None
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, float]:
+    """A video file as uint8 frames (T, H, W, 3) and its frame rate."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"video not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            fps = float(stream.average_rate or stream.guessed_rate or 24)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"cannot read video {path}: {exc}") from None
+    if not frames:
+        raise MediaError(f"{path} contains no decodable frames")
+    return np.stack(frames), fps
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 24) -> Path:
+    """Write uint8 frames (T, H, W, 3) as H.264 (yuv420p, playable everywhere). Odd sizes are padded by one pixel."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3); got {frames.dtype} {frames.shape}")
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    tmp = path.with_name(path.name + ".part")
+    with av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=int(fps))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)
+    return path
+
+
+def write_frames(frames: np.ndarray, folder: str | Path, start: int = 0) -> list[Path]:
+    """Write frames as numbered PNGs (frame_000000.png, ...)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(frames, start=start):
+        target = folder / f"frame_{i:06d}.png"
+        Image.fromarray(frame).save(target)
+        paths.append(target)
+    return paths
+
+
+def to_model_pixels(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """uint8 (T, H, W, 3) → float (1, 3, T, height, width) in [−1, 1]; resized to cover, then centre-cropped.
+
+    Scaled as x/255·2 − 1 like diffusers' processors, so equal inputs give equal latents.
+    """
+    video = torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0  # (T, H, W, 3)
+    video = video.permute(0, 3, 1, 2)  # (T, 3, H, W)
+    h, w = video.shape[-2:]
+    if (h, w) != (height, width):
+        scale = max(height / h, width / w)
+        new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
+        video = F.interpolate(video, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+        top, left = (new_h - height) // 2, (new_w - width) // 2
+        video = video[:, :, top : top + height, left : left + width].clamp(0, 1)
+    return (2.0 * video - 1.0).permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """Decoded pixels (1, 3, T, H, W) in [−1, 1] → uint8 (T, H, W, 3)."""
+    frames = (video[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0)
+    return (frames * 255).round().to(torch.uint8).cpu().numpy()
