@@ -194,7 +194,8 @@ class HeliosPipeline:
         ``preset``/``steps``/``guidance_scale``/``shift_convention`` override the pipeline's sampler.
         """
         settings = self._sampler_settings(preset, steps, guidance_scale, shift_convention)
-        height, width = height or self.height, width or self.width
+        height = self.height if height is None else height
+        width = self.width if width is None else width
         self._check_size(height, width, settings)
         if image is not None and video is not None:
             raise ValueError("give either an image (I2V) or a video (V2V), not both")

@@ -1,0 +1,180 @@
+"""Pipeline behaviour on a tiny real model: streaming, lengths, prompt schedules, live updates,
+adaptive sampling and input errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helios import PromptChange
+from helios.config import sampler_preset
+from helios.generation import output_frame_count
+from helios.generation.drift import DriftMonitor, DriftSettings
+
+from .fixtures import tiny_pipeline
+
+FAST = dict(steps=1)  # one DMD step per stage keeps the CPU tests quick
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    return tiny_pipeline(tmp_path_factory.mktemp("pipe"))
+
+
+def record_text_embeddings(pipeline, monkeypatch):
+    """Capture the text embedding of every transformer call."""
+    seen = []
+    forward = pipeline.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["encoder_hidden_states"].clone())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.transformer, "forward", spy)
+    return seen
+
+
+def test_generate_equals_concatenated_stream(pipeline):
+    video = pipeline.generate("a blue square", num_frames=70, seed=4, **FAST)
+    chunks = list(pipeline.stream("a blue square", num_frames=70, seed=4, **FAST))
+    assert [c.index for c in chunks] == [0, 1, 2]
+    assert np.array_equal(video.frames, np.concatenate([c.frames for c in chunks]))
+    assert torch.equal(video.latents, torch.cat([c.latents for c in chunks], dim=2))
+    assert [c.first_frame for c in chunks] == [0, 33, 66]
+    assert all(c.generation_seconds > 0 for c in chunks)
+    assert chunks[0].since_start_seconds < chunks[1].since_start_seconds < chunks[2].since_start_seconds
+
+
+def test_same_seed_same_video_other_seed_other_video(pipeline):
+    a = pipeline.generate("x", num_frames=33, seed=1, **FAST)
+    b = pipeline.generate("x", num_frames=33, seed=1, **FAST)
+    c = pipeline.generate("x", num_frames=33, seed=2, **FAST)
+    assert np.array_equal(a.frames, b.frames)
+    assert not torch.equal(a.latents, c.latents)
+
+
+@pytest.mark.parametrize("requested, chunks, returned", [(1, 1, 33), (33, 1, 33), (50, 2, 65), (231, 7, 229), (240, 8, 261)])
+def test_output_length_rule(requested, chunks, returned):
+    assert output_frame_count(requested) == returned
+    assert returned == (chunks * 33 - 1) // 4 * 4 + 1
+
+
+@pytest.mark.parametrize("requested", [1, 50, 231])
+def test_any_length_works(pipeline, requested):
+    video = pipeline.generate("x", num_frames=requested, seed=0, **FAST)
+    assert video.frames.shape == (output_frame_count(requested), 64, 64, 3)
+    assert video.latents.shape[2] == 9 * len(video.chunks)
+    assert video.fps == 24
+
+
+def test_stream_until_stopped(pipeline):
+    stream = pipeline.stream("x", num_frames=None, seed=0, **FAST)
+    received = []
+    for chunk in stream:
+        received.append(chunk.index)
+        if chunk.index == 3:
+            stream.stop()
+    assert received == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="finite num_frames"):
+        pipeline.generate("x", num_frames=None)
+
+
+def test_prompt_schedule_interpolates_and_holds_the_last_prompt(pipeline, monkeypatch):
+    text = pipeline.text_encoder
+    a, b = text.embedding("first"), text.embedding("second")
+    seen = record_text_embeddings(pipeline, monkeypatch)
+    schedule = [PromptChange(0, "first"), PromptChange(2, "second", transition=2)]
+    video = pipeline.generate(prompts=schedule, num_frames=33 * 5, seed=0, **FAST)
+    weights = [(c.prompt, c.prompt_weight) for c in video.chunks]
+    assert weights == [("first", 1.0), ("first", 1.0), ("second", 0.5), ("second", 1.0), ("second", 1.0)]
+    calls_per_chunk = [6, 3, 3, 3, 3]  # one step per stage; chunk 0 is amplified to two
+    starts = np.cumsum([0] + calls_per_chunk)
+    per_chunk = [seen[s] for s in starts[:-1]]
+    assert torch.equal(per_chunk[0], a) and torch.equal(per_chunk[1], a)
+    assert torch.allclose(per_chunk[2], torch.lerp(a, b, 0.5))
+    assert torch.equal(per_chunk[3], b) and torch.equal(per_chunk[4], b)  # past the schedule: last prompt, not the first
+
+
+def test_live_prompt_update_takes_effect_at_the_next_chunk(pipeline, monkeypatch):
+    text = pipeline.text_encoder
+    seen = record_text_embeddings(pipeline, monkeypatch)
+    stream = pipeline.stream("first", num_frames=33 * 3, seed=0, **FAST)
+    prompts = []
+    for chunk in stream:
+        prompts.append(chunk.prompt)
+        if chunk.index == 0:
+            assert stream.update_prompt("second", transition=1) == 1
+    assert prompts == ["first", "second", "second"]
+    assert torch.equal(seen[6], text.embedding("second"))  # the first call of chunk 1
+
+
+def test_cfg_zero_init_skips_the_forwards_it_zeroes(tmp_path):
+    pipe = tiny_pipeline(tmp_path, sampler="helios-mid")
+    sampler_calls = []
+    original = pipe.transformer.forward
+    pipe.transformer.forward = lambda *a, **k: sampler_calls.append(1) or original(*a, **k)
+    pipe.generate("x", num_frames=33, seed=0, steps=2)
+    # Stage 0 steps 0 and 1 are zeroed by CFG-Zero* zero-init: only stages 1 and 2 run, twice (CFG).
+    assert len(sampler_calls) == 2 * (2 + 2)
+
+
+def test_adaptive_sampling_corrupts_history_not_output(pipeline):
+    plain = pipeline.generate("x", num_frames=33 * 3, seed=0, **FAST)
+    always = DriftSettings(delta_mu=-1.0, delta_sigma=-1.0, corrupt_strength=0.5)
+    never = DriftSettings(delta_mu=1e9, delta_sigma=1e9)
+    flagged = pipeline.generate("x", num_frames=33 * 3, seed=0, adaptive=always, **FAST)
+    quiet = pipeline.generate("x", num_frames=33 * 3, seed=0, adaptive=never, **FAST)
+    assert [c.drift for c in flagged.chunks] == [False, True, True]
+    assert [c.drift for c in quiet.chunks] == [False, False, False]
+    assert torch.equal(quiet.latents, plain.latents)
+    # Chunk 1 drifted: its *output* is untouched, only chunk 2 (which reads it as history) changes.
+    assert torch.equal(flagged.latents[:, :, :18], plain.latents[:, :, :18])
+    assert not torch.allclose(flagged.latents[:, :, 18:], plain.latents[:, :, 18:])
+
+
+def test_drift_monitor_triggers_on_injected_drift_only():
+    monitor = DriftMonitor(DriftSettings())
+    generator = torch.Generator().manual_seed(0)
+    steady = [torch.randn(1, 16, 9, 32, 32, generator=generator) for _ in range(5)]
+    assert [monitor.observe(x) for x in steady] == [False] * 5
+    drifted = 1.5 * torch.randn(1, 16, 9, 32, 32, generator=generator) + 0.4
+    assert monitor.observe(drifted) is True
+    # Shifted mean alone (variance unchanged) is not drift: both conditions are required (eq. 19).
+    monitor = DriftMonitor(DriftSettings())
+    for x in steady:
+        monitor.observe(x)
+    assert monitor.observe(steady[0] + 0.4) is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(height=100), "height 100 must be a positive multiple of 64"),
+        (dict(width=0), "width 0 must be a positive multiple of 64"),
+        (dict(num_frames=0), "num_frames must be at least 1"),
+        (dict(image=np.zeros((64, 64, 3), np.uint8), video=np.zeros((33, 64, 64, 3), np.uint8)), "either an image"),
+        (dict(video=np.zeros((20, 64, 64, 3), np.uint8)), "video-to-video needs at least 33"),
+        (dict(image="/nonexistent/picture.png"), "image not found: /nonexistent/picture.png"),
+        (dict(image=np.zeros((64, 64, 3), np.float32)), "must be uint8"),
+        (dict(steps=[1, 1]), "steps needs 3 values"),
+        (dict(preset="helios-ultra"), "unknown preset 'helios-ultra'"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(pipeline, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.generate("x", **{"num_frames": 33, **kwargs})
+
+
+def test_empty_prompt_is_an_error(pipeline):
+    with pytest.raises(ValueError, match="prompt is empty"):
+        pipeline.generate("   ", num_frames=33)
+
+
+def test_presets_reproduce_the_released_settings():
+    base, mid, distilled = (sampler_preset(n) for n in ("helios-base", "helios-mid", "helios-distilled"))
+    assert (base.pyramid_steps, base.steps, base.guidance_scale, base.cfg_zero_star) == (None, 50, 5.0, False)
+    assert (mid.pyramid_steps, mid.guidance_scale, mid.cfg_zero_star, mid.zero_init_steps) == ((20, 20, 20), 5.0, True, 1)
+    assert (distilled.sampler, distilled.pyramid_steps, distilled.guidance_scale, distilled.amplify_first_chunk) == (
+        "dmd", (2, 2, 2), 1.0, True)
+    assert not distilled.uses_cfg and mid.uses_cfg
