@@ -63,3 +63,55 @@ def float64_block_noise_cholesky(matrix: torch.Tensor, gamma: float = 1 / 3) -> 
     assert torch.allclose(matrix.double(), exact, atol=1e-6), "not the block-noise covariance"
     exact += torch.eye(n, dtype=torch.float64) * 1e-8
     return torch.linalg.cholesky(exact).to(matrix.dtype)
+
+
+WORDS = "a an the red green blue yellow circle square triangle moves left right up down fast slow on black white background".split()
+
+
+def tiny_tokenizer():
+    """A word-level tokenizer in the T5 layout (pad 0, eos 1, unk 2), built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def tiny_umt5(seed: int = 0):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    config = UMT5Config(
+        vocab_size=64, d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, relative_attention_max_distance=16, feed_forward_proj="gated-gelu",
+        dense_act_fn="gelu_new", is_gated_act=True, pad_token_id=0, eos_token_id=1,
+    )
+    return UMT5EncoderModel(config).eval()
+
+
+def tiny_model_folder(root, distilled: bool = True, seed: int = 0):
+    """A complete diffusers-layout Helios folder with tiny random weights (what a user downloads, shrunk)."""
+    import json
+
+    from diffusers import HeliosDMDScheduler, HeliosScheduler
+
+    root.mkdir(parents=True, exist_ok=True)
+    build_reference(seed=seed).save_pretrained(root / "transformer")
+    tiny_vae(seed).save_pretrained(root / "vae")
+    tiny_umt5(seed).save_pretrained(root / "text_encoder")
+    tiny_tokenizer().save_pretrained(root / "tokenizer")
+    if distilled:
+        HeliosDMDScheduler(use_dynamic_shifting=True).save_pretrained(root / "scheduler")
+    else:
+        HeliosScheduler(stages=3, use_dynamic_shifting=True).save_pretrained(root / "scheduler")
+    (root / "model_index.json").write_text(json.dumps({
+        "_class_name": "HeliosPyramidPipeline", "_diffusers_version": "0.42.1",
+        "is_distilled": distilled, "is_cfg_zero_star": not distilled,
+        "scheduler": ["diffusers", "HeliosDMDScheduler" if distilled else "HeliosScheduler"],
+        "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+        "transformer": ["diffusers", "HeliosTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"],
+    }))
+    return root

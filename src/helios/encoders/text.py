@@ -36,6 +36,9 @@ class UMT5TextEncoder:
     @classmethod
     def from_pretrained(cls, root: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu"):
         from transformers import AutoTokenizer, UMT5EncoderModel
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # our CLI prints its own progress; keep stderr for errors
 
         root = Path(root)
         for sub in ("tokenizer", "text_encoder"):

@@ -26,6 +26,9 @@ class WanVideoCodec:
     @classmethod
     def from_pretrained(cls, root: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
         from diffusers import AutoencoderKLWan
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
 
         folder = Path(root) / "vae"
         if not folder.is_dir():

@@ -1,0 +1,120 @@
+"""Command line: ``helios generate | ...``. Thin: parses, then calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+class UsageError(ValueError):
+    """A bad command-line value; printed as one line."""
+
+
+def _steps(text: str) -> int | list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps must be a number or a comma list like 2,2,2 (got {text!r})") from None
+    return values[0] if len(values) == 1 else values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helios", description="Helios: real-time long video generation")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="generate a video from text, an image or a video")
+    gen.add_argument("--model", help="Helios model folder (diffusers layout); default: the embedded default model")
+    what = gen.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt", help="the text prompt")
+    what.add_argument("--prompts", metavar="FILE", help="prompt schedule: .json, .csv or one prompt per line (see docs)")
+    gen.add_argument("--negative-prompt", default="", help="negative prompt (CFG presets only)")
+    source = gen.add_mutually_exclusive_group()
+    source.add_argument("--image", help="image to continue from (I2V)")
+    source.add_argument("--video", help="video to continue (V2V)")
+    gen.add_argument("--frames", type=int, default=132, help="frames to generate (rounded up to 33-frame chunks)")
+    gen.add_argument("--preset", choices=["helios-base", "helios-mid", "helios-distilled"], help="sampler preset")
+    gen.add_argument("--steps", type=_steps, help="steps (one number, or one per pyramid stage: 2,2,2)")
+    gen.add_argument("--guidance", type=float, help="guidance scale")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--transition", type=int, default=3, help="chunks over which scheduled prompts blend")
+    gen.add_argument("--adaptive", action="store_true", help="adaptive sampling against drift (paper §3.5)")
+    gen.add_argument("--shift-convention", choices=["diffusers", "official"], help="per-stage dynamic-shift mu")
+    gen.add_argument("--out", default="outputs/helios.mp4", help="output MP4 (H.264, 24 fps)")
+    gen.add_argument("--frames-dir", help="also write every frame as PNG into this folder")
+    gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    gen.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weights/activations of a model folder")
+    return parser
+
+
+def _progress(index: int, total: int | None, seconds: float, stream=sys.stderr) -> None:
+    width = 24
+    if total:
+        filled = int(width * (index + 1) / total)
+        bar = "█" * filled + "·" * (width - filled)
+        stream.write(f"\rchunk {index + 1}/{total} |{bar}| {seconds:.2f} s/chunk")
+    else:
+        stream.write(f"\rchunk {index + 1} | {seconds:.2f} s/chunk")
+    stream.flush()
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .generation import HeliosPipeline
+    from .generation.prompts import read_prompt_file
+    from .media import write_frames, write_mp4
+
+    if args.frames < 1:
+        raise UsageError(f"--frames must be at least 1, got {args.frames}")
+    schedule = read_prompt_file(args.prompts, default_transition=args.transition) if args.prompts else None
+    pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=args.device)
+    started = time.perf_counter()
+    stream = pipeline.stream(
+        args.prompt, prompts=schedule, negative_prompt=args.negative_prompt, num_frames=args.frames,
+        height=args.height, width=args.width, image=args.image, video=args.video, seed=args.seed,
+        preset=args.preset, steps=args.steps, guidance_scale=args.guidance,
+        shift_convention=args.shift_convention, adaptive=args.adaptive,
+    )
+    total = -(-args.frames // 33)
+    frames, first_chunk = [], None
+    for chunk in stream:
+        first_chunk = first_chunk or chunk.since_start_seconds
+        frames.append(chunk.frames)
+        if args.frames_dir:
+            write_frames(chunk.frames, args.frames_dir, start=chunk.first_frame)
+        _progress(chunk.index, total, chunk.generation_seconds)
+    sys.stderr.write("\n")
+    video = np.concatenate(frames)
+    write_mp4(video, args.out, pipeline.fps)
+    elapsed = time.perf_counter() - started
+    print(
+        f"wrote {args.out}: {len(video)} frames ({len(video) / pipeline.fps:.1f} s at {pipeline.fps} fps) "
+        f"in {elapsed:.1f} s — {len(video) / elapsed:.2f} FPS, first chunk after {first_chunk:.2f} s"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .generation.loading import ModelFolderError
+    from .media import MediaError
+    from .model.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    handlers = {"generate": run_generate}
+    try:
+        return handlers[args.command](args)
+    except (UsageError, MediaError, CheckpointError, ModelFolderError, FileNotFoundError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"helios: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""``helios generate`` end to end on a tiny model folder: a playable MP4 with the right frame count,
+and one clear error line for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helios.media import read_video
+
+from ..generation.fixtures import tiny_model_folder
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_model_folder(tmp_path_factory.mktemp("cli") / "Helios-Tiny")
+
+
+def helios(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "helios.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_generate_writes_a_playable_mp4_and_frames(model, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = helios("generate", "--model", model, "--prompt", "a red circle moves right", "--frames", 40,
+                    "--height", 64, "--width", 64, "--steps", 1, "--dtype", "fp32", "--device", "cpu",
+                    "--out", out, "--frames-dir", tmp_path / "png")
+    assert result.returncode == 0, result.stderr
+    frames, fps = read_video(out)
+    assert frames.shape == (65, 64, 64, 3) and fps == 24
+    assert len(list((tmp_path / "png").glob("frame_*.png"))) == 65
+    assert "chunk 2/2" in result.stderr
+    assert "wrote" in result.stdout and "65 frames" in result.stdout and "FPS" in result.stdout
+
+
+def test_prompt_schedule_file(model, tmp_path):
+    schedule = tmp_path / "prompts.json"
+    schedule.write_text(json.dumps([{"prompt": "a red circle", "frame": 0}, {"prompt": "a blue square", "frame": 33}]))
+    result = helios("generate", "--model", model, "--prompts", schedule, "--frames", 66, "--height", 64, "--width", 64,
+                    "--steps", 1, "--dtype", "fp32", "--device", "cpu", "--out", tmp_path / "s.mp4")
+    assert result.returncode == 0, result.stderr
+    assert read_video(tmp_path / "s.mp4")[0].shape[0] == 65
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "/nowhere/model", "--prompt", "x"], "model folder not found: /nowhere/model"),
+        (["--prompt", "x", "--height", "100", "--width", "64"], "height 100 must be a positive multiple of 64"),
+        (["--prompt", "x", "--image", "/nowhere/image.png"], "image not found: /nowhere/image.png"),
+        (["--prompts", "/nowhere/prompts.json"], "prompt file not found"),
+        (["--prompt", "x", "--frames", "0"], "--frames must be at least 1"),
+    ],
+)
+def test_errors_are_one_clear_line(model, tmp_path, args, message):
+    if "--model" not in args:
+        args = ["--model", str(model), *args]
+    result = helios("generate", *args, "--device", "cpu", "--dtype", "fp32", "--out", tmp_path / "x.mp4")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("helios: error: ") and message in lines[0], result.stderr
+
+
+def test_bad_prompt_file_is_one_clear_line(model, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"prompt": "a", "frame": 0}, {"prompt": "b", "frame": "soon"}]))
+    result = helios("generate", "--model", model, "--prompts", bad, "--device", "cpu", "--out", tmp_path / "x.mp4")
+    assert result.returncode == 2
+    assert "entry 2 has a non-integer chunk, frame or transition" in result.stderr

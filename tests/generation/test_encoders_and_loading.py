@@ -1,0 +1,107 @@
+"""UMT5 and Wan VAE adapters against diffusers, and loading a diffusers-layout model folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from helios import HeliosPipeline
+from helios.encoders import TextEncoder, VideoCodec
+from helios.encoders.text import UMT5TextEncoder, clean_prompt
+from helios.encoders.video import WanVideoCodec
+from helios.generation.loading import ModelFolderError, sampler_from_configs
+
+from .fixtures import tiny_model_folder, tiny_tokenizer, tiny_umt5, tiny_vae
+
+
+def test_umt5_embeddings_match_diffusers():
+    from diffusers import HeliosPyramidPipeline
+
+    tokenizer, model = tiny_tokenizer(), tiny_umt5()
+    prompts = ["a red circle moves left", "  the   blue square &amp; on white background  "]
+    reference = HeliosPyramidPipeline(tokenizer, model, None, None, None)
+    expected = reference._get_t5_prompt_embeds(prompts, max_sequence_length=16, device=torch.device("cpu"))[0]
+    ours = UMT5TextEncoder(tokenizer, model, max_length=16).encode(prompts)
+    assert ours.shape == (2, 16, 32)
+    assert (ours - expected).abs().max().item() < 1e-5  # diffusers runs with autograd on, we without
+    assert ours[0, 6:].abs().sum() == 0 and ours[0, :6].abs().sum() > 0  # 5 words + eos, then zeros
+
+
+def test_prompt_cleaning():
+    assert clean_prompt("  a&amp;amp;b \n\t c ") == "a&b c"
+
+
+def test_wan_codec_geometry_and_normalisation():
+    vae = tiny_vae()
+    codec = WanVideoCodec(vae)
+    assert isinstance(codec, VideoCodec)
+    video = torch.rand(1, 3, 33, 64, 64) * 2 - 1
+    latents = codec.encode(video, torch.Generator().manual_seed(0))
+    assert latents.shape == (1, 16, 9, 8, 8)
+    raw = vae.encode(video).latent_dist.sample(generator=torch.Generator().manual_seed(0))
+    mean = torch.tensor(vae.config.latents_mean).view(1, 16, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, 16, 1, 1, 1)
+    assert torch.allclose(latents, (raw - mean) / std, atol=1e-5)
+    decoded = codec.decode(latents)
+    assert decoded.shape == (1, 3, 33, 64, 64)
+    assert torch.allclose(decoded, vae.decode(raw).sample, atol=1e-5)
+
+
+def test_pipeline_folder_loads_in_ours_and_in_diffusers(tmp_path):
+    from diffusers import HeliosPyramidPipeline
+
+    folder = tiny_model_folder(tmp_path / "Helios-Tiny")
+    ours = HeliosPipeline.from_pretrained(folder, dtype=torch.float32, device="cpu")
+    assert isinstance(ours.text_encoder, TextEncoder)
+    assert ours.sampler.name == "helios-distilled" and ours.sampler.shift.kind == "linear"
+    theirs = HeliosPyramidPipeline.from_pretrained(folder)
+    ours_weights = dict(ours.transformer.named_parameters())
+    for name, param in theirs.transformer.named_parameters():
+        assert torch.equal(ours_weights[name], param), name
+    ours.height = ours.width = 64
+    video = ours.generate("a red circle moves right", num_frames=33, steps=1)
+    assert video.frames.shape == (33, 64, 64, 3)
+
+
+def test_mid_folder_gets_the_mid_sampler(tmp_path):
+    folder = tiny_model_folder(tmp_path / "Helios-Tiny-Mid", distilled=False)
+    pipe = HeliosPipeline.from_pretrained(folder, dtype=torch.float32, device="cpu")
+    assert pipe.sampler.name == "helios-mid" and pipe.sampler.cfg_zero_star
+
+
+def test_sampler_from_configs_reads_the_scheduler_shift():
+    settings = sampler_from_configs(
+        {"_class_name": "HeliosPyramidPipeline", "is_distilled": True},
+        {"use_dynamic_shifting": False, "scheduler_type": "dmd"},
+    )
+    assert settings.sampler == "dmd" and settings.shift.kind is None
+    base = sampler_from_configs({"_class_name": "HeliosPipeline"}, {"stages": 1, "use_dynamic_shifting": True,
+                                                                    "time_shift_type": "exponential"})
+    assert base.pyramid_steps is None and base.shift.kind == "exponential"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: (root / "model_index.json").unlink(), "model_index.json is missing"),
+        (lambda root: __import__("shutil").rmtree(root / "vae"), "lacks vae/"),
+        (lambda root: (root / "model_index.json").write_text("{not json"), "model_index.json: not valid JSON"),
+    ],
+)
+def test_broken_model_folders_are_clear_errors(tmp_path, damage, message):
+    folder = tiny_model_folder(tmp_path / "m")
+    damage(folder)
+    with pytest.raises(ModelFolderError, match=message):
+        HeliosPipeline.from_pretrained(folder, device="cpu")
+
+
+def test_missing_folder_and_missing_default_model(tmp_path):
+    with pytest.raises(ModelFolderError, match="model folder not found"):
+        HeliosPipeline.from_pretrained(tmp_path / "nope", device="cpu")
+
+
+def test_scheduler_config_written_by_diffusers_is_json(tmp_path):
+    folder = tiny_model_folder(tmp_path / "m")
+    assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == "HeliosDMDScheduler"

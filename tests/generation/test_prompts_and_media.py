@@ -1,0 +1,60 @@
+"""Prompt schedule files and media I/O."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helios.generation.prompts import PromptChange, read_prompt_file
+from helios.media import MediaError, read_image, read_video, write_mp4
+
+
+def test_json_csv_and_text_schedules(tmp_path):
+    (tmp_path / "p.json").write_text(json.dumps([{"prompt": "a", "frame": 0}, {"prompt": "b", "frame": 70, "transition": 2}]))
+    (tmp_path / "p.csv").write_text("prompt,chunk\na,0\nb,2\n")
+    (tmp_path / "p.txt").write_text("a\n\nb\n")
+    assert read_prompt_file(tmp_path / "p.json") == [PromptChange(0, "a", 3), PromptChange(2, "b", 2)]
+    assert read_prompt_file(tmp_path / "p.csv", default_transition=1) == [PromptChange(0, "a", 1), PromptChange(2, "b", 1)]
+    assert read_prompt_file(tmp_path / "p.txt") == [PromptChange(0, "a", 3), PromptChange(1, "b", 3)]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[]", "no prompts"),
+        ("{broken", "not valid JSON"),
+        ('{"prompt": "a"}', "expected a JSON list"),
+        ('[{"prompt": "a", "frame": 33}]', "the first prompt must start at frame 0"),
+        ('[{"prompt": "a", "frame": 0}, {"prompt": "b", "frame": 0}]', "entry 2 must start after entry 1"),
+        ('[{"prompt": "", "frame": 0}]', "entry 1 has no prompt"),
+        ('[{"prompt": "a", "frame": 0}, {"prompt": "b"}]', "entry 2 needs a 'frame' or 'chunk'"),
+    ],
+)
+def test_bad_schedule_files(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_prompt_file(path)
+
+
+def test_mp4_round_trip(tmp_path):
+    frames = np.zeros((10, 48, 64, 3), np.uint8)
+    frames[:, :, :32] = [200, 30, 30]
+    frames[:, :, 32:] = [20, 40, 220]
+    path = write_mp4(frames, tmp_path / "v.mp4", fps=24)
+    back, fps = read_video(path)
+    assert back.shape == frames.shape and fps == 24
+    assert np.abs(back.astype(int) - frames.astype(int)).mean() < 4
+
+
+def test_unreadable_media(tmp_path):
+    (tmp_path / "not_a_video.mp4").write_bytes(b"hello")
+    (tmp_path / "not_an_image.png").write_bytes(b"hello")
+    with pytest.raises(MediaError, match="cannot read video .*not_a_video.mp4"):
+        read_video(tmp_path / "not_a_video.mp4")
+    with pytest.raises(MediaError, match="cannot read image .*not_an_image.png"):
+        read_image(tmp_path / "not_an_image.png")
+    with pytest.raises(MediaError, match="video not found"):
+        read_video(tmp_path / "missing.mp4")
