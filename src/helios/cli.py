@@ -49,7 +49,46 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--frames-dir", help="also write every frame as PNG into this folder")
     gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     gen.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weights/activations of a model folder")
+
+    train = commands.add_parser("train", help="train or fine-tune (stage 1 Base, stage 2 Mid); torchrun for several GPUs")
+    train.add_argument("--config", required=True, help="training config (.json or .yaml)")
+    train.add_argument("--max-steps", type=int, help="stop at this step (default: the config's)")
+    train.add_argument("--export", help="write the trained transformer (LoRA merged, EMA if kept) to this folder")
+
+    off = commands.add_parser("offload", help="precompute per-chunk latents and caption embeddings for training")
+    off.add_argument("--manifest", required=True, help="JSON list of {path, cap} (paths relative to it)")
+    off.add_argument("--out", required=True, help="output folder of shards")
+    off.add_argument("--model", help="Helios model folder (Wan VAE + UMT5); default: the embedded default model's codec and encoder")
+    off.add_argument("--height", type=int, default=128)
+    off.add_argument("--width", type=int, default=192)
+    off.add_argument("--device", help="cpu, cuda, ...")
     return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig
+    from .training.trainer import Trainer
+
+    trainer = Trainer(TrainConfig.from_file(args.config))
+    records = trainer.train(max_steps=args.max_steps)
+    if args.export:
+        trainer.export(args.export)
+    if trainer.rank == 0 and records:
+        print(f"trained to step {trainer.step}: loss {records[-1]['loss']:.4f}; checkpoints in {trainer.out}")
+    return 0
+
+
+def run_offload(args: argparse.Namespace) -> int:
+    import torch
+
+    from .generation import HeliosPipeline
+    from .training.offload import offload
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline = HeliosPipeline.from_pretrained(args.model, dtype=torch.float32, device=device)
+    out = offload(args.manifest, args.out, pipeline.codec, pipeline.text_encoder, args.height, args.width)
+    print(f"wrote shards to {out}")
+    return 0
 
 
 def _progress(index: int, total: int | None, seconds: float, stream=sys.stderr) -> None:
@@ -107,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     from .model.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    handlers = {"generate": run_generate}
+    handlers = {"generate": run_generate, "train": run_train, "offload": run_offload}
     try:
         return handlers[args.command](args)
     except (UsageError, MediaError, CheckpointError, ModelFolderError, FileNotFoundError, ValueError) as exc:

@@ -215,3 +215,127 @@ def sampler_preset(name: str) -> SamplerSettings:
         return SAMPLER_PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(SAMPLER_PRESETS))}") from None
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+@dataclass(frozen=True)
+class CorruptionSettings:
+    """Frame-Aware Corrupt (paper §3.2.3) and the saturation augmentation, per history frame.
+
+    With probability ``clean_prob`` a sample's history is left alone; otherwise every history frame
+    (and, separately, the anchor) independently draws one mode with the given probabilities.
+    """
+
+    clean_prob: float = 0.1
+    noise_prob: float = 0.55  # x ← σ·ε + (1 − σ)·x, σ ~ U(noise_sigma)
+    noise_sigma: tuple[float, float] = (0.0, 1 / 3)
+    exposure_prob: float = 0.15  # x ← a·x, a ~ U(exposure_range)
+    exposure_range: tuple[float, float] = (0.8, 1.2)
+    downsample_prob: float = 0.15  # bilinear down to a factor ~ U(downsample_range), then back up
+    downsample_range: tuple[float, float] = (0.5, 0.9)
+    # the rest of the probability mass keeps the frame clean
+    saturation_prob: float = 0.0  # per sample: scale deviations from the channel mean (official stage 3: 0.9)
+    saturation_range: tuple[float, float] = (0.3, 1.7)
+
+    def __post_init__(self) -> None:
+        total = self.noise_prob + self.exposure_prob + self.downsample_prob
+        if total > 1 + 1e-9 or min(self.noise_prob, self.exposure_prob, self.downsample_prob, self.clean_prob) < 0:
+            raise ValueError(f"corruption mode probabilities must be ≥ 0 and sum to ≤ 1, got {total}")
+
+
+@dataclass(frozen=True)
+class HistoryDropSettings:
+    """Random history drop that teaches T2V / I2V / V2V from one data format (official §3.3)."""
+
+    t2v: float = 0.4  # no history, no anchor
+    i2v: float = 0.1  # anchor + only the newest frame
+    v2v: float = 0.4  # the oldest 1 + r·9 frames zeroed, r ~ U{0, 1, 2}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Stage 1 (Base) and stage 2 (Mid) differ only in ``stage`` and numbers."""
+
+    stage: int = 1
+    data: str = ""  # folder of offloaded shards (``helios offload``)
+    output_dir: str = "outputs/train"
+    transformer: str | dict = "tiny"  # a preset name, a config dict, or a transformer folder to start from
+    init_memory_patches: bool = True  # average-pool copies of patch_embedding, after loading weights
+    lora_rank: int | None = None  # None: full fine-tuning
+    lora_alpha: int | None = None
+    train_memory_patches: bool = True  # memory patches fully trained beside LoRA (official stage 1)
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-4
+    adam_eps: float = 1e-8
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    batch_size: int = 2
+    max_steps: int = 100
+    seed: int = 0
+    mixed_precision: str = "no"  # "bf16" | "no"
+    gradient_checkpointing: bool = False
+    ema_decay: float | None = None
+    ema_start: int = 0
+    logit_normal: tuple[float, float] = (0.0, 1.0)  # stage-1 timestep sampling (mean, std)
+    pyramid_sample_ratios: tuple[int, ...] = (1, 1, 1)  # stage 2: samples per pyramid stage per step
+    history: HistorySettings = HistorySettings()
+    corruption: CorruptionSettings = CorruptionSettings()
+    history_drop: HistoryDropSettings = HistoryDropSettings()
+    log_every: int = 10
+    checkpoint_every: int = 50
+    distributed: str = "none"  # "none" | "ddp" | "fsdp" (launch with torchrun)
+
+    def __post_init__(self) -> None:
+        if self.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 (Base) or 2 (Mid), got {self.stage}")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        if self.distributed not in ("none", "ddp", "fsdp"):
+            raise ValueError(f"distributed must be 'none', 'ddp' or 'fsdp', got {self.distributed!r}")
+        if (self.lora_rank is None) != (self.lora_alpha is None) and self.lora_alpha is not None:
+            raise ValueError("lora_alpha needs lora_rank")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        nested = {"history": HistorySettings, "corruption": CorruptionSettings, "history_drop": HistoryDropSettings}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        values = dict(data)
+        for key, kind in nested.items():
+            if isinstance(values.get(key), dict):
+                inner_known = {f.name for f in dataclasses.fields(kind)}
+                bad = sorted(set(values[key]) - inner_known)
+                if bad:
+                    raise ValueError(f"unknown {key} keys: {', '.join(bad)}")
+                values[key] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()})
+        for key in ("betas", "logit_normal", "pyramid_sample_ratios"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"training config not found: {path}")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a training config is a mapping of settings")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

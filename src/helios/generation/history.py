@@ -14,50 +14,62 @@ from ..config import HistorySettings
 from ..encoders.protocols import VideoCodec
 
 
+def window_split(settings: HistorySettings) -> tuple[int, int, int]:
+    """Frames of the long, mid and short-newest parts of the window."""
+    long, mid, newest = settings.sizes
+    # Without an anchor the short part holds the two newest frames.
+    return (long, mid, newest if settings.keep_first_frame else newest + 1)
+
+
+def window_indices(settings: HistorySettings) -> dict[str, torch.Tensor]:
+    """The fixed, window-relative RoPE frame indices (paper §3.2.1), as (1, n) rows."""
+    chunk = settings.chunk_latent_frames
+    long, mid, newest = window_split(settings)
+    total = long + mid + newest
+    if settings.keep_first_frame:
+        prefix, long_i, mid_i, newest_i, current = torch.arange(1 + total + chunk).split([1, long, mid, newest, chunk])
+        short = torch.cat([prefix, newest_i])
+    else:
+        long_i, mid_i, short, current = torch.arange(total + chunk).split([long, mid, newest, chunk])
+    return {
+        "indices_hidden_states": current[None],
+        "indices_latents_history_short": short[None],
+        "indices_latents_history_mid": mid_i[None],
+        "indices_latents_history_long": long_i[None],
+    }
+
+
+def history_kwargs(window: torch.Tensor, anchor: torch.Tensor | None, settings: HistorySettings,
+                   dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The transformer's history keyword arguments from the newest window frames (B, C, ≥n, h, w)
+    and the anchor (B, C, 1, h, w; None = zeros). Used by inference and training alike."""
+    split = window_split(settings)
+    long, mid, newest = window[:, :, -sum(split) :].split(split, dim=2)
+    if settings.keep_first_frame:
+        prefix = anchor if anchor is not None else torch.zeros_like(newest[:, :, :1])
+        short = torch.cat([prefix.to(newest.dtype), newest], dim=2)
+    else:
+        short = newest
+    return {
+        **{k: v.to(window.device) for k, v in window_indices(settings).items()},
+        "latents_history_short": short.to(dtype),
+        "latents_history_mid": mid.to(dtype),
+        "latents_history_long": long.to(dtype),
+    }
+
+
 class HistoryWindow:
+    """The rolling buffer of clean latents of one generation, with its anchor."""
+
     def __init__(self, settings: HistorySettings, batch: int, channels: int, height: int, width: int, device):
         self.settings = settings
-        long, mid, newest = settings.sizes
-        if not settings.keep_first_frame:
-            newest += 1  # without an anchor the short part holds the two newest frames
-        self.split = (long, mid, newest)
-        self.length = long + mid + newest
+        self.length = sum(window_split(settings))
         self.buffer = torch.zeros(batch, channels, self.length, height, width, device=device, dtype=torch.float32)
         self.anchor: torch.Tensor | None = None  # (B, C, 1, H, W)
         self.generated = 0  # latent frames that count as real history (I2V/V2V inputs included)
-        self.indices = self._indices()
-
-    def _indices(self) -> dict[str, torch.Tensor]:
-        chunk = self.settings.chunk_latent_frames
-        long, mid, newest = self.split
-        if self.settings.keep_first_frame:
-            prefix, long_i, mid_i, newest_i, current = torch.arange(1 + self.length + chunk).split(
-                [1, long, mid, newest, chunk]
-            )
-            short = torch.cat([prefix, newest_i])
-        else:
-            long_i, mid_i, short, current = torch.arange(self.length + chunk).split([long, mid, newest, chunk])
-        return {
-            "indices_hidden_states": current[None],
-            "indices_latents_history_short": short[None],
-            "indices_latents_history_mid": mid_i[None],
-            "indices_latents_history_long": long_i[None],
-        }
 
     def transformer_inputs(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """History latents and indices as the transformer's keyword arguments."""
-        long, mid, newest = self.buffer[:, :, -self.length :].split(self.split, dim=2)
-        if self.settings.keep_first_frame:
-            prefix = self.anchor if self.anchor is not None else torch.zeros_like(newest[:, :, :1])
-            short = torch.cat([prefix, newest], dim=2)
-        else:
-            short = newest
-        return {
-            **{k: v.to(self.buffer.device) for k, v in self.indices.items()},
-            "latents_history_short": short.to(dtype),
-            "latents_history_mid": mid.to(dtype),
-            "latents_history_long": long.to(dtype),
-        }
+        return history_kwargs(self.buffer, self.anchor, self.settings, dtype)
 
     def append(self, latents: torch.Tensor) -> None:
         self.buffer = torch.cat([self.buffer, latents], dim=2)

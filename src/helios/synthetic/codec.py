@@ -1,0 +1,141 @@
+"""A small video codec with the Wan VAE's geometry, trained on the synthetic world.
+
+1 + 4k frames → 1 + k latents of 16 channels at 1/8 the resolution, causal like the Wan VAE: latent
+0 sees only frame 0, latent j the frames 4j−3 … 4j. One 2-D conv network handles every latent
+position: the four frames of a group are stacked in channels (frame 0 is repeated four times).
+Latents are normalised with per-channel statistics measured after training, as Helios expects.
+Implements the ``VideoCodec`` protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+GROUP = 4  # temporal factor
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+def _encoder(channels: tuple[int, ...], latent: int) -> nn.Sequential:
+    c1, c2, c3 = channels
+    return nn.Sequential(
+        nn.Conv2d(3 * GROUP, c1, 3, padding=1), _ResBlock(c1),
+        nn.Conv2d(c1, c2, 4, stride=2, padding=1), _ResBlock(c2),
+        nn.Conv2d(c2, c3, 4, stride=2, padding=1), _ResBlock(c3),
+        nn.Conv2d(c3, c3, 4, stride=2, padding=1), _ResBlock(c3),
+        nn.SiLU(), nn.Conv2d(c3, latent, 3, padding=1),
+    )
+
+
+def _decoder(channels: tuple[int, ...], latent: int) -> nn.Sequential:
+    c1, c2, c3 = channels
+    return nn.Sequential(
+        nn.Conv2d(latent, c3, 3, padding=1), _ResBlock(c3),
+        nn.Upsample(scale_factor=2), nn.Conv2d(c3, c3, 3, padding=1), _ResBlock(c3),
+        nn.Upsample(scale_factor=2), nn.Conv2d(c3, c2, 3, padding=1), _ResBlock(c2),
+        nn.Upsample(scale_factor=2), nn.Conv2d(c2, c1, 3, padding=1), _ResBlock(c1),
+        nn.SiLU(), nn.Conv2d(c1, 3 * GROUP, 3, padding=1),
+    )
+
+
+class WorldCodec(nn.Module):
+    temporal_factor = GROUP
+    spatial_factor = 8
+
+    def __init__(self, latent_channels: int = 16, channels: tuple[int, int, int] = (32, 64, 96)):
+        super().__init__()
+        self.latent_channels = latent_channels
+        self.channels = tuple(channels)
+        self.encoder = _encoder(self.channels, latent_channels)
+        self.decoder = _decoder(self.channels, latent_channels)
+        self.register_buffer("latent_mean", torch.zeros(latent_channels))
+        self.register_buffer("latent_std", torch.ones(latent_channels))
+
+    # ---------------------------------------------------------------- geometry helpers
+
+    @staticmethod
+    def _groups(video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 1 + 4k, H, W) → (B·(1 + k), 12, H, W): frame 0 repeated, then groups of four."""
+        b, c, t, h, w = video.shape
+        if (t - 1) % GROUP:
+            raise ValueError(f"the codec needs 1 + 4k frames, got {t}")
+        first = video[:, :, :1].expand(b, c, GROUP, h, w)
+        groups = torch.cat([first, video[:, :, 1:]], dim=2)  # (B, 3, 4(1 + k), H, W)
+        groups = groups.reshape(b, c, -1, GROUP, h, w).permute(0, 2, 3, 1, 4, 5)
+        return groups.reshape(-1, GROUP * c, h, w)
+
+    @staticmethod
+    def _frames(groups: torch.Tensor, batch: int) -> torch.Tensor:
+        """Inverse of :meth:`_groups`; the first group contributes its last frame."""
+        n, _, h, w = groups.shape
+        video = groups.reshape(batch, n // batch, GROUP, 3, h, w).permute(0, 3, 1, 2, 4, 5)
+        video = video.reshape(batch, 3, -1, h, w)
+        return video[:, :, GROUP - 1 :]
+
+    # ---------------------------------------------------------------- protocol
+
+    def encode_raw(self, video: torch.Tensor) -> torch.Tensor:
+        b = video.shape[0]
+        dtype = self.encoder[0].weight.dtype
+        z = self.encoder(self._groups(video.to(dtype)))  # (B·T', C, h, w)
+        return z.reshape(b, -1, *z.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    def decode_raw(self, latents: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = latents.shape
+        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        return self._frames(self.decoder(flat.to(self.decoder[0].weight.dtype)), b)
+
+    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels in [−1, 1] → normalised latents (deterministic: ``generator`` is not used)."""
+        with torch.no_grad():
+            z = self.encode_raw(video.to(self.latent_mean.device))
+        shape = (1, -1, 1, 1, 1)
+        return ((z.float() - self.latent_mean.view(shape)) / self.latent_std.view(shape))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1, 1)
+        z = latents.to(self.latent_mean.device).float() * self.latent_std.view(shape) + self.latent_mean.view(shape)
+        with torch.no_grad():
+            return self.decode_raw(z).float().clamp(-1, 1)
+
+    # ---------------------------------------------------------------- files
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to(torch.float16 if v.is_floating_point() and "latent_" not in k else v.dtype).contiguous()
+                 for k, v in self.state_dict().items()}
+        save_file(state, str(folder / "codec.safetensors"))
+        (folder / "config.json").write_text(json.dumps({"latent_channels": self.latent_channels, "channels": list(self.channels)}))
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "WorldCodec":
+        from ..model.checkpoint import check_keys
+
+        folder = Path(folder)
+        config = json.loads((folder / "config.json").read_text())
+        codec = cls(config["latent_channels"], tuple(config["channels"]))
+        state = load_file(str(folder / "codec.safetensors"))
+        check_keys({k: tuple(v.shape) for k, v in codec.state_dict().items()}, {k: tuple(v.shape) for k, v in state.items()}, str(folder))
+        codec.load_state_dict({k: v.float() for k, v in state.items()})
+        return codec.to(device).eval()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two videos in [−1, 1]."""
+    mse = F.mse_loss(a.float(), b.float()).item() / 4  # [−1, 1] → [0, 1]
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()

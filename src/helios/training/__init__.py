@@ -1,0 +1,1 @@
+"""Training: offloaded data, Frame-Aware Corrupt, objectives and one trainer for every stage."""

@@ -1,0 +1,67 @@
+"""Offloaded training data: one safetensors file per video holding its per-chunk latents and caption embedding.
+
+``latents`` (S, C, 9, h, w): the video cut into S consecutive 33-frame chunks, each encoded on its
+own (as the released models were trained); ``text`` (L, D): the caption's embedding. A training
+sample picks a video and a section k: the target is section k, the history the 19 latent frames
+before it in a zero-padded sequence, the anchor the video's first latent (zero when k = 0).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+INDEX_NAME = "index.json"
+
+
+@dataclass
+class Batch:
+    target: torch.Tensor  # (B, C, 9, h, w) clean latents of the section to learn
+    history: torch.Tensor  # (B, C, 19, h, w) the window before it
+    anchor: torch.Tensor  # (B, C, 1, h, w)
+    text: torch.Tensor  # (B, L, D)
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device) for t in (self.target, self.history, self.anchor, self.text)))
+
+
+class LatentShards:
+    """The offloaded files of a folder; samples are drawn with an explicit generator (exact resume)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        index = self.folder / INDEX_NAME
+        if not index.is_file():
+            raise ValueError(f"{self.folder} has no {INDEX_NAME}: run `helios offload` first")
+        self.entries = json.loads(index.read_text())["files"]
+        if not self.entries:
+            raise ValueError(f"{index} lists no files")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.folder / self.entries[i]["file"]
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_tensor("latents").float(), f.get_tensor("text").float()
+
+    def sample(self, batch_size: int, generator: torch.Generator, history_frames: int = 19) -> Batch:
+        targets, histories, anchors, texts = [], [], [], []
+        for _ in range(batch_size):
+            video = int(torch.randint(len(self), (1,), generator=generator))
+            latents, text = self.load(video)
+            sections = latents.shape[0]
+            k = int(torch.randint(sections, (1,), generator=generator))
+            sequence = latents.permute(1, 0, 2, 3, 4).flatten(1, 2)  # (C, S·9, h, w)
+            chunk = latents.shape[2]
+            before = sequence[:, : k * chunk]
+            pad = torch.zeros(sequence.shape[0], max(0, history_frames - before.shape[1]), *sequence.shape[2:])
+            histories.append(torch.cat([pad, before], dim=1)[:, -history_frames:])
+            targets.append(latents[k])
+            anchors.append(sequence[:, :1] * (1.0 if k > 0 else 0.0))
+            texts.append(text)
+        return Batch(torch.stack(targets), torch.stack(histories), torch.stack(anchors), torch.stack(texts))

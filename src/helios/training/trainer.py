@@ -1,0 +1,332 @@
+"""One training loop for every stage; stages are configurations, not copies of the loop.
+
+Determinism: every random number of step ``n`` comes from a generator seeded by (seed, n, rank),
+so a run stopped and resumed from a checkpoint continues with exactly the losses of a run that was
+not stopped. Checkpoints (trainable weights, EMA, optimizer, step) are written to a temporary folder
+and renamed into place, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from ..config import TrainConfig, transformer_preset
+from ..model.memory import init_memory_from_patch_embedding
+from ..model.transformer import HeliosTransformer
+from ..sampling.schedules import PyramidConstants
+from .corruption import corrupt_history, drop_history
+from .data import LatentShards
+from .objectives import flow_matching_loss, pyramid_flow_matching_loss
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+
+
+def build_transformer(spec: str | dict) -> HeliosTransformer:
+    """A preset name, a config dict, or a transformer folder to fine-tune."""
+    if isinstance(spec, dict):
+        return HeliosTransformer.from_config(spec)
+    if Path(spec).exists():
+        return HeliosTransformer.from_pretrained(spec, dtype=torch.float32)
+    return HeliosTransformer.from_config(transformer_preset(spec))
+
+
+def linear_layer_names(model: nn.Module) -> list[str]:
+    """Every nn.Linear except those inside norms: the official ``all-linear`` LoRA target."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and "norm" not in name]
+
+
+def add_lora(model: HeliosTransformer, rank: int, alpha: int) -> HeliosTransformer:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=linear_layer_names(model))
+    model = inject_adapter_in_model(config, model)
+    for name, param in model.named_parameters():
+        param.requires_grad = "lora_" in name
+    return model
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA update into its base layer and remove the adapters (export format)."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, module.get_base_layer())
+    return model
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, device: str | torch.device | None = None):
+        self.config = config
+        self.rank, self.world = _init_distributed(config.distributed)
+        if device is None:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        torch.manual_seed(config.seed)  # model initialisation only; steps use their own generators
+        model = build_transformer(config.transformer)
+        if config.init_memory_patches and model.config.has_multi_term_memory_patch:
+            init_memory_from_patch_embedding(model, model.patch_embedding)
+        if config.lora_rank:
+            model = add_lora(model, config.lora_rank, config.lora_alpha or config.lora_rank)
+            if config.train_memory_patches:
+                for conv in (model.patch_short, model.patch_mid, model.patch_long):
+                    conv.requires_grad_(True)
+        model.enable_gradient_checkpointing(config.gradient_checkpointing)
+        self.model = model.to(self.device).train()
+        self.wrapped = _wrap(self.model, config.distributed, self.device)
+        # After wrapping: FSDP2 replaces parameters with sharded ones.
+        self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        self.ema = {n: _full(p).detach().float().clone() for n, p in self.trainable.items()} if config.ema_decay else None
+        params = [p for p in self.wrapped.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.betas,
+                                           weight_decay=config.weight_decay, eps=config.adam_eps)
+        self.data = LatentShards(config.data)
+        self.constants = PyramidConstants(stages=len(config.pyramid_sample_ratios)) if config.stage == 2 else None
+        self.out = Path(config.output_dir)
+        self.step = 0
+        self._resume()
+
+    # ------------------------------------------------------------------ one step
+
+    def _generator(self, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * 1_009 + self.rank)
+
+    def _lr(self, step: int) -> float:
+        warmup = self.config.warmup_steps
+        return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+
+    def train_step(self) -> dict[str, float]:
+        c = self.config
+        generator = self._generator(self.step)
+        batch = self.data.sample(c.batch_size, generator, history_frames=sum(c.history.sizes))
+        history, anchor = corrupt_history(batch.history, batch.anchor, c.corruption, generator)
+        history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
+        target, history, anchor, text = (t.to(self.device) for t in (batch.target, history, anchor, batch.text))
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if c.mixed_precision == "bf16" else nullcontext()
+        with autocast:
+            if c.stage == 1:
+                loss = flow_matching_loss(self.wrapped, target, history, anchor, text, c.history, generator, c.logit_normal)
+            else:
+                loss = pyramid_flow_matching_loss(self.wrapped, target, history, anchor, text, c.history, generator,
+                                                  self.constants, c.pyramid_sample_ratios)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.wrapped.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr(self.step)
+        self.optimizer.step()
+        self._update_ema()
+        self.step += 1
+        return {"step": self.step, "loss": _global_mean(loss.detach()), "grad_norm": float(grad_norm), "lr": self._lr(self.step - 1)}
+
+    def _update_ema(self) -> None:
+        if self.ema is None or self.step < self.config.ema_start:
+            return
+        n = self.step - self.config.ema_start
+        decay = min(self.config.ema_decay, (1 + n) / (10 + n))
+        with torch.no_grad():
+            for name, param in self.trainable.items():
+                self.ema[name].mul_(decay).add_(_full(param).float(), alpha=1 - decay)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self, max_steps: int | None = None, stop_after: int | None = None) -> list[dict[str, float]]:
+        """Run to ``max_steps`` (default: the config's); ``stop_after`` ends early (tests: interrupted runs)."""
+        c = self.config
+        end = max_steps or c.max_steps
+        if stop_after is not None:
+            end = min(end, self.step + stop_after)
+        records = []
+        log = self.out / "log.jsonl"
+        writer = _tensorboard(self.out) if self.rank == 0 else None
+        started = time.perf_counter()
+        while self.step < end:
+            record = self.train_step()
+            if not math.isfinite(record["loss"]):
+                raise FloatingPointError(f"loss became {record['loss']} at step {self.step}")
+            records.append(record)
+            if self.rank == 0 and (self.step % c.log_every == 0 or self.step == end):
+                record = {**record, "seconds": time.perf_counter() - started}
+                self.out.mkdir(parents=True, exist_ok=True)
+                with log.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if writer is not None:
+                    for key in ("loss", "grad_norm", "lr"):
+                        writer.add_scalar(f"train/{key}", record[key], self.step)
+                _progress(self.step, end, record["loss"])
+            if self.step % c.checkpoint_every == 0 or self.step == end:
+                self.save_checkpoint()
+        if self.rank == 0:
+            sys.stderr.write("\n")
+        return records
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path | None:
+        trainable = {n: _full(p).detach().float().cpu().contiguous() for n, p in self.trainable.items()}
+        optimizer = _optimizer_state(self.wrapped, self.optimizer, self.config.distributed)
+        if self.rank != 0:
+            _barrier()
+            return None
+        folder = self.out / CHECKPOINTS
+        final = folder / f"step_{self.step:07d}"
+        tmp = folder / f".tmp_step_{self.step:07d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(trainable, str(tmp / "trainable.safetensors"))
+        if self.ema is not None:
+            save_file({n: t.cpu().contiguous() for n, t in self.ema.items()}, str(tmp / "ema.safetensors"))
+        torch.save(optimizer, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": self.step, "config": self.config.to_dict()}, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        latest_tmp = folder / f".{LATEST}.tmp"
+        latest_tmp.write_text(final.name)
+        os.replace(latest_tmp, folder / LATEST)
+        _barrier()
+        return final
+
+    def _resume(self) -> None:
+        pointer = self.out / CHECKPOINTS / LATEST
+        if not pointer.is_file():
+            return
+        folder = self.out / CHECKPOINTS / pointer.read_text().strip()
+        state = json.loads((folder / "state.json").read_text())
+        saved = load_file(str(folder / "trainable.safetensors"))
+        missing = sorted(set(self.trainable) - set(saved))
+        if missing or set(saved) - set(self.trainable):
+            raise ValueError(f"checkpoint {folder} does not match this run's trainable parameters ({len(missing)} missing)")
+        with torch.no_grad():
+            for name, param in self.trainable.items():
+                _load_into(param, saved[name])
+        if self.ema is not None and (folder / "ema.safetensors").is_file():
+            self.ema = {n: t.to(self.device) for n, t in load_file(str(folder / "ema.safetensors")).items()}
+        optimizer = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
+        _load_optimizer_state(self.wrapped, self.optimizer, optimizer, self.config.distributed)
+        self.step = state["step"]
+
+    # ------------------------------------------------------------------ export
+
+    def export(self, path: str | Path, use_ema: bool = True) -> Path:
+        """Save a plain transformer folder (LoRA merged; EMA weights when kept) loadable by
+        ``HeliosTransformer.from_pretrained`` and by diffusers."""
+        import copy
+
+        model = copy.deepcopy(self.model).cpu()
+        if use_ema and self.ema is not None:
+            with torch.no_grad():
+                named = dict(model.named_parameters())
+                for name, value in self.ema.items():
+                    named[name].data.copy_(value.cpu())
+        if self.config.lora_rank:
+            model = merge_lora(model)
+        model.gradient_checkpointing = False
+        if self.rank == 0:
+            model.save_pretrained(path)
+        _barrier()
+        return Path(path)
+
+
+# ---------------------------------------------------------------------- distributed helpers
+
+
+def _init_distributed(mode: str) -> tuple[int, int]:
+    if mode == "none":
+        return 0, 1
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:
+            raise RuntimeError(f"distributed={mode!r} needs a launcher: run with `torchrun --nproc-per-node N`")
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _wrap(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
+    if mode == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if mode == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.blocks:
+            fully_shard(block)
+        fully_shard(model)
+    return model
+
+
+def _full(param: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a (possibly FSDP-sharded) parameter."""
+    return param.full_tensor() if hasattr(param, "full_tensor") else param
+
+
+def _load_into(param: torch.Tensor, value: torch.Tensor) -> None:
+    if hasattr(param, "device_mesh"):  # FSDP2 DTensor: take this rank's shard
+        from torch.distributed.tensor import distribute_tensor
+
+        param.copy_(distribute_tensor(value.to(param.dtype), param.device_mesh, param.placements))
+    else:
+        param.copy_(value.to(param.dtype))
+
+
+def _optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, mode: str) -> dict:
+    if mode == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return optimizer.state_dict()
+
+
+def _load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict, mode: str) -> None:
+    if mode == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        optimizer.load_state_dict(state)
+
+
+def _global_mean(value: torch.Tensor) -> float:
+    if dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= dist.get_world_size()
+    return float(value)
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder / "tensorboard"))
+
+
+def _progress(step: int, total: int, loss: float) -> None:
+    width = 24
+    filled = int(width * step / max(total, 1))
+    sys.stderr.write(f"\rstep {step}/{total} |{'█' * filled}{'·' * (width - filled)}| loss {loss:.4f}")
+    sys.stderr.flush()

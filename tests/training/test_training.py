@@ -1,0 +1,180 @@
+"""Training on a tiny model and a tiny synthetic dataset: losses fall, corruption statistics match
+their settings, offload reads back, resume is exact, LoRA merges, two processes train together."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helios import HeliosTransformer
+from helios.config import CorruptionSettings, HistoryDropSettings, TrainConfig
+from helios.media import read_video, to_model_pixels
+from helios.synthetic.text import WorldTextEncoder
+from helios.training.corruption import choose_modes, corrupt_history, drop_history
+from helios.training.data import LatentShards
+from helios.training.trainer import Trainer
+
+from .conftest import train_config
+
+
+def test_frame_aware_corrupt_mode_frequencies_match_settings():
+    settings = CorruptionSettings(noise_prob=0.5, exposure_prob=0.2, downsample_prob=0.1)
+    counts = Counter(choose_modes(20000, settings, torch.Generator().manual_seed(0)))
+    for mode, expected in (("noise", 0.5), ("exposure", 0.2), ("downsample", 0.1), ("clean", 0.2)):
+        assert abs(counts[mode] / 20000 - expected) < 0.015, (mode, counts)
+
+
+def test_corruption_is_per_frame_and_clean_probability_holds():
+    settings = CorruptionSettings(clean_prob=0.3, noise_prob=1.0, exposure_prob=0.0, downsample_prob=0.0)
+    history = torch.randn(400, 4, 5, 4, 4)
+    anchor = torch.randn(400, 4, 1, 4, 4)
+    corrupted, _ = corrupt_history(history, anchor, settings, torch.Generator().manual_seed(1))
+    untouched = [(corrupted[b] == history[b]).all().item() for b in range(400)]
+    assert abs(sum(untouched) / 400 - 0.3) < 0.06
+    changed = next(b for b in range(400) if not untouched[b])
+    per_frame_change = (corrupted[changed] - history[changed]).abs().mean(dim=(0, 2, 3))
+    assert len(set(per_frame_change.round(decimals=4).tolist())) == 5  # each frame got its own σ
+
+
+def test_history_drop_frequencies_match_settings():
+    settings = HistoryDropSettings(t2v=0.4, i2v=0.1, v2v=0.4)
+    history, anchor = torch.ones(4000, 1, 19, 1, 1), torch.ones(4000, 1, 1, 1, 1)
+    dropped, new_anchor, kinds = drop_history(history, anchor, settings, 9, torch.Generator().manual_seed(2))
+    counts = Counter(kinds)
+    expected = {"t2v": 0.4, "i2v": 0.6 * 0.1, "v2v": 0.6 * 0.9 * 0.4, "full": 0.6 * 0.9 * 0.6}
+    for kind, share in expected.items():
+        assert abs(counts[kind] / 4000 - share) < 0.025, (kind, counts)
+    t2v = [i for i, k in enumerate(kinds) if k == "t2v"][0]
+    i2v = [i for i, k in enumerate(kinds) if k == "i2v"][0]
+    assert dropped[t2v].abs().sum() == 0 and new_anchor[t2v].abs().sum() == 0
+    assert dropped[i2v, :, :-1].abs().sum() == 0 and dropped[i2v, :, -1].abs().sum() > 0 and new_anchor[i2v].sum() == 1
+    v2v_zeroed = {int((dropped[i, 0, :, 0, 0] == 0).sum()) for i, k in enumerate(kinds) if k == "v2v"}
+    assert v2v_zeroed == {1, 10, 19}
+
+
+def test_offload_reads_back_what_was_written(world_shards):
+    shards, codec, manifest = world_shards
+    data = LatentShards(shards)
+    assert len(data) == 4
+    entry = json.loads(manifest.read_text())[1]
+    latents, text = data.load(1)
+    frames, _ = read_video(manifest.parent / entry["path"])
+    pixels = to_model_pixels(frames[:66], 64, 64)
+    expected = torch.stack([codec.encode(pixels[:, :, :33])[0], codec.encode(pixels[:, :, 33:66])[0]])
+    assert latents.shape == (2, 16, 9, 8, 8)
+    assert torch.allclose(latents, expected.half().float())
+    assert torch.equal(text, WorldTextEncoder().encode([entry["cap"]])[0])
+
+
+def test_sample_windows_follow_the_sequence(world_shards):
+    shards, _, _ = world_shards
+    data = LatentShards(shards)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(10):
+        state = generator.get_state()
+        batch = data.sample(1, generator)
+        probe = torch.Generator()
+        probe.set_state(state)
+        video = int(torch.randint(len(data), (1,), generator=probe))
+        k = int(torch.randint(2, (1,), generator=probe))
+        latents, _ = data.load(video)
+        assert torch.equal(batch.target[0], latents[k])
+        if k == 0:
+            assert batch.history.abs().sum() == 0 and batch.anchor.abs().sum() == 0
+        else:
+            assert torch.equal(batch.history[0, :, -9:], latents[0]) and batch.history[0, :, :10].abs().sum() == 0
+            assert torch.equal(batch.anchor[0, :, 0], latents[0, :, 0])
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_loss_falls(world_shards, tmp_path, stage):
+    shards, _, _ = world_shards
+    config = train_config(shards, tmp_path, stage=stage, max_steps=40, checkpoint_every=100, learning_rate=2e-3,
+                          corruption=CorruptionSettings(clean_prob=1.0), history_drop=HistoryDropSettings(0, 0, 0))
+    records = Trainer(config).train()
+    losses = [r["loss"] for r in records]
+    assert _mean(losses[-8:]) < 0.8 * _mean(losses[:8]), losses
+
+
+def test_resume_is_exact(world_shards, tmp_path):
+    shards, _, _ = world_shards
+    straight = Trainer(train_config(shards, tmp_path / "a", ema_decay=0.9)).train()
+    first = Trainer(train_config(shards, tmp_path / "b", ema_decay=0.9)).train(stop_after=3)
+    resumed_trainer = Trainer(train_config(shards, tmp_path / "b", ema_decay=0.9))
+    assert resumed_trainer.step == 3
+    resumed = resumed_trainer.train()
+    assert [r["loss"] for r in first + resumed] == [r["loss"] for r in straight]
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_0000006" / "ema.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_0000006" / "ema.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a" / "checkpoints" / "latest").read_text() == "step_0000006"
+    assert not list((tmp_path / "a" / "checkpoints").glob(".tmp*"))
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+
+
+def test_lora_trains_adapters_and_patches_and_merges_on_export(world_shards, tmp_path):
+    shards, _, _ = world_shards
+    trainer = Trainer(train_config(shards, tmp_path, lora_rank=4, lora_alpha=4, max_steps=4,
+                                   gradient_checkpointing=True, mixed_precision="bf16"))
+    names = set(trainer.trainable)
+    assert names and all("lora_" in n or n.startswith(("patch_short", "patch_mid", "patch_long")) for n in names)
+    assert any("blocks.1.attn1.to_q.lora_A" in n for n in names)
+    trainer.train()
+    exported = trainer.export(tmp_path / "export")
+    merged = HeliosTransformer.from_pretrained(exported, dtype=torch.float32)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    hidden, text = torch.randn(1, 16, 9, 8, 8), torch.randn(1, 5, 64)
+    with torch.no_grad():
+        trainer.model.eval()
+        expected = trainer.model(hidden, torch.tensor([300.0]), text)
+        got = merged(hidden, torch.tensor([300.0]), text)
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_export_with_ema_differs_from_raw_weights(world_shards, tmp_path):
+    shards, _, _ = world_shards
+    trainer = Trainer(train_config(shards, tmp_path, ema_decay=0.5, max_steps=4))
+    trainer.train()
+    ema = HeliosTransformer.from_pretrained(trainer.export(tmp_path / "ema"), dtype=torch.float32)
+    raw = HeliosTransformer.from_pretrained(trainer.export(tmp_path / "raw", use_ema=False), dtype=torch.float32)
+    assert not torch.equal(ema.proj_out.weight, raw.proj_out.weight)
+    assert torch.equal(raw.proj_out.weight, trainer.model.proj_out.weight.detach())
+
+
+def test_bad_training_configs():
+    with pytest.raises(ValueError, match="unknown training config keys: lr"):
+        TrainConfig.from_dict({"lr": 1})
+    with pytest.raises(ValueError, match="stage must be 1"):
+        TrainConfig(stage=4)
+    with pytest.raises(ValueError, match="unknown corruption keys: sparkle"):
+        TrainConfig.from_dict({"corruption": {"sparkle": 1}})
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_process_training(world_shards, tmp_path, mode):
+    shards, _, _ = world_shards
+    config = train_config(shards, tmp_path / "run", distributed=mode, max_steps=3, checkpoint_every=3)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "helios.cli", "train", "--config", str(path)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert (tmp_path / "run" / "checkpoints" / "step_0000003" / "trainable.safetensors").is_file()
