@@ -35,27 +35,43 @@ def read_manifest(path: str | Path) -> list[dict]:
 
 
 @torch.no_grad()
+def encode_video(frames, caption: str, codec: VideoCodec, text_encoder: TextEncoder, height: int, width: int,
+                 chunk_latent_frames: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 frames (T, H, W, 3) → per-chunk latents (S, C, 9, h, w) and the caption embedding (L, D)."""
+    chunk_frames = (chunk_latent_frames - 1) * codec.temporal_factor + 1
+    chunks = len(frames) // chunk_frames
+    if chunks == 0:
+        raise ValueError(f"{len(frames)} frames, fewer than one {chunk_frames}-frame chunk")
+    pixels = to_model_pixels(frames[: chunks * chunk_frames], height, width)
+    latents = torch.stack([
+        codec.encode(pixels[:, :, i * chunk_frames : (i + 1) * chunk_frames])[0] for i in range(chunks)
+    ])
+    return latents, text_encoder.encode([caption])[0]
+
+
+def write_shard(folder: Path, name: str, latents: torch.Tensor, text: torch.Tensor, caption: str, source: str) -> dict:
+    save_file({"latents": latents.half().cpu().contiguous(), "text": text.float().cpu().contiguous()},
+              str(folder / name), metadata={"caption": caption, "source": source})
+    return {"file": name, "caption": caption, "sections": int(latents.shape[0])}
+
+
+def write_index(folder: Path, files: list[dict], height: int, width: int) -> None:
+    (folder / INDEX_NAME).write_text(json.dumps({"files": files, "height": height, "width": width}, indent=1))
+
+
 def offload(manifest: str | Path, out_dir: str | Path, codec: VideoCodec, text_encoder: TextEncoder,
             height: int, width: int, chunk_latent_frames: int = 9) -> Path:
     manifest = Path(manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    chunk_frames = (chunk_latent_frames - 1) * codec.temporal_factor + 1
     files = []
     for n, entry in enumerate(read_manifest(manifest)):
         frames, _ = read_video(manifest.parent / entry["path"])
-        chunks = len(frames) // chunk_frames
-        if chunks == 0:
-            raise ValueError(f"{entry['path']}: {len(frames)} frames, fewer than one {chunk_frames}-frame chunk")
-        pixels = to_model_pixels(frames[: chunks * chunk_frames], height, width)
-        latents = torch.stack([
-            codec.encode(pixels[:, :, i * chunk_frames : (i + 1) * chunk_frames])[0] for i in range(chunks)
-        ])  # (S, C, 9, h, w)
         caption = entry.get("cap") or entry["caption"]
-        text = text_encoder.encode([caption])[0]
-        name = f"{n:06d}.safetensors"
-        save_file({"latents": latents.half().contiguous(), "text": text.float().contiguous()}, str(out / name),
-                  metadata={"caption": caption, "source": str(entry["path"])})
-        files.append({"file": name, "caption": caption, "sections": chunks})
-    (out / INDEX_NAME).write_text(json.dumps({"files": files, "height": height, "width": width}, indent=1))
+        try:
+            latents, text = encode_video(frames, caption, codec, text_encoder, height, width, chunk_latent_frames)
+        except ValueError as exc:
+            raise ValueError(f"{entry['path']}: {exc}") from None
+        files.append(write_shard(out, f"{n:06d}.safetensors", latents, text, caption, str(entry["path"])))
+    write_index(out, files, height, width)
     return out

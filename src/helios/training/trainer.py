@@ -23,6 +23,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..config import TrainConfig, transformer_preset
+from ..generation.history import window_split
 from ..model.memory import init_memory_from_patch_embedding
 from ..model.transformer import HeliosTransformer
 from ..sampling.schedules import PyramidConstants
@@ -113,7 +114,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         c = self.config
         generator = self._generator(self.step)
-        batch = self.data.sample(c.batch_size, generator, history_frames=sum(c.history.sizes))
+        batch = self.data.sample(c.batch_size, generator, history_frames=sum(window_split(c.history)))
         history, anchor = corrupt_history(batch.history, batch.anchor, c.corruption, generator)
         history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
         target, history, anchor, text = (t.to(self.device) for t in (batch.target, history, anchor, batch.text))

@@ -1,0 +1,230 @@
+"""The recipe that trains the small Helios shipped as the default model (run on a GPU; resumable).
+
+    python -m helios.synthetic.recipe --work /tmp/world --phase codec base   # then: mid, ablations, package
+
+Phases (each resumes from what ``--work`` already holds):
+  codec      render the world, train the codec, report held-out PSNR, calibrate latent statistics
+  offload    encode every rendered video per 33-frame chunk (+ caption embeddings) into shards
+  base       stage 1 (flow matching with history) from scratch
+  mid        stage 2 (pyramid flow matching) initialised from the base model
+  ablations  stage 1 without First-Frame Anchor, and without Frame-Aware Corrupt (paper Table 5)
+  package    write the default-model folder (fp16 weights, sampler settings)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, replace
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import CorruptionSettings, HistorySettings, SamplerSettings, ShiftSettings, TrainConfig
+from .codec import WorldCodec, psnr
+from .text import WorldTextEncoder
+from .world import HEIGHT, WIDTH, render, sample_scene
+
+FRAMES = 165  # five 33-frame chunks per training video
+TRANSFORMER = dict(
+    num_attention_heads=4, attention_head_dim=32, text_dim=64, ffn_dim=512, num_layers=8, rope_dim=(12, 10, 10),
+)
+DEFAULT_SAMPLER = SamplerSettings(
+    name="world-mid", pyramid_steps=(8, 8, 8), guidance_scale=4.0, cfg_zero_star=True, zero_init_steps=0,
+    shift=ShiftSettings("exponential"),
+)
+
+
+def _render_one(args: tuple[int, int]) -> tuple[np.ndarray, dict]:
+    seed, frames = args
+    scene = sample_scene(np.random.default_rng(seed), num_frames=frames)
+    return render(scene, frames), scene.to_dict()
+
+
+def render_corpus(count: int, seed: int, frames: int = FRAMES, workers: int = 16) -> tuple[np.ndarray, list[dict]]:
+    with Pool(workers) as pool:
+        results = pool.map(_render_one, [(seed * 1_000_000 + i, frames) for i in range(count)], chunksize=8)
+    return np.stack([r[0] for r in results]), [r[1] for r in results]
+
+
+def _clips(videos: torch.Tensor, batch: int, length: int, generator: torch.Generator, device) -> torch.Tensor:
+    index = torch.randint(len(videos), (batch,), generator=generator)
+    start = torch.randint(videos.shape[1] - length + 1, (batch,), generator=generator)
+    clips = torch.stack([videos[i, s : s + length] for i, s in zip(index.tolist(), start.tolist())])
+    return clips.to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (B, 3, T, H, W)
+
+
+def train_codec(videos: np.ndarray, held_out: np.ndarray, steps: int, device: str, log) -> tuple[WorldCodec, float]:
+    torch.manual_seed(0)
+    codec = WorldCodec().to(device)
+    data = torch.from_numpy(videos)
+    optimizer = torch.optim.AdamW(codec.parameters(), lr=1e-3, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(0)
+    started = time.time()
+    for step in range(steps):
+        lr = 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * step / steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        clip = _clips(data, 8, 17, generator, device)
+        z = codec.encode_raw(clip)
+        recon = codec.decode_raw(z)
+        loss = F.l1_loss(recon, clip) + F.mse_loss(recon, clip) + 1e-4 * z.pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 500 == 0 or step == steps - 1:
+            log(f"codec step {step}: loss {loss.item():.4f} ({time.time() - started:.0f} s)")
+    codec.eval()
+    quality = codec_psnr(codec, held_out, device)
+    log(f"codec held-out PSNR {quality:.2f} dB over {len(held_out)} videos")
+    return codec, quality
+
+
+@torch.no_grad()
+def codec_psnr(codec: WorldCodec, videos: np.ndarray, device) -> float:
+    values = []
+    for video in videos:
+        clip = torch.from_numpy(video[:33]).to(device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        values.append(psnr(codec.decode_raw(codec.encode_raw(clip)).clamp(-1, 1), clip))
+    return float(np.mean(values))
+
+
+@torch.no_grad()
+def calibrate(codec: WorldCodec, videos: np.ndarray, device) -> None:
+    """Per-channel latent mean/std over a sample of chunks, stored in the codec (Helios normalises latents)."""
+    zs = []
+    for video in videos[:64]:
+        clip = torch.from_numpy(video[:33]).to(device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        zs.append(codec.encode_raw(clip).float())
+    z = torch.cat(zs, dim=2)
+    codec.latent_mean.copy_(z.mean(dim=(0, 2, 3, 4)))
+    codec.latent_std.copy_(z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3))
+
+
+def offload_corpus(videos: np.ndarray, scenes: list[dict], codec: WorldCodec, folder: Path) -> Path:
+    from ..training.offload import encode_video, write_index, write_shard
+    from .world import Scene
+
+    folder.mkdir(parents=True, exist_ok=True)
+    text = WorldTextEncoder()
+    files = []
+    for n, (video, scene) in enumerate(zip(videos, scenes)):
+        caption = Scene.from_dict(scene).caption(0)
+        latents, embedding = encode_video(video, caption, codec, text, HEIGHT, WIDTH)
+        files.append(write_shard(folder, f"{n:06d}.safetensors", latents, embedding, caption, f"world:{n}"))
+    write_index(folder, files, HEIGHT, WIDTH)
+    return folder
+
+
+def train_stage(config: TrainConfig, minutes: float, log) -> Path:
+    from ..training.trainer import Trainer
+
+    trainer = Trainer(config)
+    deadline = time.time() + minutes * 60
+    while trainer.step < config.max_steps and time.time() < deadline:
+        records = trainer.train(stop_after=100)
+        log(f"stage {config.stage} step {trainer.step}: loss {np.mean([r['loss'] for r in records]):.4f}")
+    trainer.save_checkpoint()
+    return trainer.export(Path(config.output_dir) / "export")
+
+
+def stage_config(stage: int, shards: Path, out: Path, init: str | dict, steps: int, batch_size: int = 32,
+                 **changes) -> TrainConfig:
+    values = dict(
+        stage=stage, data=str(shards), output_dir=str(out), transformer=init, batch_size=batch_size,
+        learning_rate=3e-4 if stage == 1 else 1e-4, warmup_steps=200 if stage == 1 else 50, max_steps=steps,
+        mixed_precision="bf16", ema_decay=0.999, ema_start=300 if stage == 1 else 0, log_every=50,
+        checkpoint_every=500, seed=stage, init_memory_patches=stage == 1,
+    )
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def package(target: Path, codec_dir: Path, transformer_dir: Path, sampler: SamplerSettings, report: dict) -> Path:
+    """The default-model folder: fp16 transformer and codec, text-encoder and sampler settings."""
+    from ..model.transformer import HeliosTransformer
+
+    target.mkdir(parents=True, exist_ok=True)
+    model = HeliosTransformer.from_pretrained(transformer_dir, dtype=torch.float16)
+    model.cast(torch.float16)  # ship every tensor in fp16: half the bytes, loaded back as fp32
+    model.save_pretrained(target / "transformer")
+    WorldCodec.load(codec_dir).save(target / "codec")
+    encoder = WorldTextEncoder()
+    (target / "text_encoder.json").write_text(json.dumps({"dim": encoder.dim, "max_length": encoder.max_length, "seed": 0}))
+    (target / "sampler.json").write_text(json.dumps(asdict(sampler), indent=1))
+    (target / "model_index.json").write_text(json.dumps({
+        "_class_name": "HeliosWorldPipeline", "height": HEIGHT, "width": WIDTH, "fps": 24, "report": report,
+    }, indent=1))
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--phase", nargs="+", required=True,
+                        choices=["codec", "offload", "base", "mid", "ablations", "package"])
+    parser.add_argument("--videos", type=int, default=600)
+    parser.add_argument("--codec-steps", type=int, default=3000)
+    parser.add_argument("--base-steps", type=int, default=6000)
+    parser.add_argument("--mid-steps", type=int, default=2000)
+    parser.add_argument("--ablation-steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--base-minutes", type=float, default=3.5, help="time budget of stage 1")
+    parser.add_argument("--mid-minutes", type=float, default=2.0, help="time budget of stage 2")
+    parser.add_argument("--ablation-minutes", type=float, default=1.5, help="time budget of each ablation")
+    parser.add_argument("--package-to", help="default-model folder to write (phase package)")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    report_path = work / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    videos = scenes = None
+    if {"codec", "offload"} & set(args.phase):
+        started = time.time()
+        videos, scenes = render_corpus(args.videos, seed=1)
+        log(f"rendered {len(videos)} videos of {FRAMES} frames in {time.time() - started:.0f} s")
+    if "codec" in args.phase:
+        held_out, _ = render_corpus(32, seed=2, frames=33)
+        codec, quality = train_codec(videos, held_out, args.codec_steps, device, log)
+        calibrate(codec, videos, device)
+        codec.cpu().save(work / "codec")
+        report["codec_psnr_db"] = quality
+        report_path.write_text(json.dumps(report, indent=1))
+    if "offload" in args.phase:
+        codec = WorldCodec.load(work / "codec", device)
+        offload_corpus(videos, scenes, codec, work / "shards")
+        log(f"offloaded {len(videos)} videos")
+    if "base" in args.phase:
+        config = stage_config(1, work / "shards", work / "base", TRANSFORMER, args.base_steps, args.batch_size)
+        report["base"] = str(train_stage(config, args.base_minutes, log))
+    if "mid" in args.phase:
+        config = stage_config(2, work / "shards", work / "mid", str(work / "base" / "export"), args.mid_steps, args.batch_size)
+        report["mid"] = str(train_stage(config, args.mid_minutes, log))
+    if "ablations" in args.phase:
+        no_anchor = stage_config(1, work / "shards", work / "no_anchor", TRANSFORMER, args.ablation_steps, args.batch_size,
+                                 history=HistorySettings(keep_first_frame=False))
+        no_corrupt = stage_config(1, work / "shards", work / "no_corrupt", TRANSFORMER, args.ablation_steps, args.batch_size,
+                                  corruption=replace(CorruptionSettings(), clean_prob=1.0))
+        report["no_anchor"] = str(train_stage(no_anchor, args.ablation_minutes, log))
+        report["no_corrupt"] = str(train_stage(no_corrupt, args.ablation_minutes, log))
+    if "package" in args.phase:
+        target = Path(args.package_to or work / "default_model")
+        package(target, work / "codec", work / "mid" / "export", DEFAULT_SAMPLER, report)
+        log(f"packaged {target}")
+    report_path.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
