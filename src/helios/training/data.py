@@ -32,8 +32,10 @@ class Batch:
 class LatentShards:
     """The offloaded files of a folder; samples are drawn with an explicit generator (exact resume)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, cache_size: int = 4096):
         self.folder = Path(folder)
+        self.cache_size = cache_size  # decoded files kept in memory (the synthetic set fits entirely)
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         index = self.folder / INDEX_NAME
         if not index.is_file():
             raise ValueError(f"{self.folder} has no {INDEX_NAME}: run `helios offload` first")
@@ -45,9 +47,14 @@ class LatentShards:
         return len(self.entries)
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        path = self.folder / self.entries[i]["file"]
-        with safe_open(str(path), framework="pt") as f:
-            return f.get_tensor("latents").float(), f.get_tensor("text").float()
+        if i not in self._cache:
+            path = self.folder / self.entries[i]["file"]
+            with safe_open(str(path), framework="pt") as f:
+                item = f.get_tensor("latents").float(), f.get_tensor("text").float()
+            if len(self._cache) < self.cache_size:
+                self._cache[i] = item
+            return item
+        return self._cache[i]
 
     def sample(self, batch_size: int, generator: torch.Generator, history_frames: int = 19) -> Batch:
         targets, histories, anchors, texts = [], [], [], []

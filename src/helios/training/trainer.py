@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -100,6 +101,8 @@ class Trainer:
         self.constants = PyramidConstants(stages=len(config.pyramid_sample_ratios)) if config.stage == 2 else None
         self.out = Path(config.output_dir)
         self.step = 0
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._prefetch = None
         self._resume()
 
     # ------------------------------------------------------------------ one step
@@ -111,13 +114,22 @@ class Trainer:
         warmup = self.config.warmup_steps
         return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
 
-    def train_step(self) -> dict[str, float]:
+    def _prepare(self, step: int):
+        """The inputs of ``step`` (CPU work: sampling, corruption, history drop), a pure function of it."""
         c = self.config
-        generator = self._generator(self.step)
+        generator = self._generator(step)
         batch = self.data.sample(c.batch_size, generator, history_frames=sum(window_split(c.history)))
         history, anchor = corrupt_history(batch.history, batch.anchor, c.corruption, generator)
         history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
-        target, history, anchor, text = (t.to(self.device) for t in (batch.target, history, anchor, batch.text))
+        return step, (batch.target, history, anchor, batch.text), generator
+
+    def train_step(self) -> dict[str, float]:
+        c = self.config
+        # The next step's inputs are prepared on a thread while this one runs on the device.
+        pending = self._prefetch if self._prefetch is not None and self._prefetch.result()[0] == self.step else None
+        step, tensors, generator = pending.result() if pending is not None else self._prepare(self.step)
+        self._prefetch = self._pool.submit(self._prepare, self.step + 1)
+        target, history, anchor, text = (t.to(self.device, non_blocking=True) for t in tensors)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if c.mixed_precision == "bf16" else nullcontext()
         with autocast:
             if c.stage == 1:
