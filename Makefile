@@ -20,8 +20,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# A 10-second video (240 frames requested, 261 returned) from the embedded default model, on the CPU.
 demo: $(STAMP)
-	$(PY) -m helios.demo
+	$(PY) -m helios.cli generate --device cpu --frames 240 --out outputs/demo.mp4 \
+		--prompt "a large red circle moves right slowly and a small yellow square moves up quickly on a black background"
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -280,6 +280,9 @@ class TrainConfig:
     ema_decay: float | None = None
     ema_start: int = 0
     logit_normal: tuple[float, float] = (0.0, 1.0)  # stage-1 timestep sampling (mean, std)
+    # Zero the caption embedding of a sample with this probability, so classifier-free guidance has an
+    # unconditional branch to work with (models trained from scratch need it; the official 0 relies on Wan).
+    caption_dropout: float = 0.0
     pyramid_sample_ratios: tuple[int, ...] = (1, 1, 1)  # stage 2: samples per pyramid stage per step
     history: HistorySettings = HistorySettings()
     corruption: CorruptionSettings = CorruptionSettings()

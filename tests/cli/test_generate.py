@@ -70,3 +70,13 @@ def test_bad_prompt_file_is_one_clear_line(model, tmp_path):
     result = helios("generate", "--model", model, "--prompts", bad, "--device", "cpu", "--out", tmp_path / "x.mp4")
     assert result.returncode == 2
     assert "entry 2 has a non-integer chunk, frame or transition" in result.stderr
+
+
+def test_default_model_needs_no_model_argument(tmp_path):
+    """What `make demo` runs, shortened to one chunk."""
+    out = tmp_path / "demo.mp4"
+    result = helios("generate", "--device", "cpu", "--frames", 33, "--out", out,
+                    "--prompt", "a large red circle moves right slowly on a black background")
+    assert result.returncode == 0, result.stderr
+    frames, _ = read_video(out)
+    assert frames.shape == (33, 128, 192, 3)

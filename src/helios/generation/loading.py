@@ -12,6 +12,7 @@ from ..config import SamplerSettings, ShiftSettings, sampler_preset
 from ..model.transformer import HeliosTransformer
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
+WORLD_PIPELINE = "HeliosWorldPipeline"  # model_index class of models trained on the synthetic world
 
 
 class ModelFolderError(ValueError):
@@ -60,10 +61,12 @@ def load_pipeline_folder(cls, root: Path, dtype: torch.dtype, device: torch.devi
     index_path = root / "model_index.json"
     if not index_path.is_file():
         raise ModelFolderError(f"{root} is not a Helios pipeline folder: model_index.json is missing")
+    if _read_json(index_path).get("_class_name") == WORLD_PIPELINE:
+        return load_world_folder(cls, root, device, preset)
+    model_index = _read_json(index_path)
     missing = [sub for sub in ("transformer", "vae", "text_encoder", "tokenizer") if not (root / sub).is_dir()]
     if missing:
         raise ModelFolderError(f"{root} lacks {', '.join(m + '/' for m in missing)}")
-    model_index = _read_json(index_path)
     scheduler_path = root / "scheduler" / "scheduler_config.json"
     scheduler = _read_json(scheduler_path) if scheduler_path.is_file() else {}
     settings = sampler_preset(preset) if preset else sampler_from_configs(model_index, scheduler)
@@ -73,10 +76,30 @@ def load_pipeline_folder(cls, root: Path, dtype: torch.dtype, device: torch.devi
     return cls(transformer, text_encoder, codec, sampler=settings)
 
 
+def load_world_folder(cls, root: Path, device: torch.device, preset: str | None):
+    """A model trained by this project on the synthetic world: its own codec and text encoder."""
+    from ..config import HistorySettings
+    from ..synthetic.codec import WorldCodec
+    from ..synthetic.text import WorldTextEncoder
+
+    index = _read_json(root / "model_index.json")
+    for part in ("transformer", "codec"):
+        if not (root / part).is_dir():
+            raise ModelFolderError(f"{root} lacks {part}/")
+    sampler_values = _read_json(root / "sampler.json")
+    shift = ShiftSettings(**sampler_values.pop("shift"))
+    if sampler_values.get("pyramid_steps") is not None:
+        sampler_values["pyramid_steps"] = tuple(sampler_values["pyramid_steps"])
+    settings = sampler_preset(preset) if preset else SamplerSettings(**sampler_values, shift=shift)
+    history = HistorySettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in index.get("history", {}).items()})
+    transformer = HeliosTransformer.from_pretrained(root / "transformer", dtype=torch.float32, device=device)
+    codec = WorldCodec.load(root / "codec", device)
+    text = WorldTextEncoder(**_read_json(root / "text_encoder.json"))
+    return cls(transformer, text, codec, sampler=settings, history=history,
+               height=index["height"], width=index["width"], fps=index.get("fps", 24))
+
+
 def load_default_pipeline(cls, device: torch.device, preset: str | None):
     if not (DEFAULT_MODEL_DIR / "model_index.json").is_file():
-        raise ModelFolderError(
-            "no default model is bundled with this version of helios yet (it comes with the synthetic-world "
-            "model); pass the path of a Helios model folder, e.g. a downloaded BestWishYsh/Helios-Distilled"
-        )
-    raise ModelFolderError(f"the bundled default model in {DEFAULT_MODEL_DIR} cannot be loaded by this version")
+        raise ModelFolderError(f"the embedded default model is missing from {DEFAULT_MODEL_DIR}; reinstall helios")
+    return load_world_folder(cls, DEFAULT_MODEL_DIR, device, preset)

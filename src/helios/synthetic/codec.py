@@ -56,7 +56,7 @@ class WorldCodec(nn.Module):
     temporal_factor = GROUP
     spatial_factor = 8
 
-    def __init__(self, latent_channels: int = 16, channels: tuple[int, int, int] = (48, 96, 128)):
+    def __init__(self, latent_channels: int = 16, channels: tuple[int, int, int] = (32, 64, 96)):
         super().__init__()
         self.latent_channels = latent_channels
         self.channels = tuple(channels)

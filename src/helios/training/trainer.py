@@ -121,7 +121,8 @@ class Trainer:
         batch = self.data.sample(c.batch_size, generator, history_frames=sum(window_split(c.history)))
         history, anchor = corrupt_history(batch.history, batch.anchor, c.corruption, generator)
         history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
-        return step, (batch.target, history, anchor, batch.text), generator
+        keep_text = (torch.rand(c.batch_size, generator=generator) >= c.caption_dropout).float().view(-1, 1, 1)
+        return step, (batch.target, history, anchor, batch.text * keep_text), generator
 
     def train_step(self) -> dict[str, float]:
         c = self.config
