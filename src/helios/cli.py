@@ -62,7 +62,34 @@ def build_parser() -> argparse.ArgumentParser:
     off.add_argument("--height", type=int, default=128)
     off.add_argument("--width", type=int, default=192)
     off.add_argument("--device", help="cpu, cuda, ...")
+
+    serve = commands.add_parser("serve", help="live streaming server and web page")
+    serve.add_argument("--model", help="Helios model folder; default: the embedded default model")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token", help="require this token from clients (needed when binding beyond loopback)")
+    serve.add_argument("--max-sessions", type=int, default=1)
+    serve.add_argument("--queue", type=int, default=4, help="chunks buffered per session")
+    serve.add_argument("--slow-client", choices=["wait", "drop"], default="wait",
+                       help="when a client lags: pause generation (wait) or drop the oldest chunk (drop)")
+    serve.add_argument("--device", help="cpu, cuda, ...")
+    serve.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from .generation import HeliosPipeline
+    from .serve.app import ServeSettings, run
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
+        raise UsageError(f"binding to {args.host} exposes the server: give --token")
+    pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=args.device)
+    settings = ServeSettings(max_sessions=args.max_sessions, queue_size=args.queue, slow_client=args.slow_client,
+                             token=args.token)
+    run(pipeline, args.host, args.port, settings)
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -146,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from .model.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    handlers = {"generate": run_generate, "train": run_train, "offload": run_offload}
+    handlers = {"generate": run_generate, "train": run_train, "offload": run_offload, "serve": run_serve}
     try:
         return handlers[args.command](args)
     except (UsageError, MediaError, CheckpointError, ModelFolderError, FileNotFoundError, ValueError) as exc:

@@ -1,0 +1,51 @@
+"""A real server on loopback with the embedded default model."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def default_pipeline():
+    from helios import HeliosPipeline
+
+    return HeliosPipeline.from_pretrained(device="cpu")
+
+
+@pytest.fixture
+def serve(default_pipeline):
+    """Start servers with given settings; all are shut down at the end of the test."""
+    import uvicorn
+
+    from helios.serve.app import ServeSettings, create_app
+
+    servers = []
+
+    def start(**settings):
+        port = free_port()
+        app = create_app(default_pipeline, ServeSettings(**settings))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.time() + 20
+        while not server.started:
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        servers.append((server, thread))
+        return f"127.0.0.1:{port}", app
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=30)
