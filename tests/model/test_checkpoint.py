@@ -174,3 +174,30 @@ def test_load_is_frugal_loads_one_tensor_at_a_time(folder, monkeypatch):
     monkeypatch.setattr(checkpoint, "safe_open", lambda *a, **k: CountingHandle(real_safe_open(*a, **k)))
     HeliosTransformer.from_pretrained(folder)
     assert live["max"] == 1
+
+
+def test_wan_t2v_folder_loads_as_helios_and_matches_wan_without_history(tmp_path):
+    """Helios is Wan2.1 plus history machinery: without history its output is Wan's."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(num_attention_heads=2, attention_head_dim=12, text_dim=32, ffn_dim=64, num_layers=2).eval()
+    wan.save_pretrained(tmp_path / "wan")
+    model = HeliosTransformer.from_wan(tmp_path / "wan", dtype=torch.float32)
+    assert model.config.rope_dim == (4, 4, 4)
+    assert torch.equal(model.patch_short.weight, model.patch_embedding.weight)  # initialised after loading
+    assert torch.allclose(model.patch_mid.weight.sum(dim=(2, 3, 4)), model.patch_embedding.weight.sum(dim=(2, 3, 4)))
+    hidden, text = torch.randn(1, 16, 3, 8, 8), torch.randn(1, 7, 32)
+    with torch.no_grad():
+        expected = wan(hidden, torch.tensor([400]), text).sample
+        got = model(hidden, torch.tensor([400]), text)
+    assert (got - expected).abs().max().item() < 1e-4  # Wan builds its RoPE table in float64, we in float32
+    with pytest.raises(CheckpointError, match="not a WanTransformer3DModel"):
+        HeliosTransformer.from_wan(folder_of_helios(tmp_path))
+
+
+def folder_of_helios(tmp_path):
+    from ..conftest import build_reference
+
+    build_reference().save_pretrained(tmp_path / "helios")
+    return tmp_path / "helios"

@@ -178,3 +178,16 @@ def test_two_process_training(world_shards, tmp_path, mode):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
     assert (tmp_path / "run" / "checkpoints" / "step_0000003" / "trainable.safetensors").is_file()
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "configs"
+    names = sorted(p.name for p in folder.glob("*.json"))
+    assert "helios_14b_stage1_init.json" in names and "world_mid.json" in names
+    for path in folder.glob("*.json"):
+        config = TrainConfig.from_file(path)
+        assert config.stage in (1, 2)
+    paper = TrainConfig.from_file(folder / "helios_14b_stage2_init.json")
+    assert (paper.lora_rank, paper.learning_rate, paper.pyramid_sample_ratios) == (256, 1e-4, (1, 2, 1))

@@ -117,6 +117,29 @@ def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
     module._parameters[leaf] = nn.Parameter(tensor, requires_grad=module._parameters[leaf].requires_grad)
 
 
+WAN_CLASS_NAME = "WanTransformer3DModel"
+MEMORY_PATCH_KEYS = frozenset(f"patch_{part}.{kind}" for part in ("short", "mid", "long") for kind in ("weight", "bias"))
+_WAN_SHARED_KEYS = ("patch_size", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels",
+                    "text_dim", "freq_dim", "ffn_dim", "num_layers", "cross_attn_norm", "qk_norm", "eps")
+
+
+def config_from_wan(data: dict) -> TransformerConfig:
+    """The Helios config of a Wan2.1 T2V transformer: same backbone, Helios switches at their defaults."""
+    if data.get("image_dim") or data.get("added_kv_proj_dim"):
+        raise CheckpointError("this Wan transformer has an image branch (I2V); Helios starts from a Wan T2V model")
+    head = data.get("attention_head_dim", 128)
+    spatial = 2 * (head // 6)  # Wan splits each head's rotary dims as t / h / w = rest / 2⌊d/6⌋ / 2⌊d/6⌋
+    values = {k: data[k] for k in _WAN_SHARED_KEYS if k in data}
+    return TransformerConfig(**values, rope_dim=(head - 2 * spatial, spatial, spatial))
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / CONFIG_NAME).read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: not valid JSON ({exc})") from None
+
+
 def load_transformer(
     cls: type[HeliosTransformer],
     path: str | Path,
@@ -125,9 +148,33 @@ def load_transformer(
 ) -> HeliosTransformer:
     folder = find_transformer_dir(path)
     try:
-        config = TransformerConfig.from_json(folder / CONFIG_NAME)
+        config = TransformerConfig.from_dict(_read_config(folder))
     except ValueError as exc:
         raise CheckpointError(f"{folder / CONFIG_NAME}: {exc}") from None
+    return _load(cls, folder, config, dtype, device)
+
+
+def load_wan_transformer(
+    cls: type[HeliosTransformer],
+    path: str | Path,
+    dtype: torch.dtype = torch.bfloat16,
+    device: torch.device | str = "cpu",
+) -> HeliosTransformer:
+    """A Wan2.1 T2V transformer folder as a Helios transformer (the stage-1 starting point, paper §5.1):
+    every Wan key must be there; the memory patches, which Wan lacks, are initialised *after* loading
+    as average-pool copies of the loaded patch embedding."""
+    from .memory import init_memory_from_patch_embedding
+
+    folder = find_transformer_dir(path)
+    data = _read_config(folder)
+    if data.get("_class_name") != WAN_CLASS_NAME:
+        raise CheckpointError(f"{folder} holds {data.get('_class_name')!r}, not a {WAN_CLASS_NAME}")
+    model = _load(cls, folder, config_from_wan(data), dtype, device, optional=MEMORY_PATCH_KEYS)
+    init_memory_from_patch_embedding(model, model.patch_embedding)
+    return model
+
+
+def _load(cls, folder: Path, config: TransformerConfig, dtype, device, optional: frozenset = frozenset()):
     with torch.device("meta"):
         model = cls(config)
     if any(True for _ in model.buffers()):
@@ -135,7 +182,8 @@ def load_transformer(
     files = _weight_files(folder)
     stored = _stored_shapes(files)
     expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    check_keys(expected, {k: v[2] for k, v in stored.items()}, str(folder))
+    required = {k: v for k, v in expected.items() if k not in optional or k in stored}
+    check_keys(required, {k: v[2] for k, v in stored.items()}, str(folder))
 
     by_file: dict[Path, list[tuple[str, str]]] = {}
     for name, (file, key, _) in stored.items():
@@ -150,6 +198,8 @@ def load_transformer(
                 else:
                     tensor = tensor.to(device=device)
                 _assign(model, name, tensor)
+    for name in sorted(set(expected) - set(stored)):  # optional keys absent from the file: filled by the caller
+        _assign(model, name, torch.zeros(expected[name], dtype=torch.float32 if keeps_fp32(name) else dtype, device=device))
     return model.eval()
 
 

@@ -266,6 +266,18 @@ class HeliosTransformer(nn.Module):
 
         return load_transformer(cls, path, dtype=dtype, device=device)
 
+    @classmethod
+    def from_wan(
+        cls,
+        path: str | Path,
+        dtype: torch.dtype = torch.bfloat16,
+        device: torch.device | str = "cpu",
+    ) -> "HeliosTransformer":
+        """Start from a Wan2.1 T2V transformer folder (diffusers ``WanTransformer3DModel``)."""
+        from .checkpoint import load_wan_transformer
+
+        return load_wan_transformer(cls, path, dtype=dtype, device=device)
+
     def save_pretrained(self, path: str | Path, max_shard_bytes: int = 10 * 2**30) -> None:
         from .checkpoint import save_transformer
 

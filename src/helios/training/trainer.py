@@ -37,9 +37,11 @@ LATEST = "latest"
 
 
 def build_transformer(spec: str | dict) -> HeliosTransformer:
-    """A preset name, a config dict, or a transformer folder to fine-tune."""
+    """A preset name, a config dict, a Helios transformer folder, or ``wan:FOLDER`` (a Wan2.1 T2V start)."""
     if isinstance(spec, dict):
         return HeliosTransformer.from_config(spec)
+    if spec.startswith("wan:"):
+        return HeliosTransformer.from_wan(spec[4:], dtype=torch.float32)
     if Path(spec).exists():
         return HeliosTransformer.from_pretrained(spec, dtype=torch.float32)
     return HeliosTransformer.from_config(transformer_preset(spec))
@@ -81,7 +83,7 @@ class Trainer:
         self.device = torch.device(device)
         torch.manual_seed(config.seed)  # model initialisation only; steps use their own generators
         model = build_transformer(config.transformer)
-        if config.init_memory_patches and model.config.has_multi_term_memory_patch:
+        if config.init_memory_patches and model.config.has_multi_term_memory_patch and not str(config.transformer).startswith("wan:"):
             init_memory_from_patch_embedding(model, model.patch_embedding)
         if config.lora_rank:
             model = add_lora(model, config.lora_rank, config.lora_alpha or config.lora_rank)
