@@ -19,6 +19,14 @@ DIFFUSERS_VERSION = "0.42.1"
 _CONFIG_METADATA_KEYS = {"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"}
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; a malformed file is a ValueError naming the file and the problem."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     """Architecture of the Helios DiT. Defaults are the released 14B model (paper §3.1, §3.3.1)."""
@@ -85,11 +93,7 @@ class TransformerConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "TransformerConfig":
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The diffusers ``config.json`` layout (lists for tuples, class name and version)."""
@@ -326,16 +330,12 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"training config not found: {path}")
-        text = path.read_text()
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text)
+            data = yaml.safe_load(path.read_text())
         else:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            data = read_json(path)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a training config is a mapping of settings")
         return cls.from_dict(data)

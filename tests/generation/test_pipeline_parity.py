@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from helios import HeliosPipeline
-from helios.config import ShiftSettings, sampler_preset
 from helios.encoders.video import WanVideoCodec
 
 from .fixtures import TableTextEncoder, float64_block_noise_cholesky, tiny_components

@@ -99,3 +99,15 @@ def test_world_text_encoder():
     assert not torch.equal(encoder.encode(["a red circle"]), encoder.encode(["a blue circle"]))
     assert encoder.unknown_words("a red dragon") == ["dragon"]
     assert set(vocabulary()) >= {"circle", "red", "moves", "background"}
+
+
+def test_detector_survives_scattered_pixels():
+    """Regression: pixels of one colour spread so that none lies near their median point."""
+    from helios.synthetic.world import BACKGROUNDS, COLORS
+
+    frames = np.empty((4, 64, 64, 3), np.uint8)
+    frames[:] = BACKGROUNDS["black"]
+    for corner in ((0, 0), (0, 56), (56, 0), (56, 56)):
+        frames[:, corner[0] : corner[0] + 8, corner[1] : corner[1] + 8] = COLORS["red"]
+    detections = detect(frames)
+    assert [d.color for d in detections] == ["red"]

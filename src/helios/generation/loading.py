@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from ..config import SamplerSettings, ShiftSettings, sampler_preset
+from ..config import SamplerSettings, ShiftSettings, read_json, sampler_preset
 from ..model.transformer import HeliosTransformer
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
@@ -21,9 +20,9 @@ class ModelFolderError(ValueError):
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelFolderError(f"{path}: not valid JSON ({exc})") from None
+        return read_json(path)
+    except ValueError as exc:
+        raise ModelFolderError(str(exc)) from None
 
 
 def sampler_from_configs(model_index: dict, scheduler: dict) -> SamplerSettings:

@@ -10,12 +10,13 @@ end of the schedule keep the last prompt (the official code falls back to the fi
 from __future__ import annotations
 
 import csv
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from ..config import read_json
 
 FRAMES_PER_CHUNK = 33
 
@@ -95,10 +96,7 @@ def read_prompt_file(path: str | Path, default_transition: int = 3) -> list[Prom
         raise ValueError(f"prompt file not found: {path}")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        rows = read_json(path)
         if not isinstance(rows, list):
             raise ValueError(f"{path}: expected a JSON list of prompt entries")
     elif path.suffix == ".csv":

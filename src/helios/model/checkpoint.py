@@ -19,7 +19,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..config import TransformerConfig
+from ..config import TransformerConfig, read_json
 from .transformer import HeliosTransformer, keeps_fp32
 
 CONFIG_NAME = "config.json"
@@ -135,9 +135,9 @@ def config_from_wan(data: dict) -> TransformerConfig:
 
 def _read_config(folder: Path) -> dict:
     try:
-        return json.loads((folder / CONFIG_NAME).read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{folder / CONFIG_NAME}: not valid JSON ({exc})") from None
+        return read_json(folder / CONFIG_NAME)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def load_transformer(

@@ -71,7 +71,8 @@ def detect(frames: np.ndarray) -> list[Detection]:
             cx, cy = np.median(xs), np.median(ys)
             reach = 1.5 * np.sqrt(len(xs))
             near = (np.abs(xs - cx) <= reach) & (np.abs(ys - cy) <= reach)
-            xs, ys = xs[near], ys[near]
+            if near.any():  # scattered pixels may leave no blob around the median point
+                xs, ys = xs[near], ys[near]
             centroids.append((xs.mean(), ys.mean()))
             box = (xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)
             fills.append(len(xs) / box)

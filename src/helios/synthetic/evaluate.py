@@ -4,6 +4,7 @@
 
 * adherence: for held-out scenes (seeds never used in training), generate one chunk from the caption
   and check that every captioned object appears with its colour, shape and direction;
+* conditioning: for I2V and V2V, the share of the input's objects still present in the continuation;
 * drift: generate a long video and track per-chunk colour statistics and how many objects the
   detector still finds — a model that drifts loses objects or shifts colour over time.
 """
@@ -45,6 +46,19 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     }
 
 
+def evaluate_conditioning(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
+    """I2V and V2V: the share of the input's objects (by colour) that the continuation still shows."""
+    kept = {"i2v": [], "v2v": []}
+    for i, scene in enumerate(scenes):
+        clip = render(scene, 66)
+        colors = {o.color for o in scene.objects}
+        for mode, source in (("i2v", {"image": clip[0]}), ("v2v", {"video": clip})):
+            video = pipeline.generate(scene.caption(), num_frames=33, seed=seed + i, **source)
+            found = {d.color for d in detect(video.frames)}
+            kept[mode].append(len(colors & found) / len(colors))
+    return {mode: float(np.mean(values)) for mode, values in kept.items()} | {"scenes": len(scenes)}
+
+
 def evaluate_drift(pipeline, scene: Scene, frames: int, seed: int = 0) -> dict:
     chunks = []
     for chunk in pipeline.stream(scene.caption(), num_frames=frames, seed=seed):
@@ -79,7 +93,8 @@ def main() -> None:
     pipeline = HeliosPipeline.from_pretrained(args.model, device="cpu")
     started = time.time()
     scenes = held_out_scenes(args.prompts)
-    result = {"adherence": evaluate_adherence(pipeline, scenes)}
+    result = {"adherence": evaluate_adherence(pipeline, scenes),
+              "conditioning": evaluate_conditioning(pipeline, scenes[: max(1, args.prompts // 5)])}
     if args.drift_frames:
         result["drift"] = evaluate_drift(pipeline, scenes[0], args.drift_frames)
     result["seconds"] = time.time() - started

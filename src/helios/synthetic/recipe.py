@@ -7,6 +7,7 @@ Phases (each resumes from what ``--work`` already holds):
   offload    encode every rendered video per 33-frame chunk (+ caption embeddings) into shards
   base       stage 1 (flow matching with history) from scratch
   mid        stage 2 (pyramid flow matching) initialised from the base model
+  refine     more stage 2, with caption dropout, from a packaged model (--from-model)
   ablations  stage 1 without First-Frame Anchor, and without Frame-Aware Corrupt (paper Table 5)
   package    write the default-model folder (fp16 weights, sampler settings)
 """
@@ -167,7 +168,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True)
     parser.add_argument("--phase", nargs="+", required=True,
-                        choices=["codec", "offload", "base", "mid", "ablations", "package"])
+                        choices=["codec", "offload", "base", "mid", "refine", "ablations", "package"])
+    parser.add_argument("--from-model", help="phase refine: a packaged world model to continue (stage 2)")
+    parser.add_argument("--codec-from", help="use this trained codec folder instead of training one")
     parser.add_argument("--videos", type=int, default=600)
     parser.add_argument("--codec-steps", type=int, default=3000)
     parser.add_argument("--base-steps", type=int, default=6000)
@@ -203,7 +206,7 @@ def main() -> None:
         report["codec_psnr_db"] = quality
         report_path.write_text(json.dumps(report, indent=1))
     if "offload" in args.phase:
-        codec = WorldCodec.load(work / "codec", device)
+        codec = WorldCodec.load(args.codec_from or work / "codec", device)
         offload_corpus(videos, scenes, codec, work / "shards")
         log(f"offloaded {len(videos)} videos")
     if "base" in args.phase:
@@ -212,6 +215,10 @@ def main() -> None:
     if "mid" in args.phase:
         config = stage_config(2, work / "shards", work / "mid", str(work / "base" / "export"), args.mid_steps, args.batch_size)
         report["mid"] = str(train_stage(config, args.mid_minutes, log))
+    if "refine" in args.phase:
+        config = stage_config(2, work / "shards", work / "refine", str(Path(args.from_model) / "transformer"),
+                              args.mid_steps, args.batch_size, caption_dropout=0.1)
+        report["refine"] = str(train_stage(config, args.mid_minutes, log))
     if "ablations" in args.phase:
         no_anchor = stage_config(1, work / "shards", work / "no_anchor", TRANSFORMER, args.ablation_steps, args.batch_size,
                                  history=HistorySettings(keep_first_frame=False))
@@ -221,7 +228,8 @@ def main() -> None:
         report["no_corrupt"] = str(train_stage(no_corrupt, args.ablation_minutes, log))
     if "package" in args.phase:
         target = Path(args.package_to or work / "default_model")
-        package(target, work / "codec", work / "mid" / "export", DEFAULT_SAMPLER, report)
+        trained = work / ("refine" if "refine" in args.phase else "mid") / "export"
+        package(target, Path(args.codec_from or work / "codec"), trained, DEFAULT_SAMPLER, report)
         log(f"packaged {target}")
     report_path.write_text(json.dumps(report, indent=1))
 

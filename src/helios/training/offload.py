@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..config import read_json
 from ..encoders.protocols import TextEncoder, VideoCodec
 from ..media import read_video, to_model_pixels
 from .data import INDEX_NAME
@@ -22,10 +23,7 @@ def read_manifest(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"manifest not found: {path}")
-    try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    entries = read_json(path)
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: expected a non-empty JSON list of videos")
     for n, entry in enumerate(entries, start=1):
