@@ -178,3 +178,12 @@ def test_presets_reproduce_the_released_settings():
     assert (distilled.sampler, distilled.pyramid_steps, distilled.guidance_scale, distilled.amplify_first_chunk) == (
         "dmd", (2, 2, 2), 1.0, True)
     assert not distilled.uses_cfg and mid.uses_cfg
+
+
+def test_skip_first_chunk_re_anchors_on_chunk_one(pipeline):
+    plain = pipeline.generate("x", num_frames=33 * 3, seed=0, **FAST)
+    skipped = pipeline.generate("x", num_frames=33 * 3, seed=0, skip_first_chunk=True, **FAST)
+    # Chunks 0 and 1 are generated identically; chunk 2 sees chunk 1's first latent as its anchor.
+    assert torch.equal(skipped.latents[:, :, :18], plain.latents[:, :, :18])
+    assert not torch.allclose(skipped.latents[:, :, 18:], plain.latents[:, :, 18:])
+    assert len(skipped.frames) == len(plain.frames)  # chunk 0 is still part of the output

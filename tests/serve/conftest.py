@@ -43,6 +43,7 @@ def serve(default_pipeline):
                 raise RuntimeError("server did not start")
             time.sleep(0.05)
         servers.append((server, thread))
+        app.state.uvicorn = server
         return f"127.0.0.1:{port}", app
 
     yield start

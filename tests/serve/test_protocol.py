@@ -199,3 +199,16 @@ def test_slow_client_policies(default_pipeline, policy):
     session.stop()
     session.join(30)
     assert session.finished.is_set()
+
+
+def test_server_shutdown_ends_live_sessions(serve):
+    host, app = serve()
+    ws = connect(f"ws://{host}/v1/stream")
+    ws.send(json.dumps({"type": "start", "prompt": "a red circle", "frames": None, **FAST}))
+    session_id = receive(ws)["session"]
+    receive_until(ws, "chunk")
+    session = app.state.sessions[session_id]
+    app.state.uvicorn.should_exit = True  # what SIGTERM does
+    assert session.finished.wait(60)  # the generation thread ended after its chunk in progress
+    session.join(30)
+    ws.close()

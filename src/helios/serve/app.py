@@ -14,6 +14,7 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,16 @@ class JobRequest(BaseModel):
 
 def create_app(pipeline: HeliosPipeline, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
-    app = FastAPI(title="helios", description="Real-time long video generation")
-    slots = threading.BoundedSemaphore(settings.max_sessions)
     sessions: dict[str, Session] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        for session in list(sessions.values()):  # shutdown: end every live generation after its chunk
+            session.stop()
+
+    app = FastAPI(title="helios", description="Real-time long video generation", lifespan=lifespan)
+    slots = threading.BoundedSemaphore(settings.max_sessions)
     jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
     job_lock = threading.Lock()
     generation_lock = threading.Lock()  # HTTP jobs run one at a time, beside live sessions' slots
