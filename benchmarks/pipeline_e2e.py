@@ -1,5 +1,6 @@
 """End-to-end Helios generation with the full-size components and random weights.
 
+(`helios bench speed` is the general tool; this script produced the first committed figure.)
 Builds the 14B transformer (bf16), UMT5-XXL (bf16) and the Wan2.1 VAE (fp32, as released) directly
 on the GPU — no download — and runs ``HeliosPipeline`` with a preset, after one warm-up call.
 
@@ -20,46 +21,12 @@ import time
 
 import torch
 
-from helios import HeliosPipeline, HeliosTransformer
-from helios.config import HELIOS_14B
-from helios.encoders.text import UMT5TextEncoder
-from helios.encoders.video import WanVideoCodec
-
-PROMPT = "A red fox runs through fresh snow in a pine forest at sunrise, cinematic tracking shot."
-
-
-def _word_tokenizer():
-    """UMT5's real tokenizer needs the hub; the encoder's cost only depends on the 512 padded tokens."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    words = sorted(set(PROMPT.lower().replace(",", " ").replace(".", " ").split()))
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-
+from helios import HeliosPipeline
+from helios.bench.speed import PROMPT
+from helios.bench.speed import build_pipeline as build
 
 def build_pipeline(preset: str, device: str) -> HeliosPipeline:
-    from diffusers import AutoencoderKLWan
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            transformer = HeliosTransformer.from_config(HELIOS_14B).cast(torch.bfloat16).eval()
-            umt5 = UMT5EncoderModel(UMT5Config(
-                vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                relative_attention_num_buckets=32, relative_attention_max_distance=128,
-                feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True,
-                pad_token_id=0, eos_token_id=1,
-            )).eval()
-    finally:
-        torch.set_default_dtype(torch.float32)
-    with torch.device(device):
-        vae = AutoencoderKLWan().eval()
-    return HeliosPipeline(transformer, UMT5TextEncoder(_word_tokenizer(), umt5), WanVideoCodec(vae), sampler=preset)
+    return build(size="14b", preset=preset, device=device, dtype=torch.bfloat16)
 
 
 def main() -> None:

@@ -49,3 +49,23 @@ def history_inputs(batch: int, height: int, width: int, long_frames: int = 16, g
         "latents_history_mid": randn(batch, 16, 2, height, width),
         "latents_history_long": randn(batch, 16, long_frames, height, width),
     }
+
+
+@pytest.fixture
+def cpu_cholesky(monkeypatch):
+    """diffusers factorises the singular 4×4 block-noise covariance in float32, which CPU LAPACK
+    rejects; patched here (in tests only) to a float64 factorisation of the same matrix."""
+    from .generation.fixtures import float64_block_noise_cholesky
+
+    real = torch.linalg.cholesky
+
+    def patched(matrix, *args, **kwargs):
+        if matrix.shape == (4, 4) and matrix.dtype == torch.float32:
+            monkeypatch.setattr(torch.linalg, "cholesky", real)
+            try:
+                return float64_block_noise_cholesky(matrix)
+            finally:
+                monkeypatch.setattr(torch.linalg, "cholesky", patched)
+        return real(matrix, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "cholesky", patched)

@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     off.add_argument("--width", type=int, default=192)
     off.add_argument("--device", help="cpu, cuda, ...")
 
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_kinds = bench.add_subparsers(dest="bench", required=True)
+    speed = bench_kinds.add_parser("speed", help="end-to-end FPS, time to first chunk, jitter, memory (random weights)")
+    speed.add_argument("--size", choices=["14b", "tiny"], default="14b", help="component sizes (tiny: CPU-sized)")
+    speed.add_argument("--preset", choices=["helios-base", "helios-mid", "helios-distilled"], default="helios-distilled")
+    speed.add_argument("--frames", type=int, default=240)
+    speed.add_argument("--steps", type=_steps, help="override the preset's steps")
+    speed.add_argument("--device", help="cuda (default when available) or cpu")
+    speed.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    speed.add_argument("--compare", choices=["diffusers"], help="also run diffusers' pipeline on the same weights")
+    speed.add_argument("--out", help="write the results as JSON")
+
     serve = commands.add_parser("serve", help="live streaming server and web page")
     serve.add_argument("--model", help="Helios model folder; default: the embedded default model")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
@@ -74,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", help="cpu, cuda, ...")
     serve.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     return parser
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.speed import run_benchmark
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run_benchmark(args.size, args.preset, args.frames, device, args.compare, args.out,
+                  dtype=getattr(torch, DTYPES[args.dtype]), steps=args.steps)
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -172,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from .model.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    handlers = {"generate": run_generate, "train": run_train, "offload": run_offload, "serve": run_serve}
+    handlers = {"generate": run_generate, "train": run_train, "offload": run_offload, "serve": run_serve, "bench": run_bench}
     try:
         return handlers[args.command](args)
     except (UsageError, MediaError, CheckpointError, ModelFolderError, FileNotFoundError, ValueError) as exc:

@@ -11,26 +11,10 @@ import torch
 from helios import HeliosPipeline
 from helios.encoders.video import WanVideoCodec
 
-from .fixtures import TableTextEncoder, float64_block_noise_cholesky, tiny_components
+from .fixtures import TableTextEncoder, tiny_components
 
 HEIGHT = WIDTH = 64
 TOLERANCE = 1e-4  # float32 through a 2-layer transformer, the samplers and (for I2V/V2V) the VAE
-
-
-@pytest.fixture
-def cpu_cholesky(monkeypatch):
-    real = torch.linalg.cholesky
-
-    def patched(matrix, *args, **kwargs):
-        if matrix.shape == (4, 4) and matrix.dtype == torch.float32:
-            monkeypatch.setattr(torch.linalg, "cholesky", real)
-            try:
-                return float64_block_noise_cholesky(matrix)
-            finally:
-                monkeypatch.setattr(torch.linalg, "cholesky", patched)
-        return real(matrix, *args, **kwargs)
-
-    monkeypatch.setattr(torch.linalg, "cholesky", patched)
 
 
 def diffusers_pipeline(kind: str, reference, vae):

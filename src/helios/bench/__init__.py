@@ -1,0 +1,1 @@
+"""Benchmarks: end-to-end speed with a stated definition."""

@@ -1,0 +1,23 @@
+"""The speed benchmark runs end to end (tiny components on CPU) and reports every defined figure."""
+
+from __future__ import annotations
+
+import json
+
+from helios.bench.speed import run_benchmark
+
+
+def test_speed_benchmark_with_diffusers_comparison(tmp_path, cpu_cholesky, capsys):
+    out = tmp_path / "speed.json"
+    results = run_benchmark("tiny", "helios-distilled", frames=66, device="cpu", compare="diffusers",
+                            out=str(out), dtype=__import__("torch").float32, steps=1)
+    printed = capsys.readouterr().out
+    assert "end-to-end FPS" in printed and "speed-up over diffusers" in printed
+    ours, with_timers, theirs = results
+    assert ours.returned_frames == theirs.returned_frames == 65
+    assert ours.end_to_end_fps > 0 and theirs.end_to_end_fps > 0
+    assert ours.time_to_first_chunk_s is not None and len(ours.chunk_latency_s) == 2
+    assert with_timers.transformer_calls == 6 + 3  # amplified first chunk: 2 steps × 3 stages, then 1 × 3
+    assert 0 < with_timers.vae_seconds < with_timers.wall_seconds
+    data = json.loads(out.read_text())
+    assert data["meta"]["card"] == "cpu" and len(data["results"]) == 3
