@@ -187,3 +187,12 @@ def test_skip_first_chunk_re_anchors_on_chunk_one(pipeline):
     assert torch.equal(skipped.latents[:, :, :18], plain.latents[:, :, :18])
     assert not torch.allclose(skipped.latents[:, :, 18:], plain.latents[:, :, 18:])
     assert len(skipped.frames) == len(plain.frames)  # chunk 0 is still part of the output
+
+
+def test_batched_cfg_equals_two_forwards(tmp_path):
+    from dataclasses import replace
+
+    pipe = tiny_pipeline(tmp_path, sampler="helios-mid")
+    separate = pipe.generate("x", num_frames=66, seed=3, steps=2)
+    batched = pipe.generate("x", num_frames=66, seed=3, steps=2, preset=replace(pipe.sampler, batched_cfg=True))
+    assert (batched.latents - separate.latents).abs().max().item() < 1e-4

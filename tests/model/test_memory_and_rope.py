@@ -97,3 +97,46 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert grads[0].keys() == grads[1].keys() and "blocks.1.attn1.to_q.weight" in grads[0]
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+
+
+def _window_call(model, batch=1):
+    generator = torch.Generator().manual_seed(0)
+    kwargs = {
+        "indices_hidden_states": torch.arange(20, 29)[None],
+        "indices_latents_history_short": torch.tensor([[0, 19]]),
+        "indices_latents_history_mid": torch.tensor([[17, 18]]),
+        "indices_latents_history_long": torch.arange(1, 17)[None],
+        "latents_history_short": torch.randn(batch, 16, 2, 8, 8, generator=generator),
+        "latents_history_mid": torch.randn(batch, 16, 2, 8, 8, generator=generator),
+        "latents_history_long": torch.randn(batch, 16, 16, 8, 8, generator=generator),
+    }
+    hidden = torch.randn(batch, 16, 9, 4, 4, generator=generator)
+    return model(hidden, torch.tensor([700]), torch.randn(batch, 5, 32, generator=generator), **kwargs)
+
+
+def test_rope_and_zero_time_caches_are_exact_and_follow_weight_changes():
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY).eval()
+    with torch.no_grad():
+        first = _window_call(model)
+        assert len(model._rope_cache) == 4 and len(model._zero_time_cache) == 1
+        again = _window_call(model)
+        assert torch.equal(first, again) and len(model._rope_cache) == 4
+        model._rope_cache.clear()
+        model._zero_time_cache.clear()
+        assert torch.equal(_window_call(model), first)  # cached = freshly computed
+        model.condition_embedder.time_proj.weight.add_(0.5)  # an in-place update (as an optimizer step)
+        changed = _window_call(model)
+        model._zero_time_cache.clear()
+        assert torch.equal(changed, _window_call(model)) and not torch.equal(changed, first)
+
+
+def test_inference_then_training_on_one_model():
+    """Regression: tables cached under inference_mode must not reach a backward pass."""
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY)
+    with torch.inference_mode():
+        _window_call(model)
+    loss = _window_call(model).square().mean()
+    loss.backward()
+    assert model.patch_embedding.weight.grad is not None

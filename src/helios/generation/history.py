@@ -51,7 +51,7 @@ def history_kwargs(window: torch.Tensor, anchor: torch.Tensor | None, settings: 
     else:
         short = newest
     return {
-        **{k: v.to(window.device) for k, v in window_indices(settings).items()},
+        **window_indices(settings),  # CPU tensors: the transformer caches their RoPE tables
         "latents_history_short": short.to(dtype),
         "latents_history_mid": mid.to(dtype),
         "latents_history_long": long.to(dtype),

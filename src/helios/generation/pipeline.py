@@ -251,6 +251,9 @@ class HeliosPipeline:
             text = schedule.embedding_for_chunk(k).to(device, dtype)
 
             def model(latents, timestep, embedding, _inputs=history_inputs):
+                if latents.shape[0] > 1:  # batched CFG: the one history serves both halves
+                    _inputs = {k: v.expand(latents.shape[0], *v.shape[1:]) if k.startswith("latents_") else v
+                               for k, v in _inputs.items()}
                 return self.transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=embedding, **_inputs)
 
             noise = draw.normal((1, codec.latent_channels, hs.chunk_latent_frames, latent_h, latent_w))

@@ -8,12 +8,13 @@ Mid and long reuse the *short* part's token grid for their RoPE tables, pooled b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from .rope import RopeTable, _pad_to_multiple, rope_table
+from .rope import RopeTable, _pad_to_multiple
 
 
 @dataclass(frozen=True)
@@ -86,16 +87,18 @@ def embed_history(
     patches: nn.Module,
     history: HistoryInputs,
     batch: int,
-    rope_dim: tuple[int, int, int],
-    theta: float,
+    table_for: Callable[..., RopeTable],
 ) -> tuple[list[torch.Tensor], list[RopeTable]]:
-    """Tokens and RoPE tables of the history parts, in sequence order long, mid, short."""
+    """Tokens and RoPE tables of the history parts, in sequence order long, mid, short.
+
+    ``table_for(indices, height, width, pool=1)`` builds (or fetches) a RoPE table.
+    """
     history.validate()
     if history.short is None:
         return [], []
     tokens, tables = [], []
     short_tokens, (_, h1, w1) = patchify(patches.patch_short, history.short)
-    short_table = rope_table(as_index_rows(history.indices_short, batch), h1, w1, rope_dim, theta)
+    short_table = table_for(as_index_rows(history.indices_short, batch), h1, w1)
     for latents, indices, conv, pool in (
         (history.long, history.indices_long, patches.patch_long, 4),
         (history.mid, history.indices_mid, patches.patch_mid, 2),
@@ -104,7 +107,7 @@ def embed_history(
             continue
         part_tokens, _ = patchify(conv, latents)
         tokens.append(part_tokens)
-        tables.append(rope_table(as_index_rows(indices, batch), h1, w1, rope_dim, theta, pool=pool))
+        tables.append(table_for(as_index_rows(indices, batch), h1, w1, pool=pool))
     tokens.append(short_tokens)
     tables.append(short_table)
     return tokens, tables

@@ -241,6 +241,10 @@ class HeliosTransformer(nn.Module):
         self.norm_out = OutputHead(dim, config.eps)
         self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
         self.gradient_checkpointing = False
+        # Inference caches: RoPE tables (the window indices are the same for every chunk) and the
+        # history's t = 0 modulation (depends only on weights). Keys include what they depend on.
+        self._rope_cache: dict = {}
+        self._zero_time_cache: dict = {}
 
     # ----------------------------------------------------------------------------------- loading
 
@@ -333,11 +337,8 @@ class HeliosTransformer(nn.Module):
 
         current, grid = patchify(self.patch_embedding, hidden_states.to(dtype))
         if indices_hidden_states is None:
-            indices_hidden_states = torch.arange(grid[0], device=current.device)
-        current_table = rope_table(
-            as_index_rows(indices_hidden_states, batch).to(current.device), grid[1], grid[2],
-            self.config.rope_dim, self.config.rope_theta,
-        )
+            indices_hidden_states = torch.arange(grid[0])
+        current_table = self._rope(as_index_rows(indices_hidden_states, batch), grid[1], grid[2], current.device)
 
         history = HistoryInputs(
             short=latents_history_short, mid=latents_history_mid, long=latents_history_long,
@@ -349,7 +350,8 @@ class HeliosTransformer(nn.Module):
                 raise ValueError("this model has no history patch embeddings (has_multi_term_memory_patch=False)")
             self._check_input(history.short, "latents_history_short")
         history_tokens, history_tables = embed_history(
-            self, _on_device(history, current.device, dtype), batch, self.config.rope_dim, self.config.rope_theta
+            self, _on_device(history, current.device, dtype), batch, lambda idx, h, w, pool=1: self._rope(
+                idx, h, w, current.device, pool)
         )
         x = torch.cat([*history_tokens, current], dim=1) if history_tokens else current
         rope = RopeTable.cat([*history_tables, current_table])
@@ -360,8 +362,7 @@ class HeliosTransformer(nn.Module):
         segment_projections = [projections]
         if segments.history > 0:
             if self.config.zero_history_timestep:
-                zero = torch.zeros(1, dtype=timestep.dtype, device=x.device)
-                history_projections = self.condition_embedder.embed_time(zero, dtype)[1]
+                history_projections = self._zero_time_projections(timestep.dtype, x.device, dtype)
             else:
                 history_projections = projections
             segment_projections = [history_projections, projections]
@@ -375,6 +376,33 @@ class HeliosTransformer(nn.Module):
         out = self.proj_out(self.norm_out(x[:, segments.history :], temb))
         velocity = self._unpatchify(out, grid)
         return (velocity,) if return_dict is False else velocity
+
+    def _rope(self, indices: torch.Tensor, height: int, width: int, device: torch.device, pool: int = 1) -> RopeTable:
+        """RoPE table, cached when the indices live on the CPU (reading them costs no device sync)."""
+        if indices.device.type != "cpu":
+            return rope_table(indices.to(device), height, width, self.config.rope_dim, self.config.rope_theta, pool)
+        # Tables made under inference_mode cannot be saved for a backward pass: keep them apart.
+        key = (tuple(indices.shape), tuple(indices.flatten().tolist()), height, width, pool, str(device),
+               torch.is_inference_mode_enabled())
+        table = self._rope_cache.get(key)
+        if table is None:
+            table = rope_table(indices.to(device), height, width, self.config.rope_dim, self.config.rope_theta, pool)
+            if len(self._rope_cache) >= 64:
+                self._rope_cache.clear()
+            self._rope_cache[key] = table
+        return table
+
+    def _zero_time_projections(self, timestep_dtype: torch.dtype, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The t = 0 modulation of history tokens; cached outside autograd, keyed by the weights' versions."""
+        zero = torch.zeros(1, dtype=timestep_dtype, device=device)
+        if torch.is_grad_enabled():
+            return self.condition_embedder.embed_time(zero, dtype)[1]
+        weights = tuple((id(p), p._version) for p in self.condition_embedder.parameters())
+        key = (timestep_dtype, str(device), dtype, weights, torch.is_inference_mode_enabled())
+        if key not in self._zero_time_cache:
+            self._zero_time_cache.clear()
+            self._zero_time_cache[key] = self.condition_embedder.embed_time(zero, dtype)[1]
+        return self._zero_time_cache[key]
 
     def _check_input(self, latents: torch.Tensor, name: str) -> None:
         if latents.ndim != 5 or latents.shape[1] != self.config.in_channels:
@@ -410,9 +438,9 @@ def keeps_fp32(name: str) -> bool:
 
 def _on_device(history: HistoryInputs, device: torch.device, dtype: torch.dtype) -> HistoryInputs:
     def move(t: torch.Tensor | None, floating: bool) -> torch.Tensor | None:
-        if t is None:
-            return None
-        return t.to(device=device, dtype=dtype) if floating else t.to(device)
+        if t is None or not floating:
+            return t  # indices stay where they are: on the CPU they key the RoPE cache without a sync
+        return t.to(device=device, dtype=dtype)
 
     return HistoryInputs(
         short=move(history.short, True), mid=move(history.mid, True), long=move(history.long, True),
