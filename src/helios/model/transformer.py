@@ -187,6 +187,16 @@ class HeliosBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=config.eps) if config.cross_attn_norm else None
         self.ffn = FeedForward(dim, config.ffn_dim)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self.fused_kernels = False  # Triton LayerNorm + modulation where it can run (see kernels/)
+
+    def _norm_modulate(self, x: torch.Tensor, mod: SegmentModulation, shift: int, scale: int) -> torch.Tensor:
+        if self.fused_kernels:
+            from .kernels import norm_modulate as kernel
+
+            if kernel.available(x.device):
+                return kernel.norm_modulate(x, [v[shift] for v in mod.vectors], [v[scale] for v in mod.vectors],
+                                            mod.lengths, self.eps, x.dtype)
+        return mod.modulate(layer_norm_fp32(x, self.eps), shift=shift, scale=scale, dtype=x.dtype)
 
     def _cross_attend(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         normed = layer_norm_fp32(x, self.eps, self.norm2) if self.norm2 is not None else x
@@ -202,14 +212,14 @@ class HeliosBlock(nn.Module):
     ) -> torch.Tensor:
         lengths = [segments.history, segments.current] if len(projections) == 2 else [segments.total]
         mod = SegmentModulation(self.scale_shift_table, projections, lengths)
-        normed = mod.modulate(layer_norm_fp32(x, self.eps), shift=0, scale=1, dtype=x.dtype)
+        normed = self._norm_modulate(x, mod, shift=0, scale=1)
         x = mod.gated_residual(x, self.attn1(normed, rope=rope, history_length=segments.history), gate=2)
         if self.guidance_cross_attn and segments.history > 0:
             history, current = x.split([segments.history, segments.current], dim=1)
             x = torch.cat([history, self._cross_attend(current, text)], dim=1)
         else:
             x = self._cross_attend(x, text)
-        normed = mod.modulate(layer_norm_fp32(x, self.eps), shift=3, scale=4, dtype=x.dtype)
+        normed = self._norm_modulate(x, mod, shift=3, scale=4)
         return mod.gated_residual(x, self.ffn(normed).float(), gate=5)
 
 
@@ -305,6 +315,12 @@ class HeliosTransformer(nn.Module):
 
     def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
         self.gradient_checkpointing = enabled
+
+    def enable_fused_kernels(self, enabled: bool = True) -> None:
+        """Use the Triton LayerNorm + modulation kernel (forward and backward) where Triton runs;
+        the reference path stays in use elsewhere."""
+        for block in self.blocks:
+            block.fused_kernels = enabled
 
     # ----------------------------------------------------------------------------------- forward
 

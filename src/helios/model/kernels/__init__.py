@@ -1,0 +1,1 @@
+"""Triton kernels with forward and backward; each is optional and tested equal to the reference path."""
