@@ -37,7 +37,22 @@ for fused in (False, True):
         t.grad = None
 for reference, fused in zip(*grads):
     assert (reference - fused).abs().max().item() < 1e-4, (reference - fused).abs().max()
-# 2. The whole model, with history, forward and parameter gradients.
+# 2. RoPE alone, batched table and shared table, forward and backward.
+from helios.model.kernels.rope import apply_rope_fused
+from helios.model.rope import apply_rope, rope_table
+for indices in (torch.tensor([[0, 3, 7]]), torch.tensor([[0, 3, 7], [1, 2, 9]])):
+    table = rope_table(indices, 2, 3, (6, 6, 4), 10000.0)
+    q = torch.randn(2, len(table), 3, 16, requires_grad=True)
+    upstream = torch.randn(2, len(table), 3, 16)
+    out = []
+    for rotate in (apply_rope, apply_rope_fused):
+        y = rotate(q, table)
+        (y * upstream).sum().backward()
+        out.append((y.detach(), q.grad.clone()))
+        q.grad = None
+    assert (out[0][0] - out[1][0]).abs().max().item() < 1e-5
+    assert (out[0][1] - out[1][1]).abs().max().item() < 1e-5
+# 3. The whole model, with history, forward and parameter gradients.
 model = HeliosTransformer.from_config(TINY)
 generator = torch.Generator().manual_seed(2)
 hidden, text = torch.randn(2, 16, 3, 8, 8, generator=generator), torch.randn(2, 5, 32, generator=generator)

@@ -128,6 +128,7 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])  # index 0 keeps the released key name "to_out.0"
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
+        self.fused_rope = False  # Triton RoPE where it can run (see kernels/)
         if amplify_history:
             # Initialised to ones as in the official code: the starting factor is 1 + 9·sigmoid(1) ≈ 7.58.
             self.history_key_scale = nn.Parameter(torch.ones(heads if scale_mode == "per_head" else 1))
@@ -144,7 +145,13 @@ class Attention(nn.Module):
         k = self.norm_k(self.to_k(source)).unflatten(2, (self.heads, -1))
         v = self.to_v(source).unflatten(2, (self.heads, -1))
         if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+            rotate = apply_rope
+            if self.fused_rope:
+                from .kernels import rope as kernel
+
+                if kernel.available(q.device):
+                    rotate = kernel.apply_rope_fused
+            q, k = rotate(q, rope), rotate(k, rope)
         if history_length > 0 and hasattr(self, "history_key_scale"):
             factor = 1.0 + torch.sigmoid(self.history_key_scale) * (HISTORY_KEY_MAX_SCALE - 1.0)
             factor = factor.view(1, 1, -1, 1)
@@ -317,10 +324,11 @@ class HeliosTransformer(nn.Module):
         self.gradient_checkpointing = enabled
 
     def enable_fused_kernels(self, enabled: bool = True) -> None:
-        """Use the Triton LayerNorm + modulation kernel (forward and backward) where Triton runs;
-        the reference path stays in use elsewhere."""
+        """Use the Triton kernels (LayerNorm + modulation, RoPE; forward and backward) where Triton
+        runs; the reference path stays in use elsewhere."""
         for block in self.blocks:
             block.fused_kernels = enabled
+            block.attn1.fused_rope = enabled
 
     # ----------------------------------------------------------------------------------- forward
 
