@@ -140,3 +140,22 @@ def test_inference_then_training_on_one_model():
     loss = _window_call(model).square().mean()
     loss.backward()
     assert model.patch_embedding.weight.grad is not None
+
+
+def test_fused_qkv_matches_separate_projections_and_tracks_weight_updates():
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY).eval()
+    with torch.no_grad():
+        reference = _window_call(model)
+        model.fuse_qkv(True)
+        fused = _window_call(model)
+        assert (fused - reference).abs().max().item() < 1e-5
+        model.blocks[0].attn1.to_k.weight.mul_(1.5)  # in-place change: the concatenation must follow
+        model.fuse_qkv(False)
+        changed = _window_call(model)
+        model.fuse_qkv(True)
+        assert (_window_call(model) - changed).abs().max().item() < 1e-5
+    # With autograd the fused path backpropagates into the three original parameters.
+    model.train()
+    _window_call(model).square().mean().backward()
+    assert model.blocks[1].attn1.to_v.weight.grad is not None

@@ -129,9 +129,23 @@ class Attention(nn.Module):
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
         self.fused_rope = False  # Triton RoPE where it can run (see kernels/)
+        self.fused_qkv = False  # one projection GEMM for q, k, v in self-attention
+        self._qkv_cache: tuple | None = None
         if amplify_history:
             # Initialised to ones as in the official code: the starting factor is 1 + 9·sigmoid(1) ≈ 7.58.
             self.history_key_scale = nn.Parameter(torch.ones(heads if scale_mode == "per_head" else 1))
+
+    def _qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """q/k/v weights and biases concatenated; rebuilt when any of them changes (training steps)."""
+        layers = (self.to_q, self.to_k, self.to_v)
+        key = tuple((id(p), p._version, p.device, p.dtype) for layer in layers for p in (layer.weight, layer.bias))
+        if self._qkv_cache is None or self._qkv_cache[0] != key or torch.is_grad_enabled():
+            weight = torch.cat([layer.weight for layer in layers])
+            bias = torch.cat([layer.bias for layer in layers])
+            if torch.is_grad_enabled():  # keep the graph to the three parameters; cache nothing
+                return weight, bias
+            self._qkv_cache = (key, weight, bias)
+        return self._qkv_cache[1], self._qkv_cache[2]
 
     def forward(
         self,
@@ -141,9 +155,13 @@ class Attention(nn.Module):
         history_length: int = 0,
     ) -> torch.Tensor:
         source = x if context is None else context
-        q = self.norm_q(self.to_q(x)).unflatten(2, (self.heads, -1))
-        k = self.norm_k(self.to_k(source)).unflatten(2, (self.heads, -1))
-        v = self.to_v(source).unflatten(2, (self.heads, -1))
+        if self.fused_qkv and context is None:
+            q, k, v = F.linear(x, *self._qkv_weights()).chunk(3, dim=-1)
+        else:
+            q, k, v = self.to_q(x), self.to_k(source), self.to_v(source)
+        q = self.norm_q(q).unflatten(2, (self.heads, -1))
+        k = self.norm_k(k).unflatten(2, (self.heads, -1))
+        v = v.unflatten(2, (self.heads, -1))
         if rope is not None:
             rotate = apply_rope
             if self.fused_rope:
@@ -329,6 +347,11 @@ class HeliosTransformer(nn.Module):
         for block in self.blocks:
             block.fused_kernels = enabled
             block.attn1.fused_rope = enabled
+
+    def fuse_qkv(self, enabled: bool = True) -> None:
+        """Compute self-attention q, k and v with one GEMM (parameter names and checkpoints unchanged)."""
+        for block in self.blocks:
+            block.attn1.fused_qkv = enabled
 
     # ----------------------------------------------------------------------------------- forward
 
