@@ -159,3 +159,13 @@ def test_fused_qkv_matches_separate_projections_and_tracks_weight_updates():
     model.train()
     _window_call(model).square().mean().backward()
     assert model.blocks[1].attn1.to_v.weight.grad is not None
+
+
+def test_compiled_blocks_match_eager():
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY).eval()
+    with torch.no_grad():
+        eager = _window_call(model)
+        model.compile_blocks()
+        compiled = _window_call(model)
+    assert (compiled - eager).abs().max().item() < 1e-5

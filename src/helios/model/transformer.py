@@ -348,6 +348,13 @@ class HeliosTransformer(nn.Module):
             block.fused_kernels = enabled
             block.attn1.fused_rope = enabled
 
+    def compile_blocks(self, **options) -> None:
+        """Regional ``torch.compile``: each block compiled on its own (the 40 blocks share one graph per
+        input shape, so a pyramid run compiles three times, not 120). ``options`` go to torch.compile,
+        e.g. ``mode="max-autotune-no-cudagraphs"``."""
+        for block in self.blocks:
+            block.compile(**{"dynamic": False, **options})
+
     def fuse_qkv(self, enabled: bool = True) -> None:
         """Compute self-attention q, k and v with one GEMM (parameter names and checkpoints unchanged)."""
         for block in self.blocks:
