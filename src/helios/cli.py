@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     speed.add_argument("--compare", choices=["diffusers"], help="also run diffusers' pipeline on the same weights")
     speed.add_argument("--out", help="write the results as JSON")
+    speed.add_argument("--fused-kernels", action="store_true", help="Triton LayerNorm+modulation and RoPE")
+    speed.add_argument("--fuse-qkv", action="store_true", help="one GEMM for q, k, v")
+    speed.add_argument("--compile", action="store_true", help="regional torch.compile of the blocks")
+    speed.add_argument("--attention", help="attention backend: sdpa, cudnn, flash, flash_attn3, ...")
+    speed.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
+    speed.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32")
 
     serve = commands.add_parser("serve", help="live streaming server and web page")
     serve.add_argument("--model", help="Helios model folder; default: the embedded default model")
@@ -91,11 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench.speed import run_benchmark
+    from .bench.speed import FastPaths, run_benchmark
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    fast = FastPaths(fused_kernels=args.fused_kernels, fuse_qkv=args.fuse_qkv, compile=args.compile,
+                     attention=args.attention, batched_cfg=args.batched_cfg, vae_dtype=args.vae_dtype)
     run_benchmark(args.size, args.preset, args.frames, device, args.compare, args.out,
-                  dtype=getattr(torch, DTYPES[args.dtype]), steps=args.steps)
+                  dtype=getattr(torch, DTYPES[args.dtype]), steps=args.steps, fast=fast)
     return 0
 
 

@@ -21,3 +21,20 @@ def test_speed_benchmark_with_diffusers_comparison(tmp_path, cpu_cholesky, capsy
     assert 0 < with_timers.vae_seconds < with_timers.wall_seconds
     data = json.loads(out.read_text())
     assert data["meta"]["card"] == "cpu" and len(data["results"]) == 3
+
+
+def test_speed_cli_with_fast_paths(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "fast.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "helios.cli", "bench", "speed", "--size", "tiny", "--device", "cpu", "--dtype", "fp32",
+         "--preset", "helios-mid", "--steps", "1", "--frames", "33", "--fuse-qkv", "--batched-cfg",
+         "--attention", "math", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["meta"]["fast_paths"]["fuse_qkv"] and data["meta"]["fast_paths"]["batched_cfg"]
+    assert "fuse_qkv+batched_cfg+attention=math" in data["results"][0]["implementation"]

@@ -235,16 +235,51 @@ def format_table(results: list[SpeedResult]) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(size: str, preset: str, frames: int, device: str, compare: str | None, out: str | None,
-                  dtype: torch.dtype = torch.bfloat16, steps: list[int] | int | None = None) -> list[SpeedResult]:
-    settings = sampler_preset(preset)
-    if steps is not None:
-        from dataclasses import replace
+@dataclass(frozen=True)
+class FastPaths:
+    """Optional fast paths to switch on for a run (each tested equal to the reference path)."""
 
+    fused_kernels: bool = False  # Triton LayerNorm + modulation and RoPE
+    fuse_qkv: bool = False
+    compile: bool = False  # regional torch.compile of the blocks
+    attention: str | None = None  # an attention backend name (see helios.model.attention)
+    batched_cfg: bool = False
+    vae_dtype: str = "fp32"
+
+    def label(self) -> str:
+        parts = [name for name in ("fused_kernels", "fuse_qkv", "compile", "batched_cfg") if getattr(self, name)]
+        parts += [f"attention={self.attention}"] if self.attention else []
+        parts += [f"vae={self.vae_dtype}"] if self.vae_dtype != "fp32" else []
+        return "+".join(parts) or "reference path"
+
+    def apply(self, pipeline: HeliosPipeline) -> None:
+        from ..model.attention import set_attention_backend
+
+        if self.fused_kernels:
+            pipeline.transformer.enable_fused_kernels(True)
+        if self.fuse_qkv:
+            pipeline.transformer.fuse_qkv(True)
+        if self.compile:
+            pipeline.transformer.compile_blocks()
+        if self.attention:
+            set_attention_backend(self.attention)
+
+
+def run_benchmark(size: str, preset: str, frames: int, device: str, compare: str | None, out: str | None,
+                  dtype: torch.dtype = torch.bfloat16, steps: list[int] | int | None = None,
+                  fast: FastPaths = FastPaths()) -> list[SpeedResult]:
+    from dataclasses import replace
+
+    settings = replace(sampler_preset(preset), batched_cfg=fast.batched_cfg)
+    if steps is not None:
         settings = replace(settings, **({"pyramid_steps": tuple(steps) if isinstance(steps, list) else (steps,) * 3}
                                         if settings.pyramid_steps else {"steps": int(steps)}))
-    pipeline = build_pipeline(size, settings, device, dtype)
+    vae_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[fast.vae_dtype]
+    pipeline = build_pipeline(size, settings, device, dtype, vae_dtype=vae_dtype)
+    fast.apply(pipeline)
     results = [measure_ours(pipeline, frames, breakdown=False), measure_ours(pipeline, frames, breakdown=True)]
+    for result in results:
+        result.implementation += f" [{fast.label()}]"
     if compare == "diffusers":
         results.append(measure_diffusers(pipeline, frames))
     table = format_table(results)
@@ -253,7 +288,7 @@ def run_benchmark(size: str, preset: str, frames: int, device: str, compare: str
     if compare == "diffusers":
         print(f"speed-up over diffusers: {results[0].end_to_end_fps / results[-1].end_to_end_fps:.2f}×")
     if out:
-        meta = dict(size=size, preset=preset, frames=frames, device=str(pipeline.device),
+        meta = dict(size=size, preset=preset, frames=frames, device=str(pipeline.device), fast_paths=asdict(fast),
                     card=torch.cuda.get_device_name() if pipeline.device.type == "cuda" else "cpu",
                     torch=torch.__version__, date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv))
         with open(out, "w") as f:
