@@ -169,3 +169,22 @@ def test_compiled_blocks_match_eager():
         model.compile_blocks()
         compiled = _window_call(model)
     assert (compiled - eager).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("scales", ["per_row", "per_tensor"])
+def test_fp8_quantisation_error_is_reported_per_layer_and_end_to_end(scales):
+    from helios.model.fp8 import FP8Linear, fp8_error_report, quantize_linears
+
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY).eval()
+    quantized = quantize_linears(model, scales)
+    assert isinstance(quantized.blocks[0].attn1.to_q, FP8Linear) and quantized.blocks[0].attn1.to_q.weight_fp8.dtype == torch.float8_e4m3fn
+    assert isinstance(model.blocks[0].attn1.to_q, torch.nn.Linear)  # the original is untouched
+    generator = torch.Generator().manual_seed(1)
+    inputs = dict(hidden_states=torch.randn(1, 16, 3, 8, 8, generator=generator), timestep=torch.tensor([500]),
+                  encoder_hidden_states=torch.randn(1, 5, 32, generator=generator))
+    report = fp8_error_report(model, quantized, inputs)
+    assert len(report["per_layer"]) == 2 * 10  # 2 blocks × (4 + 4 attention projections + 2 FFN layers)
+    # e4m3 keeps 3 mantissa bits: a single GEMM's error is a few percent at most, and not zero.
+    assert 1e-3 < report["mean_layer"] < 0.06
+    assert 1e-3 < report["end_to_end"] < 0.2
