@@ -161,6 +161,9 @@ def test_downsample_noise_keeps_unit_variance_scale():
     noise = torch.randn(1, 16, 9, 48, 80, generator=torch.Generator().manual_seed(0))
     small = downsample_noise(noise, 3)
     assert small.shape == (1, 16, 9, 12, 20)
+    # Halving averages 2×2 cells (std ÷ 2), the ×2 restores it: still unit-variance noise.
+    assert small.std().item() == pytest.approx(1.0, abs=0.03)
+    assert small.mean().abs().item() < 0.03
 
 
 def test_guidance_formulas():
