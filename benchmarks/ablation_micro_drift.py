@@ -2,9 +2,11 @@
 
 Usage: python benchmarks/ablation_micro_drift.py WORK_DIR [FRAMES]
 """
-import json, sys
+import json
+import sys
 from pathlib import Path
-import numpy as np, torch
+import numpy as np
+import torch
 from helios import HeliosPipeline, HeliosTransformer
 from helios.config import HistorySettings, SamplerSettings, ShiftSettings
 from helios.generation.loading import DEFAULT_MODEL_DIR

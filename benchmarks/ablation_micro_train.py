@@ -2,10 +2,12 @@
 
 Usage: python benchmarks/ablation_micro_train.py WORK_DIR MINUTES_PER_MODEL
 """
-import json, sys, time
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
-import numpy as np, torch
+import numpy as np
+import torch
 from helios.config import CorruptionSettings, HistorySettings, TrainConfig
 from helios.synthetic.recipe import render_corpus, train_stage
 from helios.generation.loading import DEFAULT_MODEL_DIR
