@@ -32,7 +32,9 @@ for name in ("full", "no_anchor", "no_corrupt"):
         for chunk in pipe.stream(scene.caption(), num_frames=frames, seed=i):
             pixels = chunk.frames.reshape(-1, 3).astype(np.float32)
             stats.append((pixels.mean(0), pixels.std(0).mean(), len(detect(chunk.frames))))
-        means = np.array([s[0] for s in stats]); stds = np.array([s[1] for s in stats]); objects = np.array([s[2] for s in stats])
+        means = np.array([s[0] for s in stats])
+        stds = np.array([s[1] for s in stats])
+        objects = np.array([s[2] for s in stats])
         q = max(1, len(stats) // 4)
         per_scene.append({
             "color_shift_first_to_last_quarter": float(np.abs(means[-q:].mean(0) - means[:q].mean(0)).mean()),

@@ -23,7 +23,12 @@ minutes = float(sys.argv[2])
 if not (work / "shards" / "index.json").is_file():
     t = time.time()
     videos, scenes = render_corpus(160, seed=1, frames=165, workers=2)
-    small = np.stack([np.asarray(torch.nn.functional.interpolate(torch.from_numpy(v).permute(0, 3, 1, 2).float(), size=(H, W), mode="area").round().clamp(0, 255).byte().permute(0, 2, 3, 1)) for v in videos])
+    def shrink(video):  # render at the world's size, then area-downsample to the micro size
+        frames = torch.from_numpy(video).permute(0, 3, 1, 2).float()
+        small = torch.nn.functional.interpolate(frames, size=(H, W), mode="area")
+        return small.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+    small = np.stack([shrink(v) for v in videos])
     codec = WorldCodec.load(DEFAULT_MODEL_DIR / "codec")
     text = WorldTextEncoder()
     (work / "shards").mkdir(exist_ok=True)
