@@ -196,3 +196,10 @@ def test_batched_cfg_equals_two_forwards(tmp_path):
     separate = pipe.generate("x", num_frames=66, seed=3, steps=2)
     batched = pipe.generate("x", num_frames=66, seed=3, steps=2, preset=replace(pipe.sampler, batched_cfg=True))
     assert (batched.latents - separate.latents).abs().max().item() < 1e-4
+
+
+def test_video_chunks_are_views_of_the_video(pipeline):
+    video = pipeline.generate("x", num_frames=50, seed=0, **FAST)
+    assert [len(c.frames) for c in video.chunks] == [33, 32]
+    assert np.shares_memory(video.chunks[1].frames, video.frames)
+    assert np.array_equal(video.chunks[1].frames, video.frames[33:])

@@ -35,21 +35,17 @@ class ChunkSampler:
         self.patch_size = patch_size
         self.model_dtype = model_dtype
         self.constants = PyramidConstants(stages=len(settings.pyramid_steps)) if settings.pyramid_steps else None
-        self.calls = 0  # transformer forwards, for benchmarks and tests
 
     def _velocity(self, model: Denoiser, latents, timestep, text, negative, stage: int, step: int) -> torch.Tensor:
         s = self.settings
         if not s.uses_cfg:
-            self.calls += 1
             return model(latents, timestep, text)
         if s.cfg_zero_star and s.zero_init_steps is not None and zeroed_by_cfg_zero_init(stage, step, s.zero_init_steps):
             return torch.zeros(latents.shape, dtype=self.model_dtype, device=latents.device)
         if s.batched_cfg:
-            self.calls += 1
             cond, uncond = model(torch.cat([latents, latents]), torch.cat([timestep, timestep]),
                                  torch.cat([text, negative])).chunk(2)
         else:
-            self.calls += 2
             cond = model(latents, timestep, text)
             uncond = model(latents, timestep, negative)
         return cfg_zero_star(cond, uncond, s.guidance_scale) if s.cfg_zero_star else cfg(cond, uncond, s.guidance_scale)

@@ -66,14 +66,12 @@ class HistoryWindow:
         self.length = sum(window_split(settings))
         self.buffer = torch.zeros(batch, channels, self.length, height, width, device=device, dtype=torch.float32)
         self.anchor: torch.Tensor | None = None  # (B, C, 1, H, W)
-        self.generated = 0  # latent frames that count as real history (I2V/V2V inputs included)
 
     def transformer_inputs(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         return history_kwargs(self.buffer, self.anchor, self.settings, dtype)
 
     def append(self, latents: torch.Tensor) -> None:
         self.buffer = torch.cat([self.buffer, latents], dim=2)
-        self.generated += latents.shape[2]
 
     def replace_newest(self, latents: torch.Tensor) -> None:
         """Swap the newest frames of the buffer (history-only edits such as adaptive corruption)."""
@@ -119,7 +117,6 @@ def condition_on_image(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     anchor = noised(anchor, settings.image_noise_sigma, draw, per_frame=False)
     fake = noised(fake, settings.video_noise_sigma, draw, per_frame=False)
     window.buffer = torch.cat([window.buffer[:, :, :-1], fake.to(window.buffer.device)], dim=2)
-    window.generated += 1
     window.anchor = anchor
 
 
@@ -150,5 +147,4 @@ def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
         window.buffer = torch.cat([window.buffer[:, :, :keep], latents], dim=2)
     else:
         window.buffer = latents
-    window.generated += latents.shape[2]
     window.anchor = anchor

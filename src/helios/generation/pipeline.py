@@ -164,8 +164,8 @@ class HeliosPipeline:
         chunks = list(self.stream(prompt, **options))
         frames = np.concatenate([c.frames for c in chunks])
         latents = torch.cat([c.latents for c in chunks], dim=2)
-        for chunk in chunks:
-            chunk.frames = chunk.frames[:0]  # the video holds the pixels; keep the chunk metadata light
+        for chunk in chunks:  # views into the video: the pixels are held once
+            chunk.frames = frames[chunk.first_frame : chunk.first_frame + len(chunk.frames)]
         return Video(frames=frames, fps=self.fps, latents=latents, chunks=chunks)
 
     def stream(

@@ -83,7 +83,7 @@ class Trainer:
         self.device = torch.device(device)
         torch.manual_seed(config.seed)  # model initialisation only; steps use their own generators
         model = build_transformer(config.transformer)
-        if config.init_memory_patches and model.config.has_multi_term_memory_patch and not str(config.transformer).startswith("wan:"):
+        if config.init_memory_patches and model.config.has_multi_term_memory_patch:
             init_memory_from_patch_embedding(model, model.patch_embedding)
         if config.lora_rank:
             model = add_lora(model, config.lora_rank, config.lora_alpha or config.lora_rank)

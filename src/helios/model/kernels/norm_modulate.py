@@ -32,13 +32,16 @@ def available(device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
+    def _row(L, D, BLOCK: tl.constexpr):
+        """This program's token row, its sample and position, and the column mask."""
+        row = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        return row, row // L, row % L, cols, cols < D
+
+    @triton.jit
     def _forward_kernel(X, Y, MEAN, RSTD, SHIFT_H, SCALE_H, SHIFT_C, SCALE_C, stride_h, stride_c,
                         L, HISTORY, D, eps, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
-        batch = row // L
-        position = row % L
-        cols = tl.arange(0, BLOCK)
-        mask = cols < D
+        row, batch, position, cols, mask = _row(L, D, BLOCK)
         x = tl.load(X + row * D + cols, mask=mask, other=0.0).to(tl.float32)
         mean = tl.sum(x, axis=0) / D
         centred = tl.where(mask, x - mean, 0.0)
@@ -59,11 +62,7 @@ if triton is not None:
     @triton.jit
     def _backward_kernel(X, DY, DX, MEAN, RSTD, SCALE_H, SCALE_C, stride_h, stride_c,
                          L, HISTORY, D, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
-        batch = row // L
-        position = row % L
-        cols = tl.arange(0, BLOCK)
-        mask = cols < D
+        row, batch, position, cols, mask = _row(L, D, BLOCK)
         x = tl.load(X + row * D + cols, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(DY + row * D + cols, mask=mask, other=0.0).to(tl.float32)
         mean = tl.load(MEAN + row)
