@@ -203,3 +203,45 @@ def test_video_chunks_are_views_of_the_video(pipeline):
     assert [len(c.frames) for c in video.chunks] == [33, 32]
     assert np.shares_memory(video.chunks[1].frames, video.frames)
     assert np.array_equal(video.chunks[1].frames, video.frames[33:])
+
+
+def test_overlapped_decoding_gives_the_same_video(pipeline):
+    """Decoding on the worker/side-stream path (generation.overlap) changes when chunks arrive, not what they hold."""
+    sequential = pipeline.generate("a blue square", num_frames=70, seed=4, **FAST)
+    pipeline.overlap_decode = True
+    try:
+        overlapped = pipeline.generate("a blue square", num_frames=70, seed=4, **FAST)
+    finally:
+        pipeline.overlap_decode = False
+    assert np.array_equal(sequential.frames, overlapped.frames)
+    assert torch.equal(sequential.latents, overlapped.latents)
+    assert [c.first_frame for c in overlapped.chunks] == [0, 33, 66]
+
+
+def test_overlapped_stream_stops_its_worker_when_closed_early(pipeline):
+    import threading
+
+    pipeline.overlap_decode = True
+    try:
+        stream = pipeline.stream("a red circle", num_frames=None, seed=1, **FAST)
+        first = next(iter(stream))
+        stream._run.close()  # the consumer walks away mid-stream
+    finally:
+        pipeline.overlap_decode = False
+    assert first.index == 0
+    assert not any(t.name == "helios-denoise" and t.is_alive() for t in threading.enumerate())
+
+
+def test_run_ahead_raises_worker_errors_in_the_consumer():
+    from helios.generation.overlap import run_ahead
+
+    def produce():
+        yield 1
+        raise RuntimeError("denoiser failed")
+
+    stopped = []
+    results = run_ahead(produce(), lambda x: x * 10, lambda: stopped.append(True))
+    assert next(results) == 10
+    with pytest.raises(RuntimeError, match="denoiser failed"):
+        next(results)
+    assert stopped == [True]

@@ -188,3 +188,43 @@ def test_fp8_quantisation_error_is_reported_per_layer_and_end_to_end(scales):
     # e4m3 keeps 3 mantissa bits: a single GEMM's error is a few percent at most, and not zero.
     assert 1e-3 < report["mean_layer"] < 0.06
     assert 1e-3 < report["end_to_end"] < 0.2
+
+
+@pytest.mark.parametrize("scales", ["per_row", "per_tensor"])
+def test_fp8_gemm_kernel_matches_the_emulated_product(scales):
+    """torch._scaled_mm (the tensor-core path; PyTorch's CPU build implements it) against the
+    dequantised reference: the same e4m3 operands, so they differ only by the output rounding."""
+    from helios.model.fp8 import FP8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48).to(torch.bfloat16)
+    x = torch.randn(2, 7, 64, dtype=torch.bfloat16)
+    kernel, emulated = FP8Linear(linear, scales, "scaled_mm"), FP8Linear(linear, scales, "emulated")
+    got, expected = kernel(x), emulated(x)
+    assert got.shape == (2, 7, 48) and got.dtype == torch.bfloat16
+    exact = linear(x).float()
+    assert ((got.float() - expected.float()).norm() / expected.float().norm()).item() < 1e-2
+    assert 1e-3 < ((got.float() - exact).norm() / exact.norm()).item() < 0.06  # e4m3's own error, not more
+
+
+def test_fp8_in_place_quantisation_frees_the_16_bit_weights_and_runs_end_to_end():
+    from helios.model.fp8 import FP8Linear, quantize_linears
+
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY).eval()
+    with torch.no_grad():
+        reference = _window_call(model)
+        model.fuse_qkv(True)  # FP8 projections keep their three GEMMs
+        assert quantize_linears(model, "per_row", "scaled_mm", inplace=True) is model
+        assert isinstance(model.blocks[1].ffn.net[2], FP8Linear) and not hasattr(model.blocks[1].ffn.net[2], "weight")
+        got = _window_call(model)
+    assert 1e-3 < ((got - reference).norm() / reference.norm()).item() < 0.2
+
+
+def test_fp8_rejects_sizes_the_gemm_cannot_take():
+    from helios.model.fp8 import FP8Linear
+
+    with pytest.raises(ValueError, match="divisible by 16"):
+        FP8Linear(torch.nn.Linear(20, 32))
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        FP8Linear(torch.nn.Linear(32, 32), kernel="cutlass")

@@ -28,6 +28,7 @@ from ..model.transformer import HeliosTransformer
 from .chunk import ChunkSampler
 from .drift import DriftMonitor, DriftSettings
 from .history import HistoryWindow, NoiseDraws, condition_on_image, condition_on_video
+from .overlap import DecodedFrames, SideStreamDecoder, run_ahead
 from .prompts import PromptChange, PromptSchedule
 
 DEFAULT_FPS = 24  # Helios is trained on 24 fps video; the official export is hard-coded to 24
@@ -110,8 +111,24 @@ class _StreamState:
     stopped: bool = False
 
 
+@dataclass
+class _Denoised:
+    index: int
+    latents: torch.Tensor  # float32 (B, C, T', h, w)
+    started: float  # perf_counter when its denoising began
+    prompt: str
+    prompt_weight: float
+    drift: bool
+
+
 class HeliosPipeline:
-    """Helios generation from a transformer, a text encoder and a video codec."""
+    """Helios generation from a transformer, a text encoder and a video codec.
+
+    ``overlap_decode`` (attribute, default off): decode each chunk on a second CUDA stream while the
+    next one is denoised (generation.overlap); outputs are the same, chunks arrive sooner.
+    """
+
+    overlap_decode: bool = False
 
     def __init__(
         self,
@@ -215,19 +232,59 @@ class HeliosPipeline:
 
     # ------------------------------------------------------------------------------ the loop
 
-    @torch.inference_mode()
     def _run(
         self, schedule: PromptSchedule, state: _StreamState, settings: SamplerSettings, negative_prompt: str,
         num_frames: int | None, height: int, width: int, image: torch.Tensor | None, video: torch.Tensor | None,
         seed: int, skip_first_chunk: bool, drift: DriftSettings | None,
     ) -> Iterator[VideoChunk]:
+        """Denoise chunk after chunk and decode each; with ``overlap_decode`` the denoising runs on a
+        worker thread and each decode on a second CUDA stream (see overlap.py)."""
         started = time.perf_counter()
+        codec = self.codec
+        chunk_frames = (self.history.chunk_latent_frames - 1) * codec.temporal_factor + 1
+        total_frames = None if num_frames is None else output_frame_count(num_frames, chunk_frames, codec.temporal_factor)
+        denoised = self._denoise(schedule, state, settings, negative_prompt, num_frames, height, width, image, video,
+                                 seed, skip_first_chunk, drift, chunk_frames)
+        if self.overlap_decode:
+            decoder = SideStreamDecoder(self._decode_on_device, self.device)
+
+            def submit(chunk: _Denoised):
+                return chunk, decoder.submit(chunk.latents)
+
+            def stop():
+                state.stopped = True
+
+            pairs = run_ahead(denoised, submit, stop)
+        else:
+            pairs = ((chunk, DecodedFrames(self._decode_on_device(chunk.latents).cpu(), None)) for chunk in denoised)
+        emitted = 0
+        for chunk, pending in pairs:
+            frames = pending.wait()
+            if total_frames is not None:
+                frames = frames[: total_frames - emitted]
+            now = time.perf_counter()
+            yield VideoChunk(
+                index=chunk.index, frames=frames, first_frame=emitted, latents=chunk.latents,
+                generation_seconds=now - chunk.started, since_start_seconds=now - started,
+                prompt=chunk.prompt, prompt_weight=chunk.prompt_weight, drift=chunk.drift,
+            )
+            emitted += len(frames)
+
+    @torch.inference_mode()
+    def _decode_on_device(self, latents: torch.Tensor) -> torch.Tensor:
+        return to_uint8_frames(self.codec.decode(latents))
+
+    @torch.inference_mode()
+    def _denoise(
+        self, schedule: PromptSchedule, state: _StreamState, settings: SamplerSettings, negative_prompt: str,
+        num_frames: int | None, height: int, width: int, image: torch.Tensor | None, video: torch.Tensor | None,
+        seed: int, skip_first_chunk: bool, drift: DriftSettings | None, chunk_frames: int,
+    ) -> Iterator["_Denoised"]:
+        """The autoregressive loop: one denoised chunk (float32 latents) per iteration."""
         device, dtype = self.device, self.transformer.dtype
         hs = self.history
         codec = self.codec
-        chunk_frames = (hs.chunk_latent_frames - 1) * codec.temporal_factor + 1
         num_chunks = None if num_frames is None else max(1, math.ceil(num_frames / chunk_frames))
-        total_frames = None if num_frames is None else output_frame_count(num_frames, chunk_frames, codec.temporal_factor)
         latent_h, latent_w = height // codec.spatial_factor, width // codec.spatial_factor
 
         draw = NoiseDraws(torch.Generator().manual_seed(seed), device)
@@ -241,7 +298,6 @@ class HeliosPipeline:
         monitor = DriftMonitor(drift, seed=seed + 1) if drift is not None else None
 
         k = 0
-        emitted = 0
         while (num_chunks is None or k < num_chunks) and not state.stopped:
             with state.lock:
                 state.started = k
@@ -266,17 +322,8 @@ class HeliosPipeline:
                 drifting = monitor.observe(latents)
                 if drifting:
                     window.replace_newest(monitor.corrupt(latents.float()))
-            frames = to_uint8_frames(codec.decode(latents.float()))
-            if total_frames is not None and k == num_chunks - 1:
-                frames = frames[: total_frames - emitted]
             window.trim()
-            now = time.perf_counter()
-            yield VideoChunk(
-                index=k, frames=frames, first_frame=emitted, latents=latents.float(),
-                generation_seconds=now - chunk_started, since_start_seconds=now - started,
-                prompt=current, prompt_weight=weight, drift=drifting,
-            )
-            emitted += len(frames)
+            yield _Denoised(k, latents.float(), chunk_started, current, weight, drifting)
             k += 1
 
     # ------------------------------------------------------------------------------ helpers

@@ -1,10 +1,14 @@
 """FP8 (e4m3) quantisation of the transformer's linear layers, and its error against the reference.
 
 ``quantize_linears(model, scales="per_row"|"per_tensor")`` stores every block linear layer's weight
-in float8_e4m3fn with its scales and quantises the activations on the fly (per tensor, dynamic), then
-computes the product from the dequantised operands. This reproduces the numerics of an FP8 GEMM
-(operands rounded to e4m3, accumulation in higher precision) on any device, so the error can be
-measured anywhere; the fast path through the GPU's FP8 tensor cores is a separate step (not here yet).
+in float8_e4m3fn with its scales and quantises the activations on the fly (dynamic scales: one per
+token row with ``per_row``, one per tensor with ``per_tensor``). Two kernels compute the product:
+
+* ``scaled_mm`` — ``torch._scaled_mm``: the FP8 tensor-core GEMM on Hopper/Ada (row-wise or
+  tensor-wise scales applied in the epilogue, bf16 out); PyTorch's CPU build implements it too,
+  which is how CI tests it.
+* ``emulated`` — the dequantised operands through an ordinary float32 matmul: the same rounding of
+  the operands to e4m3, runnable anywhere; the reference the kernel path is tested against.
 
 ``fp8_error_report(reference, quantized, inputs)`` gives the relative L2 error of every block linear
 layer's output and of the model output, with both models fed the same inputs.
@@ -26,40 +30,66 @@ def _quantize(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (x.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
 
 
-class FP8Linear(nn.Module):
-    """A linear layer whose weight lives in e4m3 with per-row or per-tensor scales."""
+KERNELS = ("scaled_mm", "emulated")
 
-    def __init__(self, linear: nn.Linear, scales: str = "per_row"):
+
+class FP8Linear(nn.Module):
+    """A linear layer whose weight lives in e4m3 with per-row or per-tensor scales (see the module doc)."""
+
+    def __init__(self, linear: nn.Linear, scales: str = "per_row", kernel: str = "scaled_mm"):
         super().__init__()
         if scales not in ("per_row", "per_tensor"):
             raise ValueError(f"scales must be 'per_row' or 'per_tensor', got {scales!r}")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        out_features, in_features = linear.weight.shape
+        if kernel == "scaled_mm" and (in_features % 16 or out_features % 16):
+            raise ValueError(f"the FP8 GEMM needs both sizes divisible by 16, got {in_features}→{out_features}")
         weight = linear.weight.detach().float()
         amax = weight.abs().amax(dim=1, keepdim=True) if scales == "per_row" else weight.abs().amax()
         self.register_buffer("weight_scale", (amax / E4M3_MAX).clamp_min(1e-12))
         self.register_buffer("weight_fp8", _quantize(weight, self.weight_scale))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-        self.scales = scales
+        self.scales, self.kernel = scales, kernel
         self.out_dtype = linear.weight.dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        activation_scale = (x.detach().abs().amax().float() / E4M3_MAX).clamp_min(1e-12)
-        x_q = _quantize(x, activation_scale).float() * activation_scale
-        w_q = self.weight_fp8.float() * self.weight_scale
-        out = F.linear(x_q, w_q, None if self.bias is None else self.bias.float())
-        return out.to(x.dtype if x.dtype != torch.float32 else self.out_dtype)
+        rows = x.reshape(-1, x.shape[-1])
+        amax = rows.abs().amax(dim=1, keepdim=True) if self.scales == "per_row" else rows.abs().amax()
+        activation_scale = (amax.float() / E4M3_MAX).clamp_min(1e-12)
+        x_fp8 = _quantize(rows, activation_scale)
+        out_dtype = x.dtype if x.dtype != torch.float32 else self.out_dtype
+        if self.kernel == "scaled_mm":
+            # Row-wise scaling wants (M, 1) and (1, N) scales and a bf16 result; the weight's transpose
+            # is the column-major right operand the GEMM expects.
+            weight_scale = self.weight_scale.view(1, -1) if self.scales == "per_row" else self.weight_scale
+            activation_scale = activation_scale.expand(len(rows), 1).contiguous() if self.scales == "per_row" else activation_scale
+            out = torch._scaled_mm(x_fp8, self.weight_fp8.t(), scale_a=activation_scale, scale_b=weight_scale,
+                                   out_dtype=torch.bfloat16 if self.scales == "per_row" else out_dtype)
+            out = out.to(out_dtype)
+            if self.bias is not None:
+                out = out + self.bias.to(out_dtype)
+        else:
+            w_q = self.weight_fp8.float() * self.weight_scale
+            out = F.linear(x_fp8.float() * activation_scale, w_q, None if self.bias is None else self.bias.float())
+            out = out.to(out_dtype)
+        return out.reshape(*x.shape[:-1], -1)
 
 
 def block_linear_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and name.startswith("blocks.")]
 
 
-def quantize_linears(model: nn.Module, scales: str = "per_row") -> nn.Module:
-    """A copy of ``model`` whose block linear layers are FP8 (the embedders and head stay as they are)."""
-    quantized = copy.deepcopy(model)
+def quantize_linears(model: nn.Module, scales: str = "per_row", kernel: str = "scaled_mm",
+                     inplace: bool = False) -> nn.Module:
+    """``model`` (or a copy) with its block linear layers in FP8; the embedders, the modulation tables
+    and the head stay as they are. ``inplace`` frees each 16-bit weight as it is replaced, so the
+    14B model can be quantised on a card that cannot hold both copies."""
+    quantized = model if inplace else copy.deepcopy(model)
     for name in block_linear_names(quantized):
         parent_name, _, child = name.rpartition(".")
         parent = quantized.get_submodule(parent_name)
-        setattr(parent, child, FP8Linear(getattr(parent, child), scales))
+        setattr(parent, child, FP8Linear(getattr(parent, child), scales, kernel))
     return quantized
 
 

@@ -155,7 +155,7 @@ class Attention(nn.Module):
         history_length: int = 0,
     ) -> torch.Tensor:
         source = x if context is None else context
-        if self.fused_qkv and context is None:
+        if self.fused_qkv and context is None and type(self.to_q) is nn.Linear:  # FP8 layers keep three GEMMs
             q, k, v = F.linear(x, *self._qkv_weights()).chunk(3, dim=-1)
         else:
             q, k, v = self.to_q(x), self.to_k(source), self.to_v(source)

@@ -8,7 +8,7 @@ Phases (each resumes from what ``--work`` already holds):
   base       stage 1 (flow matching with history) from scratch
   mid        stage 2 (pyramid flow matching) initialised from the base model
   refine     more stage 2, with caption dropout, from a packaged model (--from-model)
-  ablations  stage 1 without First-Frame Anchor, and without Frame-Aware Corrupt (paper Table 5)
+  ablations  stage 1 in full, without First-Frame Anchor, and without Frame-Aware Corrupt (paper Table 5)
   package    write the default-model folder (fp16 weights, sampler settings)
 """
 
@@ -60,26 +60,38 @@ def _clips(videos: torch.Tensor, batch: int, length: int, generator: torch.Gener
     return clips.to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (B, 3, T, H, W)
 
 
-def train_codec(videos: np.ndarray, held_out: np.ndarray, steps: int, device: str, log) -> tuple[WorldCodec, float]:
+def train_codec(videos: np.ndarray, held_out: np.ndarray, steps: int, device: str, log, lr: float = 1e-3,
+                batch: int = 8, start: WorldCodec | None = None, minutes: float | None = None) -> tuple[WorldCodec, float]:
+    """Train the codec from scratch, or, given ``start``, fine-tune only its decoder: the encoder and
+    so every latent (and every model trained on them) stay exactly as they were. With ``minutes`` the
+    cosine schedule follows whichever runs out first, the steps or the time."""
     torch.manual_seed(0)
-    codec = WorldCodec().to(device)
-    data = torch.from_numpy(videos)
-    optimizer = torch.optim.AdamW(codec.parameters(), lr=1e-3, weight_decay=0.0)
+    codec = (start or WorldCodec()).to(device)
+    if start is not None:
+        codec.encoder.requires_grad_(False)
+    data = torch.from_numpy(videos).to(device)
+    optimizer = torch.optim.AdamW([p for p in codec.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(0)
     started = time.time()
-    for step in range(steps):
-        lr = 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * step / steps))
+    step = 0
+    while True:
+        progress = max(step / steps, (time.time() - started) / (60 * minutes) if minutes else 0.0)
+        if progress >= 1:
+            break
+        warmup = min(1.0, (step + 1) / 300) if start is not None else 1.0  # fresh Adam on trained weights
         for group in optimizer.param_groups:
-            group["lr"] = lr
-        clip = _clips(data, 8, 17, generator, device)
+            group["lr"] = warmup * (1e-5 + 0.5 * (lr - 1e-5) * (1 + math.cos(math.pi * progress)))
+        clip = _clips(data, batch, 17, generator, device)
         z = codec.encode_raw(clip)
         recon = codec.decode_raw(z)
         loss = F.l1_loss(recon, clip) + F.mse_loss(recon, clip) + 1e-4 * z.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step % 500 == 0 or step == steps - 1:
+        if step % 500 == 0:
             log(f"codec step {step}: loss {loss.item():.4f} ({time.time() - started:.0f} s)")
+        step += 1
+    log(f"codec stopped at step {step} ({time.time() - started:.0f} s)")
     codec.eval()
     quality = codec_psnr(codec, held_out, device)
     log(f"codec held-out PSNR {quality:.2f} dB over {len(held_out)} videos")
@@ -131,6 +143,7 @@ def train_stage(config: TrainConfig, minutes: float, log) -> Path:
         records = trainer.train(stop_after=100)
         log(f"stage {config.stage} step {trainer.step}: loss {np.mean([r['loss'] for r in records]):.4f}")
     trainer.save_checkpoint()
+    log(f"stage {config.stage} ({Path(config.output_dir).name}) stopped at step {trainer.step}")
     return trainer.export(Path(config.output_dir) / "export")
 
 
@@ -170,16 +183,23 @@ def main() -> None:
     parser.add_argument("--phase", nargs="+", required=True,
                         choices=["codec", "offload", "base", "mid", "refine", "ablations", "package"])
     parser.add_argument("--from-model", help="phase refine: a packaged world model to continue (stage 2)")
-    parser.add_argument("--codec-from", help="use this trained codec folder instead of training one")
+    parser.add_argument("--codec-from", help="a trained codec folder: used as is, or with phase codec, its decoder fine-tuned")
     parser.add_argument("--videos", type=int, default=600)
     parser.add_argument("--codec-steps", type=int, default=3000)
+    parser.add_argument("--codec-lr", type=float, default=1e-3)
+    parser.add_argument("--codec-minutes", type=float, help="time budget of the codec (default: none)")
+    parser.add_argument("--codec-batch", type=int, default=8)
     parser.add_argument("--base-steps", type=int, default=6000)
     parser.add_argument("--mid-steps", type=int, default=2000)
     parser.add_argument("--ablation-steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--base-minutes", type=float, default=3.5, help="time budget of stage 1")
     parser.add_argument("--mid-minutes", type=float, default=2.0, help="time budget of stage 2")
+    parser.add_argument("--ablation", nargs="+", default=["full", "no_anchor", "no_corrupt"],
+                        choices=["full", "no_anchor", "no_corrupt"], help="phase ablations: which variants to train")
     parser.add_argument("--ablation-minutes", type=float, default=1.5, help="time budget of each ablation")
+    parser.add_argument("--report", default="report.json", help="file under --work that collects the results "
+                        "(give concurrent runs their own)")
     parser.add_argument("--package-to", help="default-model folder to write (phase package)")
     args = parser.parse_args()
     work = Path(args.work)
@@ -187,7 +207,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    report_path = work / "report.json"
+    report_path = work / args.report
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
 
     def log(message: str) -> None:
@@ -200,9 +220,15 @@ def main() -> None:
         log(f"rendered {len(videos)} videos of {FRAMES} frames in {time.time() - started:.0f} s")
     if "codec" in args.phase:
         held_out, _ = render_corpus(32, seed=2, frames=33)
-        codec, quality = train_codec(videos, held_out, args.codec_steps, device, log)
-        calibrate(codec, videos, device)
+        start = WorldCodec.load(args.codec_from) if args.codec_from else None
+        if start is not None:
+            log(f"codec {args.codec_from}: held-out PSNR before {codec_psnr(start.to(device), held_out, device):.2f} dB")
+        codec, quality = train_codec(videos, held_out, args.codec_steps, device, log, args.codec_lr, args.codec_batch, start,
+                                     args.codec_minutes)
+        if start is None:
+            calibrate(codec, videos, device)
         codec.cpu().save(work / "codec")
+        args.codec_from = None  # later phases use the codec just written
         report["codec_psnr_db"] = quality
         report_path.write_text(json.dumps(report, indent=1))
     if "offload" in args.phase:
@@ -220,12 +246,12 @@ def main() -> None:
                               args.mid_steps, args.batch_size, caption_dropout=0.1)
         report["refine"] = str(train_stage(config, args.mid_minutes, log))
     if "ablations" in args.phase:
-        no_anchor = stage_config(1, work / "shards", work / "no_anchor", TRANSFORMER, args.ablation_steps, args.batch_size,
-                                 history=HistorySettings(keep_first_frame=False))
-        no_corrupt = stage_config(1, work / "shards", work / "no_corrupt", TRANSFORMER, args.ablation_steps, args.batch_size,
-                                  corruption=replace(CorruptionSettings(), clean_prob=1.0))
-        report["no_anchor"] = str(train_stage(no_anchor, args.ablation_minutes, log))
-        report["no_corrupt"] = str(train_stage(no_corrupt, args.ablation_minutes, log))
+        variants = {"full": {}, "no_anchor": dict(history=HistorySettings(keep_first_frame=False)),
+                    "no_corrupt": dict(corruption=replace(CorruptionSettings(), clean_prob=1.0))}
+        for name in args.ablation:
+            config = stage_config(1, work / "shards", work / "ablation" / name, TRANSFORMER, args.ablation_steps,
+                                  args.batch_size, caption_dropout=0.1, **variants[name])
+            report[f"ablation_{name}"] = str(train_stage(config, args.ablation_minutes, log))
     if "package" in args.phase:
         target = Path(args.package_to or work / "default_model")
         trained = work / ("refine" if "refine" in args.phase else "mid") / "export"
