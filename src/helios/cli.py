@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--steps", type=_steps, help="override the preset's steps")
     speed.add_argument("--device", help="cuda (default when available) or cpu")
     speed.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
-    speed.add_argument("--compare", choices=["diffusers"], help="also run diffusers' pipeline on the same weights")
+    speed.add_argument("--compare", choices=["diffusers", "diffusers-compiled"],
+                       help="also run diffusers' pipeline on the same weights (compiled: its regional compile + cuDNN attention)")
     speed.add_argument("--out", help="write the results as JSON")
     speed.add_argument("--fused-kernels", action="store_true", help="Triton LayerNorm+modulation and RoPE")
     speed.add_argument("--fuse-qkv", action="store_true", help="one GEMM for q, k, v")
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--attention", help="attention backend: sdpa, cudnn, flash, flash_attn3, ...")
     speed.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
     speed.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32")
+    speed.add_argument("--fp8", choices=["per_row", "per_tensor"], help="block linears through the FP8 GEMM")
+    speed.add_argument("--cuda-graphs", action="store_true", help="one CUDA graph per transformer input shape")
+    speed.add_argument("--overlap-vae", action="store_true", help="decode on a second stream while denoising the next chunk")
+    speed.add_argument("--offload", choices=["text", "all"],
+                       help="memory mode: UMT5 layers (text) or also the transformer blocks (all) streamed from pinned host memory")
+    speed.add_argument("--memory-limit-gib", type=float, help="cap GPU memory (simulates a smaller card)")
+    speed.add_argument("--no-breakdown", action="store_true", help="skip the second run with per-call timers")
 
     serve = commands.add_parser("serve", help="live streaming server and web page")
     serve.add_argument("--model", help="Helios model folder; default: the embedded default model")
@@ -101,9 +109,11 @@ def run_bench(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fast = FastPaths(fused_kernels=args.fused_kernels, fuse_qkv=args.fuse_qkv, compile=args.compile,
-                     attention=args.attention, batched_cfg=args.batched_cfg, vae_dtype=args.vae_dtype)
+                     attention=args.attention, batched_cfg=args.batched_cfg, vae_dtype=args.vae_dtype, fp8=args.fp8,
+                     cuda_graphs=args.cuda_graphs, overlap_vae=args.overlap_vae, offload=args.offload,
+                     memory_limit_gib=args.memory_limit_gib)
     run_benchmark(args.size, args.preset, args.frames, device, args.compare, args.out,
-                  dtype=getattr(torch, DTYPES[args.dtype]), steps=args.steps, fast=fast)
+                  dtype=getattr(torch, DTYPES[args.dtype]), steps=args.steps, fast=fast, breakdown=not args.no_breakdown)
     return 0
 
 

@@ -38,3 +38,40 @@ def test_speed_cli_with_fast_paths(tmp_path):
     data = json.loads(out.read_text())
     assert data["meta"]["fast_paths"]["fuse_qkv"] and data["meta"]["fast_paths"]["batched_cfg"]
     assert "fuse_qkv+batched_cfg+attention=math" in data["results"][0]["implementation"]
+
+
+def test_speed_cli_with_fp8_overlap_and_offload(tmp_path):
+    """The FP8 GEMM, the overlapped decode and the block-offload memory mode run end to end."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "modes.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "helios.cli", "bench", "speed", "--size", "tiny", "--device", "cpu",
+         "--steps", "1", "--frames", "66", "--fp8", "per_row", "--overlap-vae", "--offload", "all", "--no-breakdown",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert len(data["results"]) == 1 and data["results"][0]["returned_frames"] == 65
+    assert "overlap_vae+offload=all+fp8=per_row" in data["results"][0]["implementation"]
+
+
+def test_speed_matrix_script_runs_its_steps_in_order(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "benchmarks" / "speed_matrix.py"
+    out = tmp_path / "matrix.json"
+    result = subprocess.run(
+        [sys.executable, str(script), "--size", "tiny", "--device", "cpu", "--frames", "33", "--out", str(out),
+         "ours", "fp8-report", "ours:fp8=per_row,overlap_vae"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps = json.loads(out.read_text())["steps"]
+    assert [s["step"] for s in steps] == ["ours", "fp8-report", "ours:fp8=per_row,overlap_vae"]
+    assert 0 < steps[1]["report"]["end_to_end_rel_l2"] < 0.3
+    assert steps[2]["result"]["implementation"] == "helios [overlap_vae+fp8=per_row]"

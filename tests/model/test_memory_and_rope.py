@@ -228,3 +228,42 @@ def test_fp8_rejects_sizes_the_gemm_cannot_take():
         FP8Linear(torch.nn.Linear(20, 32))
     with pytest.raises(ValueError, match="kernel must be one of"):
         FP8Linear(torch.nn.Linear(32, 32), kernel="cutlass")
+
+
+def test_block_offload_streams_weights_through_two_slots_and_changes_nothing():
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config({**TINY.to_dict(), "num_layers": 3}).eval()
+    with torch.no_grad():
+        reference = _window_call(model)
+        offload = model.enable_block_offload("cpu", slots=2)
+        first, second = _window_call(model), _window_call(model)  # the second call starts from the prefetched block 0
+    assert torch.equal(first, reference) and torch.equal(second, reference)
+    block_bytes = sum(p.numel() * p.element_size() for p in model.blocks[0].parameters())
+    assert offload.device_bytes == 2 * block_bytes and offload.host_bytes == 3 * block_bytes
+    offload.remove()
+    with torch.no_grad():
+        assert torch.equal(_window_call(model), reference)
+
+
+def test_block_offload_rejects_unequal_blocks():
+    from helios.model.offload import BlockOffload
+
+    with pytest.raises(ValueError, match="identical parameter shapes"):
+        BlockOffload(torch.nn.ModuleList([torch.nn.Linear(4, 4), torch.nn.Linear(4, 8)]), "cpu")
+
+
+def test_block_offload_of_the_umt5_encoder_layers():
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from helios.model.offload import offload_model_blocks
+
+    torch.manual_seed(0)
+    config = UMT5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=3, num_heads=4,
+                        relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                        feed_forward_proj="gated-gelu", is_gated_act=True)
+    model = UMT5EncoderModel(config).eval()
+    ids = torch.randint(0, 64, (1, 10))
+    with torch.no_grad():
+        reference = model(ids).last_hidden_state
+        offload_model_blocks(model, "encoder.block", "cpu")
+        assert torch.equal(model(ids).last_hidden_state, reference)

@@ -162,9 +162,12 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
-def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0) -> SpeedResult:
+def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0, compile: bool = False,
+                      attention: str | None = None) -> SpeedResult:
     """diffusers' Helios pipeline on the *same* weights (its transformer shares our parameter tensors),
-    the same VAE and prompt embeddings from the same encoder; timed the same way."""
+    the same VAE and prompt embeddings from the same encoder; timed the same way. ``compile``: its
+    own regional compilation (``compile_repeated_blocks``); ``attention``: a diffusers attention
+    backend name (e.g. ``_native_cudnn``)."""
     from diffusers import HeliosDMDScheduler, HeliosPipeline as DiffusersBase, HeliosPyramidPipeline, HeliosScheduler
     from diffusers import HeliosTransformer3DModel
 
@@ -177,6 +180,10 @@ def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0) -> S
         reference.rope = type(reference.rope)(rope_dim=pipeline.transformer.config.rope_dim,
                                               theta=pipeline.transformer.config.rope_theta)
     reference.eval()
+    if attention:
+        reference.set_attention_backend(attention)
+    if compile:
+        reference.compile_repeated_blocks(fullgraph=True)
     vae = pipeline.codec.vae
     shift = settings.shift
     scheduler_kwargs = dict(use_dynamic_shifting=shift.kind is not None, time_shift_type=shift.kind or "linear")
@@ -210,8 +217,10 @@ def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0) -> S
     video = run(frames, seed + 1)
     wall = time.perf_counter() - started
     returned = video.shape[1]
+    label = "+".join(part for part in ("compile" if compile else "", f"attention={attention}" if attention else "",
+                                       "vae=bf16" if vae.dtype == torch.bfloat16 else "") if part)
     return SpeedResult(
-        implementation="diffusers 0.42.1", preset=settings.name, returned_frames=returned, wall_seconds=wall,
+        implementation=f"diffusers 0.42.1 [{label or 'eager'}]", preset=settings.name, returned_frames=returned, wall_seconds=wall,
         end_to_end_fps=returned / wall, time_to_first_chunk_s=None,
         peak_gpu_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         peak_host_rss_gib=_peak_rss_gib(),
@@ -237,7 +246,9 @@ def format_table(results: list[SpeedResult]) -> str:
 
 @dataclass(frozen=True)
 class FastPaths:
-    """Optional fast paths to switch on for a run (each tested equal to the reference path)."""
+    """Optional fast paths and memory modes to switch on for a run (each tested equal to the
+    reference path). ``apply`` switches on what is set and never switches anything off, so one
+    pipeline can be taken through a growing set of paths."""
 
     fused_kernels: bool = False  # Triton LayerNorm + modulation and RoPE
     fuse_qkv: bool = False
@@ -245,29 +256,61 @@ class FastPaths:
     attention: str | None = None  # an attention backend name (see helios.model.attention)
     batched_cfg: bool = False
     vae_dtype: str = "fp32"
+    fp8: str | None = None  # "per_row" or "per_tensor": block linears through the FP8 GEMM
+    cuda_graphs: bool = False  # one graph per transformer input shape
+    overlap_vae: bool = False  # decode on a second stream while the next chunk is denoised
+    offload: str | None = None  # "text" (UMT5 layers) or "all" (and the transformer blocks): streamed from pinned host memory
+    memory_limit_gib: float | None = None  # cap the process's GPU memory (simulates a smaller card)
 
     def label(self) -> str:
-        parts = [name for name in ("fused_kernels", "fuse_qkv", "compile", "batched_cfg") if getattr(self, name)]
+        parts = [name for name in ("fused_kernels", "fuse_qkv", "compile", "cuda_graphs", "batched_cfg", "overlap_vae")
+                 if getattr(self, name)]
+        parts += [f"offload={self.offload}"] if self.offload else []
+        parts += [f"fp8={self.fp8}"] if self.fp8 else []
         parts += [f"attention={self.attention}"] if self.attention else []
         parts += [f"vae={self.vae_dtype}"] if self.vae_dtype != "fp32" else []
+        parts += [f"limit={self.memory_limit_gib:g}GiB"] if self.memory_limit_gib else []
         return "+".join(parts) or "reference path"
 
     def apply(self, pipeline: HeliosPipeline) -> None:
         from ..model.attention import set_attention_backend
+        from ..model.fp8 import FP8Linear, quantize_linears
 
+        transformer = pipeline.transformer
+        if self.fp8 and not isinstance(transformer.blocks[0].ffn.net[2], FP8Linear):
+            quantize_linears(transformer, self.fp8, "scaled_mm", inplace=True)
+            if transformer._graphs is not None:  # graphs captured with the 16-bit layers: capture anew
+                transformer.enable_cuda_graphs(True)
+            if pipeline.device.type == "cuda":
+                torch.cuda.empty_cache()
+        if self.offload not in (None, "text", "all"):
+            raise ValueError(f"offload must be 'text' or 'all', got {self.offload!r}")
+        if self.offload:
+            pipeline.text_encoder.enable_block_offload(pipeline.device)
+            if self.offload == "all":
+                transformer.enable_block_offload(pipeline.device)
+            if pipeline.device.type == "cuda":
+                torch.cuda.empty_cache()
         if self.fused_kernels:
-            pipeline.transformer.enable_fused_kernels(True)
+            transformer.enable_fused_kernels(True)
         if self.fuse_qkv:
-            pipeline.transformer.fuse_qkv(True)
+            transformer.fuse_qkv(True)
         if self.compile:
-            pipeline.transformer.compile_blocks()
+            transformer.compile_blocks()
         if self.attention:
             set_attention_backend(self.attention)
+        if self.cuda_graphs:
+            transformer.enable_cuda_graphs(True)
+        if self.overlap_vae:
+            pipeline.overlap_decode = True
+        if self.memory_limit_gib and pipeline.device.type == "cuda":
+            total = torch.cuda.get_device_properties(pipeline.device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, self.memory_limit_gib * 2**30 / total), pipeline.device)
 
 
 def run_benchmark(size: str, preset: str, frames: int, device: str, compare: str | None, out: str | None,
                   dtype: torch.dtype = torch.bfloat16, steps: list[int] | int | None = None,
-                  fast: FastPaths = FastPaths()) -> list[SpeedResult]:
+                  fast: FastPaths = FastPaths(), breakdown: bool = True) -> list[SpeedResult]:
     from dataclasses import replace
 
     settings = replace(sampler_preset(preset), batched_cfg=fast.batched_cfg)
@@ -276,17 +319,22 @@ def run_benchmark(size: str, preset: str, frames: int, device: str, compare: str
                                         if settings.pyramid_steps else {"steps": int(steps)}))
     vae_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[fast.vae_dtype]
     pipeline = build_pipeline(size, settings, device, dtype, vae_dtype=vae_dtype)
+    # diffusers first: our fast paths (FP8 in place, offload) change the shared weights.
+    baseline = measure_diffusers(pipeline, frames, compile=compare == "diffusers-compiled",
+                                 attention="_native_cudnn" if compare == "diffusers-compiled" else None) if compare else None
     fast.apply(pipeline)
-    results = [measure_ours(pipeline, frames, breakdown=False), measure_ours(pipeline, frames, breakdown=True)]
+    results = [measure_ours(pipeline, frames, breakdown=False)]
+    if breakdown:
+        results.append(measure_ours(pipeline, frames, breakdown=True))
     for result in results:
         result.implementation += f" [{fast.label()}]"
-    if compare == "diffusers":
-        results.append(measure_diffusers(pipeline, frames))
+    if baseline is not None:
+        results.append(baseline)
     table = format_table(results)
     print(__doc__.split("Definitions")[1].split("Components")[0].strip().replace("(printed with every result):", "Definitions:"))
     print(table)
-    if compare == "diffusers":
-        print(f"speed-up over diffusers: {results[0].end_to_end_fps / results[-1].end_to_end_fps:.2f}×")
+    if baseline is not None:
+        print(f"speed-up over {baseline.implementation}: {results[0].end_to_end_fps / baseline.end_to_end_fps:.2f}×")
     if out:
         meta = dict(size=size, preset=preset, frames=frames, device=str(pipeline.device), fast_paths=asdict(fast),
                     card=torch.cuda.get_device_name() if pipeline.device.type == "cuda" else "cpu",

@@ -51,6 +51,12 @@ class UMT5TextEncoder:
         return cls(tokenizer, model.to(device), dtype=dtype)
 
     @torch.no_grad()
+    def enable_block_offload(self, device: torch.device | str, slots: int = 2):
+        """Memory mode: the encoder layers stream from pinned host memory (model/offload.py)."""
+        from ..model.offload import offload_model_blocks
+
+        return offload_model_blocks(self.model, "encoder.block", device, slots)
+
     def encode(self, prompts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(
             [clean_prompt(p) for p in prompts], padding="max_length", max_length=self.max_length,

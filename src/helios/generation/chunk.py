@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from ..config import SamplerSettings
+from ..devices import to_device
 from ..sampling.dmd import dmd_step
 from ..sampling.guidance import cfg, cfg_zero_star, zeroed_by_cfg_zero_init
 from ..sampling.pyramid import downsample_noise, upsample_and_renoise
@@ -65,7 +66,7 @@ class ChunkSampler:
         solver = UniPC(schedule)
         for i, t in enumerate(schedule.timesteps):
             # Helios-Base receives the float timestep (the pyramid pipelines truncate to int64).
-            timestep = t.expand(latents.shape[0]).to(latents.device)
+            timestep = to_device(t.expand(latents.shape[0]), latents.device)
             velocity = self._velocity(model, latents.to(self.model_dtype), timestep, text, negative, 0, i)
             latents = solver.step(velocity, latents)
         return latents
@@ -87,7 +88,7 @@ class ChunkSampler:
             start = latents
             solver = None if distilled else UniPC(schedule)  # UniPC history restarts at every stage
             for i, t in enumerate(schedule.timesteps):
-                timestep = t.expand(latents.shape[0]).to(torch.int64).to(latents.device)
+                timestep = to_device(t.expand(latents.shape[0]).to(torch.int64), latents.device)
                 velocity = self._velocity(model, latents.to(self.model_dtype), timestep, text, negative, stage, i)
                 if distilled:
                     latents = dmd_step(schedule, i, velocity, latents, start)

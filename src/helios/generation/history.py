@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..config import HistorySettings
+from ..devices import to_device
 from ..encoders.protocols import VideoCodec
 
 
@@ -100,10 +101,10 @@ class NoiseDraws:
         self.device = device
 
     def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randn(shape, generator=self.generator, device=self.generator.device).to(self.device)
+        return to_device(torch.randn(shape, generator=self.generator, device=self.generator.device), self.device)
 
     def uniform(self, count: int) -> torch.Tensor:
-        return torch.rand(count, generator=self.generator, device=self.generator.device).to(self.device)
+        return to_device(torch.rand(count, generator=self.generator, device=self.generator.device), self.device)
 
 
 def condition_on_image(window: HistoryWindow, codec: VideoCodec, pixels: torch.Tensor, draw: NoiseDraws) -> None:

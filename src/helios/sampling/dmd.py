@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..devices import to_device
 from .schedules import StageSchedule
 
 
@@ -23,9 +24,9 @@ def dmd_step(
     schedule: StageSchedule, index: int, velocity: torch.Tensor, sample: torch.Tensor, start: torch.Tensor
 ) -> torch.Tensor:
     """One DMD step. x0 keeps the prediction's dtype; the re-noised latent takes ``start``'s dtype."""
-    sigma = _sigma_at(schedule, index).to(velocity.device)
+    sigma = to_device(_sigma_at(schedule, index), velocity.device)
     x0 = (sample.double() - sigma * velocity.double()).to(velocity.dtype)
     if index == len(schedule) - 1:
         return x0
-    sigma_next = _sigma_at(schedule, index + 1).to(velocity.device)
+    sigma_next = to_device(_sigma_at(schedule, index + 1), velocity.device)
     return ((1 - sigma_next) * x0.double() + sigma_next * start.double()).to(start.dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..devices import to_device
 from .schedules import PyramidConstants, renoise_coefficients
 
 
@@ -42,8 +43,8 @@ def block_noise(
     b, c, t, h, w = shape
     factor = block_noise_factor(gamma)
     draw_device = generator.device if generator is not None else device
-    z = torch.randn(b * c * t * (h // 2) * (w // 2), 4, generator=generator, device=draw_device).to(device)
-    noise = z @ factor.to(device).T
+    z = to_device(torch.randn(b * c * t * (h // 2) * (w // 2), 4, generator=generator, device=draw_device), device)
+    noise = z @ to_device(factor, device).T
     noise = noise.view(b, c, t, h // 2, w // 2, 2, 2).permute(0, 1, 2, 3, 5, 4, 6)
     return noise.reshape(b, c, t, h, w)
 

@@ -1,6 +1,8 @@
-"""Drift over 1,440 frames for the three micro-models of the ablation (same sampler, same scenes).
+"""Drift over 1,440 frames for the three models of the Table-5 ablation (same sampler, same scenes).
 
-Usage: python benchmarks/ablation_micro_drift.py WORK_DIR [FRAMES]
+Usage: python benchmarks/ablation_drift.py WORK_DIR [FRAMES] [HEIGHT WIDTH]
+WORK_DIR holds full/, no_anchor/, no_corrupt/ each with export/ (a transformer folder); the micro
+models of ablation_micro_train.py are 64×96, those of `recipe.py --phase ablations` 128×192.
 """
 import json
 import sys
@@ -21,11 +23,12 @@ codec = WorldCodec.load(DEFAULT_MODEL_DIR / "codec")
 sampler = SamplerSettings(name="micro-base", steps=16, guidance_scale=4.0, shift=ShiftSettings("exponential"))
 scenes = held_out_scenes(3)
 frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1440
+height, width = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (64, 96)
 results = {}
 for name in ("full", "no_anchor", "no_corrupt"):
     history = HistorySettings(keep_first_frame=name != "no_anchor")
     transformer = HeliosTransformer.from_pretrained(work / name / "export", dtype=torch.float32)
-    pipe = HeliosPipeline(transformer, WorldTextEncoder(), codec, sampler=sampler, history=history, height=64, width=96)
+    pipe = HeliosPipeline(transformer, WorldTextEncoder(), codec, sampler=sampler, history=history, height=height, width=width)
     per_scene = []
     for i, scene in enumerate(scenes):
         stats = []
@@ -43,4 +46,4 @@ for name in ("full", "no_anchor", "no_corrupt"):
         })
     results[name] = {k: float(np.mean([p[k] for p in per_scene])) for k in per_scene[0]}
     print(name, results[name], flush=True)
-json.dump({"frames": frames, "scenes": len(scenes), "results": results}, open(work / "drift.json", "w"), indent=1)
+json.dump({"frames": frames, "scenes": len(scenes), "size": [height, width], "results": results}, open(work / "drift.json", "w"), indent=1)

@@ -1,0 +1,110 @@
+"""The fast paths that need a GPU, checked against the reference path on the GPU itself.
+
+Skipped on machines without CUDA (CI); run on the GPU machine with
+``python -m pytest tests/gpu`` (benchmarks/README.md records the run).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helios import HeliosTransformer
+from helios.config import TINY
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _call(model, seed=0, batch=1):
+    g = torch.Generator("cuda").manual_seed(seed)
+    dtype = model.dtype
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, device="cuda", dtype=dtype)
+
+    return dict(
+        hidden_states=randn(batch, 16, 9, 8, 8), timestep=torch.tensor([700 - seed], device="cuda"),
+        encoder_hidden_states=randn(batch, 5, 32), indices_hidden_states=torch.arange(20, 29)[None],
+        indices_latents_history_short=torch.tensor([[0, 19]]), indices_latents_history_mid=torch.tensor([[17, 18]]),
+        indices_latents_history_long=torch.arange(1, 17)[None], latents_history_short=randn(batch, 16, 2, 16, 16),
+        latents_history_mid=randn(batch, 16, 2, 16, 16), latents_history_long=randn(batch, 16, 16, 16, 16),
+    )
+
+
+def _model(dtype=torch.bfloat16):
+    torch.manual_seed(0)
+    return HeliosTransformer.from_config(TINY).cast(dtype).cuda().eval()
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@torch.no_grad()
+def test_cuda_graphs_replay_equals_eager_for_new_values_of_one_shape():
+    model = _model()
+    eager = [model(**_call(model, seed)) for seed in (0, 1, 2)]
+    model.enable_cuda_graphs(True)
+    graphed = [model(**_call(model, seed)) for seed in (0, 1, 2)]
+    assert len(model._graphs.graphs) == 1  # one capture, replayed with new inputs
+    for a, b in zip(graphed, eager):
+        assert torch.equal(a, b)
+    other_shape = model(**_call(model, 3, batch=2))
+    assert len(model._graphs.graphs) == 2 and other_shape.shape[0] == 2
+
+
+@torch.no_grad()
+def test_cuda_graphs_over_compiled_fused_blocks():
+    model = _model()
+    eager = model(**_call(model))
+    model.enable_fused_kernels(True)
+    model.fuse_qkv(True)
+    model.compile_blocks()
+    model.enable_cuda_graphs(True)
+    out = model(**_call(model))
+    out = model(**_call(model))  # a replay
+    assert _rel(out, eager) < 2e-2
+
+
+@torch.no_grad()
+def test_fused_kernels_match_reference_on_the_gpu():
+    model = _model(torch.float32)
+    reference = model(**_call(model))
+    model.enable_fused_kernels(True)
+    assert _rel(model(**_call(model)), reference) < 1e-5
+
+
+@torch.no_grad()
+def test_block_offload_on_the_gpu_streams_through_two_slots():
+    model = _model()
+    reference = model(**_call(model))
+    offload = model.enable_block_offload("cuda")
+    assert all(p.device.type == "cpu" and p.is_pinned() for p in model.blocks[1].parameters())
+    assert torch.equal(model(**_call(model)), reference) and torch.equal(model(**_call(model)), reference)
+    assert offload.device_bytes * len(model.blocks) == 2 * offload.host_bytes
+
+
+@torch.no_grad()
+def test_fp8_tensor_core_gemm_matches_the_emulated_product():
+    from helios.model.fp8 import FP8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 512).cuda().to(torch.bfloat16)
+    x = torch.randn(3, 77, 256, device="cuda", dtype=torch.bfloat16)
+    for scales in ("per_row", "per_tensor"):
+        got = FP8Linear(linear, scales, "scaled_mm")(x)
+        expected = FP8Linear(linear, scales, "emulated")(x)
+        assert _rel(got, expected) < 1e-2
+
+
+def test_pipeline_with_graphs_and_overlapped_decode_gives_the_same_video():
+    from helios.bench.speed import build_pipeline
+
+    pipeline = build_pipeline("tiny", "helios-distilled", "cuda", torch.bfloat16)
+    reference = pipeline.generate("a red fox", num_frames=66, seed=3, steps=1)
+    pipeline.transformer.enable_cuda_graphs(True)
+    pipeline.overlap_decode = True
+    fast = pipeline.generate("a red fox", num_frames=66, seed=3, steps=1)
+    assert torch.equal(fast.latents, reference.latents)
+    assert np.array_equal(fast.frames, reference.frames)
