@@ -11,7 +11,7 @@ Steps run in order on one set of random weights built on the GPU (same definitio
   vae=bf16                         cast the shared VAE to bf16 from here on
   ours[:flag,flag=value,...]       our pipeline; flags are FastPaths fields and accumulate
   fp8-report                       FP8 error vs bf16 of one stage-2 transformer call, per layer and end
-                                   to end (needs room for a quantised copy)
+                                   to end; the model stays quantised (in place) afterwards
 The memory modes (offload, memory_limit_gib) run in a fresh process: see benchmarks/README.md.
 """
 
@@ -65,11 +65,13 @@ def stage2_inputs(pipeline, seed: int = 0) -> dict:
 
 
 def fp8_report(pipeline, scales: str = "per_row") -> dict:
-    from helios.model.fp8 import fp8_error_report, quantize_linears
+    """FP8 errors of one stage-2 call; leaves the transformer quantised (in place)."""
+    from helios.model.fp8 import fp8_error_report
 
-    quantized = quantize_linears(pipeline.transformer, scales, "scaled_mm")
-    report = fp8_error_report(pipeline.transformer, quantized, stage2_inputs(pipeline))
-    del quantized
+    transformer = pipeline.transformer
+    report = fp8_error_report(transformer, stage2_inputs(pipeline), scales, "scaled_mm")
+    if transformer._graphs is not None:  # captured with the 16-bit layers
+        transformer.enable_cuda_graphs(True)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     layers = report["per_layer"]

@@ -183,7 +183,12 @@ def test_fp8_quantisation_error_is_reported_per_layer_and_end_to_end(scales):
     generator = torch.Generator().manual_seed(1)
     inputs = dict(hidden_states=torch.randn(1, 16, 3, 8, 8, generator=generator), timestep=torch.tensor([500]),
                   encoder_hidden_states=torch.randn(1, 5, 32, generator=generator))
-    report = fp8_error_report(model, quantized, inputs)
+    with torch.no_grad():
+        expected_output = quantized(**inputs)
+    report = fp8_error_report(model, inputs, scales)
+    assert isinstance(model.blocks[0].attn1.to_q, FP8Linear)  # the report leaves the model quantised...
+    with torch.no_grad():
+        assert torch.equal(model(**inputs), expected_output)  # ...exactly as quantize_linears does
     assert len(report["per_layer"]) == 2 * 10  # 2 blocks × (4 + 4 attention projections + 2 FFN layers)
     # e4m3 keeps 3 mantissa bits: a single GEMM's error is a few percent at most, and not zero.
     assert 1e-3 < report["mean_layer"] < 0.06
