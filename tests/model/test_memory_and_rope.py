@@ -168,6 +168,9 @@ def test_compiled_blocks_match_eager():
         eager = _window_call(model)
         model.compile_blocks()
         compiled = _window_call(model)
+        model.compile_blocks(False)
+        assert all(block._compiled_call_impl is None for block in model.blocks)
+        assert torch.equal(_window_call(model), eager)
     assert (compiled - eager).abs().max().item() < 1e-5
 
 

@@ -117,6 +117,9 @@ def fp8_error_report(model: nn.Module, inputs: dict, scales: str = "per_row", ke
     finally:
         for hook in hooks:
             hook.remove()
+    if not per_layer:
+        raise RuntimeError("no block linear layer ran eagerly (compiled blocks hide them): "
+                           "measure before compile_blocks(), or after compile_blocks(False)")
     quantize_linears(model, scales, kernel, inplace=True)
     got = model(**inputs)
     return {"end_to_end": _relative(got, expected), "per_layer": per_layer,

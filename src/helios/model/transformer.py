@@ -349,12 +349,15 @@ class HeliosTransformer(nn.Module):
             block.fused_kernels = enabled
             block.attn1.fused_rope = enabled
 
-    def compile_blocks(self, **options) -> None:
+    def compile_blocks(self, enabled: bool = True, **options) -> None:
         """Regional ``torch.compile``: each block compiled on its own (the 40 blocks share one graph per
         input shape, so a pyramid run compiles three times, not 120). ``options`` go to torch.compile,
-        e.g. ``mode="max-autotune-no-cudagraphs"``."""
+        e.g. ``mode="max-autotune-no-cudagraphs"``; ``enabled=False`` returns to eager blocks."""
         for block in self.blocks:
-            block.compile(**{"dynamic": False, **options})
+            if enabled:
+                block.compile(**{"dynamic": False, **options})
+            else:
+                block._compiled_call_impl = None  # what nn.Module.compile() set
 
     def enable_cuda_graphs(self, enabled: bool = True) -> None:
         """Replay each inference forward as a CUDA graph captured once per input shape (three per

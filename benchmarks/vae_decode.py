@@ -1,0 +1,71 @@
+"""Wan2.1 VAE decode of one chunk (9 latent frames → 33 frames at 384×640) on the GPU, per variant:
+fp32, bf16, bf16 channels-last, bf16 with torch.compile of the decoder (issue 5).
+
+    python benchmarks/vae_decode.py --out vae_decode.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from helios.encoders.video import WanVideoCodec
+
+
+def timed_ms(fn, warmup=2, repeat=3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def main() -> None:
+    from diffusers import AutoencoderKLWan
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        vae = AutoencoderKLWan().eval()
+    latents = torch.randn(1, 16, 9, 48, 80, device="cuda")
+    results = {}
+    reference = WanVideoCodec(vae).decode(latents).float()
+    results["fp32"] = {"ms": timed_ms(lambda: WanVideoCodec(vae).decode(latents))}
+    codec = WanVideoCodec(vae.to(torch.bfloat16))
+    bf16 = codec.decode(latents).float()
+    results["bf16"] = {"ms": timed_ms(lambda: codec.decode(latents)),
+                       "max_abs_vs_fp32": (bf16 - reference).abs().max().item()}
+    vae.to(memory_format=torch.channels_last_3d)
+    results["bf16_channels_last"] = {"ms": timed_ms(lambda: codec.decode(latents)),
+                                     "max_abs_vs_bf16": (codec.decode(latents).float() - bf16).abs().max().item()}
+    vae.to(memory_format=torch.contiguous_format)
+    vae.decoder.compile()
+    started = time.perf_counter()
+    compiled = codec.decode(latents).float()
+    results["bf16_compiled"] = {"first_call_s": time.perf_counter() - started,
+                                "ms": timed_ms(lambda: codec.decode(latents)),
+                                "max_abs_vs_bf16": (compiled - bf16).abs().max().item()}
+    for name, r in results.items():
+        print(name, r, flush=True)
+    meta = dict(card=torch.cuda.get_device_name(), torch=torch.__version__, date=time.strftime("%Y-%m-%d"),
+                command=" ".join(sys.argv))
+    with open(args.out, "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
