@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--attention", help="attention backend: sdpa, cudnn, flash, flash_attn3, ...")
     speed.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
     speed.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32")
+    speed.add_argument("--vae-channels-last", action="store_true", help="channels-last 3-D conv weights in the VAE")
     speed.add_argument("--fp8", choices=["per_row", "per_tensor"], help="block linears through the FP8 GEMM")
     speed.add_argument("--cuda-graphs", action="store_true", help="one CUDA graph per transformer input shape")
     speed.add_argument("--overlap-vae", action="store_true", help="decode on a second stream while denoising the next chunk")
@@ -109,7 +110,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fast = FastPaths(fused_kernels=args.fused_kernels, fuse_qkv=args.fuse_qkv, compile=args.compile,
-                     attention=args.attention, batched_cfg=args.batched_cfg, vae_dtype=args.vae_dtype, fp8=args.fp8,
+                     attention=args.attention, batched_cfg=args.batched_cfg, vae_dtype=args.vae_dtype, vae_channels_last=args.vae_channels_last, fp8=args.fp8,
                      cuda_graphs=args.cuda_graphs, overlap_vae=args.overlap_vae, offload=args.offload,
                      memory_limit_gib=args.memory_limit_gib)
     run_benchmark(args.size, args.preset, args.frames, device, args.compare, args.out,

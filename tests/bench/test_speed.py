@@ -48,14 +48,14 @@ def test_speed_cli_with_fp8_overlap_and_offload(tmp_path):
     out = tmp_path / "modes.json"
     result = subprocess.run(
         [sys.executable, "-m", "helios.cli", "bench", "speed", "--size", "tiny", "--device", "cpu",
-         "--steps", "1", "--frames", "66", "--fp8", "per_row", "--overlap-vae", "--offload", "all", "--no-breakdown",
+         "--steps", "1", "--frames", "66", "--fp8", "per_row", "--overlap-vae", "--vae-channels-last", "--offload", "all", "--no-breakdown",
          "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
     assert len(data["results"]) == 1 and data["results"][0]["returned_frames"] == 65
-    assert "overlap_vae+offload=all+fp8=per_row" in data["results"][0]["implementation"]
+    assert "overlap_vae+vae_channels_last+offload=all+fp8=per_row" in data["results"][0]["implementation"]
 
 
 def test_speed_matrix_script_runs_its_steps_in_order(tmp_path):

@@ -47,6 +47,9 @@ def test_wan_codec_geometry_and_normalisation():
     decoded = codec.decode(latents)
     assert decoded.shape == (1, 3, 33, 64, 64)
     assert torch.allclose(decoded, vae.decode(raw).sample, atol=1e-5)
+    codec.channels_last(True)
+    assert vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.allclose(codec.decode(latents), decoded, atol=1e-4)
 
 
 def test_pipeline_folder_loads_in_ours_and_in_diffusers(tmp_path):

@@ -256,6 +256,7 @@ class FastPaths:
     attention: str | None = None  # an attention backend name (see helios.model.attention)
     batched_cfg: bool = False
     vae_dtype: str = "fp32"
+    vae_channels_last: bool = False  # channels-last 3-D conv weights in the VAE
     fp8: str | None = None  # "per_row" or "per_tensor": block linears through the FP8 GEMM
     cuda_graphs: bool = False  # one graph per transformer input shape
     overlap_vae: bool = False  # decode on a second stream while the next chunk is denoised
@@ -263,8 +264,8 @@ class FastPaths:
     memory_limit_gib: float | None = None  # cap the process's GPU memory (simulates a smaller card)
 
     def label(self) -> str:
-        parts = [name for name in ("fused_kernels", "fuse_qkv", "compile", "cuda_graphs", "batched_cfg", "overlap_vae")
-                 if getattr(self, name)]
+        parts = [name for name in ("fused_kernels", "fuse_qkv", "compile", "cuda_graphs", "batched_cfg", "overlap_vae",
+                                   "vae_channels_last") if getattr(self, name)]
         parts += [f"offload={self.offload}"] if self.offload else []
         parts += [f"fp8={self.fp8}"] if self.fp8 else []
         parts += [f"attention={self.attention}"] if self.attention else []
@@ -303,6 +304,8 @@ class FastPaths:
             transformer.enable_cuda_graphs(True)
         if self.overlap_vae:
             pipeline.overlap_decode = True
+        if self.vae_channels_last:
+            pipeline.codec.channels_last(True)
         if self.memory_limit_gib and pipeline.device.type == "cuda":
             total = torch.cuda.get_device_properties(pipeline.device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, self.memory_limit_gib * 2**30 / total), pipeline.device)

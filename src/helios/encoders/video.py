@@ -35,6 +35,15 @@ class WanVideoCodec:
             raise FileNotFoundError(f"{root} has no vae/ folder")
         return cls(AutoencoderKLWan.from_pretrained(folder, torch_dtype=dtype).to(device))
 
+    def channels_last(self, enabled: bool = True) -> "WanVideoCodec":
+        """Store the 3-D convolution weights channels-last (cuDNN then runs NDHWC kernels: ~10 %
+        faster decoding in bf16 on an H100, benchmarks/vae_decode.py). Same results within rounding."""
+        layout = torch.channels_last_3d if enabled else torch.contiguous_format
+        for param in self.vae.parameters():
+            if param.ndim == 5:
+                param.data = param.data.contiguous(memory_format=layout)
+        return self
+
     @property
     def device(self) -> torch.device:
         return next(self.vae.parameters()).device
