@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -19,6 +20,32 @@ def _steps(text: str) -> int | list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"steps must be a number or a comma list like 2,2,2 (got {text!r})") from None
     return values[0] if len(values) == 1 else values
+
+
+def _add_fast_path_arguments(parser) -> None:
+    """The command-line flags of every fast path (shared by ``generate`` and ``bench speed``)."""
+    parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
+    parser.add_argument("--attention", help="attention backend: sdpa, cudnn, flash, flash_attn3, ...")
+    parser.add_argument("--fused-kernels", action="store_true", help="Triton LayerNorm+modulation and RoPE (eager path)")
+    parser.add_argument("--fuse-qkv", action="store_true", help="one GEMM for q, k, v")
+    parser.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
+    parser.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32", help="Wan VAE precision")
+    parser.add_argument("--vae-channels-last", action="store_true", help="channels-last 3-D conv weights in the VAE")
+    parser.add_argument("--fp8", choices=["per_row", "per_tensor"], help="block linears through the FP8 GEMM")
+    parser.add_argument("--cuda-graphs", action="store_true", help="one CUDA graph per transformer input shape")
+    parser.add_argument("--overlap-vae", action="store_true", help="decode on a second stream while denoising the next chunk")
+    parser.add_argument("--offload", choices=["text", "all"],
+                        help="memory mode: UMT5 layers (text) or also the transformer blocks (all) streamed from pinned host memory")
+    parser.add_argument("--memory-limit-gib", type=float, help="cap GPU memory (simulates a smaller card)")
+
+
+def _fast_paths(args: argparse.Namespace):
+    from .generation.fast_paths import FastPaths
+
+    return FastPaths(fused_kernels=args.fused_kernels, fuse_qkv=args.fuse_qkv, compile=args.compile,
+                     attention=args.attention, batched_cfg=args.batched_cfg, vae_dtype=args.vae_dtype,
+                     vae_channels_last=args.vae_channels_last, fp8=args.fp8, cuda_graphs=args.cuda_graphs,
+                     overlap_vae=args.overlap_vae, offload=args.offload, memory_limit_gib=args.memory_limit_gib)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--frames-dir", help="also write every frame as PNG into this folder")
     gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     gen.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weights/activations of a model folder")
+    _add_fast_path_arguments(gen.add_argument_group("fast paths (GPU; see benchmarks/README.md)"))
 
     train = commands.add_parser("train", help="train or fine-tune (stage 1 Base, stage 2 Mid); torchrun for several GPUs")
     train.add_argument("--config", required=True, help="training config (.json or .yaml)")
@@ -74,19 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--compare", choices=["diffusers", "diffusers-compiled"],
                        help="also run diffusers' pipeline on the same weights (compiled: its regional compile + cuDNN attention)")
     speed.add_argument("--out", help="write the results as JSON")
-    speed.add_argument("--fused-kernels", action="store_true", help="Triton LayerNorm+modulation and RoPE")
-    speed.add_argument("--fuse-qkv", action="store_true", help="one GEMM for q, k, v")
-    speed.add_argument("--compile", action="store_true", help="regional torch.compile of the blocks")
-    speed.add_argument("--attention", help="attention backend: sdpa, cudnn, flash, flash_attn3, ...")
-    speed.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
-    speed.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32")
-    speed.add_argument("--vae-channels-last", action="store_true", help="channels-last 3-D conv weights in the VAE")
-    speed.add_argument("--fp8", choices=["per_row", "per_tensor"], help="block linears through the FP8 GEMM")
-    speed.add_argument("--cuda-graphs", action="store_true", help="one CUDA graph per transformer input shape")
-    speed.add_argument("--overlap-vae", action="store_true", help="decode on a second stream while denoising the next chunk")
-    speed.add_argument("--offload", choices=["text", "all"],
-                       help="memory mode: UMT5 layers (text) or also the transformer blocks (all) streamed from pinned host memory")
-    speed.add_argument("--memory-limit-gib", type=float, help="cap GPU memory (simulates a smaller card)")
+    _add_fast_path_arguments(speed)
     speed.add_argument("--no-breakdown", action="store_true", help="skip the second run with per-call timers")
 
     serve = commands.add_parser("serve", help="live streaming server and web page")
@@ -106,13 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench.speed import FastPaths, run_benchmark
+    from .bench.speed import run_benchmark
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    fast = FastPaths(fused_kernels=args.fused_kernels, fuse_qkv=args.fuse_qkv, compile=args.compile,
-                     attention=args.attention, batched_cfg=args.batched_cfg, vae_dtype=args.vae_dtype, vae_channels_last=args.vae_channels_last, fp8=args.fp8,
-                     cuda_graphs=args.cuda_graphs, overlap_vae=args.overlap_vae, offload=args.offload,
-                     memory_limit_gib=args.memory_limit_gib)
+    fast = _fast_paths(args)
     run_benchmark(args.size, args.preset, args.frames, device, args.compare, args.out,
                   dtype=getattr(torch, DTYPES[args.dtype]), steps=args.steps, fast=fast, breakdown=not args.no_breakdown)
     return 0
@@ -182,6 +195,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--frames must be at least 1, got {args.frames}")
     schedule = read_prompt_file(args.prompts, default_transition=args.transition) if args.prompts else None
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=args.device)
+    fast = _fast_paths(args)
+    if fast.batched_cfg:
+        pipeline.sampler = dataclasses.replace(pipeline.sampler, batched_cfg=True)
+    fast.apply(pipeline)
     started = time.perf_counter()
     stream = pipeline.stream(
         args.prompt, prompts=schedule, negative_prompt=args.negative_prompt, num_frames=args.frames,

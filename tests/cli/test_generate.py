@@ -80,3 +80,21 @@ def test_default_model_needs_no_model_argument(tmp_path):
     assert result.returncode == 0, result.stderr
     frames, _ = read_video(out)
     assert frames.shape == (33, 128, 192, 3)
+
+
+def test_generate_with_fast_paths_and_memory_modes(model, tmp_path):
+    """FP8 GEMMs, block offload of the transformer and UMT5, a bf16 channels-last VAE and the
+    overlapped decode, switched on from the command line (the GPU figures are in benchmarks/)."""
+    out = tmp_path / "fast.mp4"
+    result = helios("generate", "--model", model, "--prompt", "a red circle moves right", "--frames", 40,
+                    "--height", 64, "--width", 64, "--steps", 1, "--dtype", "fp32", "--device", "cpu", "--out", out,
+                    "--fp8", "per_row", "--offload", "all", "--vae-dtype", "bf16", "--vae-channels-last", "--overlap-vae")
+    assert result.returncode == 0, result.stderr
+    assert read_video(out)[0].shape == (65, 64, 64, 3)
+
+
+def test_vae_options_on_a_model_without_the_wan_vae_are_one_clear_line(tmp_path):
+    result = helios("generate", "--device", "cpu", "--frames", 33, "--prompt", "x", "--vae-dtype", "bf16",
+                    "--out", tmp_path / "x.mp4")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "helios: error: the VAE options apply to the Wan VAE; this model's codec is WorldCodec"

@@ -1,0 +1,91 @@
+"""Fast paths and memory modes of a pipeline, switched on together (speed issue; each is tested equal
+to the reference path). Used by ``helios generate`` and ``helios bench speed``; measured figures in
+benchmarks/README.md. The recommended GPU set: ``FastPaths(compile=True, attention="cudnn",
+vae_dtype="bf16", vae_channels_last=True)``, plus ``fp8="per_row"`` for the FP8 mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..encoders.video import WanVideoCodec
+from .pipeline import HeliosPipeline
+
+
+@dataclass(frozen=True)
+class FastPaths:
+    """Optional fast paths and memory modes to switch on for a run (each tested equal to the
+    reference path). ``apply`` switches on what is set and never switches anything off, so one
+    pipeline can be taken through a growing set of paths."""
+
+    fused_kernels: bool = False  # Triton LayerNorm + modulation and RoPE
+    fuse_qkv: bool = False
+    compile: bool = False  # regional torch.compile of the blocks
+    attention: str | None = None  # an attention backend name (see helios.model.attention)
+    batched_cfg: bool = False
+    vae_dtype: str = "fp32"
+    vae_channels_last: bool = False  # channels-last 3-D conv weights in the VAE
+    fp8: str | None = None  # "per_row" or "per_tensor": block linears through the FP8 GEMM
+    cuda_graphs: bool = False  # one graph per transformer input shape
+    overlap_vae: bool = False  # decode on a second stream while the next chunk is denoised
+    offload: str | None = None  # "text" (UMT5 layers) or "all" (and the transformer blocks): streamed from pinned host memory
+    memory_limit_gib: float | None = None  # cap the process's GPU memory (simulates a smaller card)
+
+    def label(self) -> str:
+        parts = [name for name in ("fused_kernels", "fuse_qkv", "compile", "cuda_graphs", "batched_cfg", "overlap_vae",
+                                   "vae_channels_last") if getattr(self, name)]
+        parts += [f"offload={self.offload}"] if self.offload else []
+        parts += [f"fp8={self.fp8}"] if self.fp8 else []
+        parts += [f"attention={self.attention}"] if self.attention else []
+        parts += [f"vae={self.vae_dtype}"] if self.vae_dtype != "fp32" else []
+        parts += [f"limit={self.memory_limit_gib:g}GiB"] if self.memory_limit_gib else []
+        return "+".join(parts) or "reference path"
+
+    def apply(self, pipeline: HeliosPipeline) -> None:
+        from ..model.attention import set_attention_backend
+        from ..model.fp8 import FP8Linear, quantize_linears
+
+        transformer = pipeline.transformer
+        if self.fp8 and not isinstance(transformer.blocks[0].ffn.net[2], FP8Linear):
+            quantize_linears(transformer, self.fp8, "scaled_mm", inplace=True)
+            if transformer._graphs is not None:  # graphs captured with the 16-bit layers: capture anew
+                transformer.enable_cuda_graphs(True)
+            if pipeline.device.type == "cuda":
+                torch.cuda.empty_cache()
+        if self.offload not in (None, "text", "all"):
+            raise ValueError(f"offload must be 'text' or 'all', got {self.offload!r}")
+        if self.offload:
+            text_offload = getattr(pipeline.text_encoder, "enable_block_offload", None)
+            if text_offload is None and self.offload == "text":
+                raise ValueError(f"offload='text' needs a layered text encoder (UMT5); this model has "
+                                 f"{type(pipeline.text_encoder).__name__}")
+            if text_offload is not None:
+                text_offload(pipeline.device)
+            if self.offload == "all":
+                transformer.enable_block_offload(pipeline.device)
+            if pipeline.device.type == "cuda":
+                torch.cuda.empty_cache()
+        if self.fused_kernels:
+            transformer.enable_fused_kernels(True)
+        if self.fuse_qkv:
+            transformer.fuse_qkv(True)
+        if self.compile:
+            transformer.compile_blocks()
+        if self.attention:
+            set_attention_backend(self.attention)
+        if self.cuda_graphs:
+            transformer.enable_cuda_graphs(True)
+        if self.overlap_vae:
+            pipeline.overlap_decode = True
+        if (self.vae_dtype == "bf16" or self.vae_channels_last) and not isinstance(pipeline.codec, WanVideoCodec):
+            raise ValueError(f"the VAE options apply to the Wan VAE; this model's codec is {type(pipeline.codec).__name__}")
+        if self.vae_dtype == "bf16" and pipeline.codec.vae.dtype != torch.bfloat16:
+            pipeline.codec = WanVideoCodec(pipeline.codec.vae.to(torch.bfloat16))
+        if self.vae_channels_last:
+            pipeline.codec.channels_last(True)
+        if self.memory_limit_gib and pipeline.device.type == "cuda":
+            total = torch.cuda.get_device_properties(pipeline.device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, self.memory_limit_gib * 2**30 / total), pipeline.device)
+
