@@ -111,3 +111,15 @@ def test_detector_survives_scattered_pixels():
         frames[:, corner[0] : corner[0] + 8, corner[1] : corner[1] + 8] = COLORS["red"]
     detections = detect(frames)
     assert [d.color for d in detections] == ["red"]
+
+
+def test_drift_summary_compares_quarters_not_single_chunks():
+    from helios.synthetic.evaluate import drift_summary
+
+    # Steady colour with one bright last chunk: the quarters barely move, the last chunk does.
+    chunks = [{"mean_rgb": [20.0, 20.0, 20.0], "objects": 2} for _ in range(11)] + [{"mean_rgb": [40.0, 40.0, 40.0], "objects": 1}]
+    summary = drift_summary(chunks)
+    assert summary["chunks"] == 12
+    assert summary["mean_rgb_shift_first_to_last_chunk"] == 20.0
+    assert abs(summary["mean_rgb_shift_first_to_last_quarter"] - 20.0 / 3) < 1e-9
+    assert summary["objects_first_quarter"] == 2.0 and abs(summary["objects_last_quarter"] - 5 / 3) < 1e-9
