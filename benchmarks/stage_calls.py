@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
 import torch
 
 from helios.bench.speed import build_pipeline
+from helios.bench.timing import cuda_median_ms
 from helios.model.attention import set_attention_backend
 from helios.model.fp8 import fp8_error_report
 
@@ -42,26 +42,12 @@ def call_inputs(latent_h: int, latent_w: int, seed: int = 0) -> dict:
     )
 
 
-def timed_ms(fn, warmup: int = 3, repeat: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 @torch.no_grad()
 def stage_times(transformer, precision: str) -> dict:
     out = {}
     for name, (h, w, tflop) in STAGES.items():
         inputs = call_inputs(h, w)
-        ms = timed_ms(lambda inputs=inputs: transformer(**inputs))
+        ms = cuda_median_ms(lambda inputs=inputs: transformer(**inputs))
         achieved = tflop / (ms / 1000)
         out[name] = {"ms": ms, "tflops": achieved, "fraction_of_gemm_ceiling": achieved / CEILING_TFLOPS[precision]}
         print(f"{precision} {name}: {ms:.0f} ms, {achieved:.0f} TFLOP/s ({out[name]['fraction_of_gemm_ceiling']:.0%} of the GEMM ceiling)",
@@ -81,7 +67,7 @@ def main() -> None:
                            command=" ".join(sys.argv))}
 
     latents = torch.randn(1, 16, 9, 48, 80, device="cuda")
-    vae_ms = timed_ms(lambda: pipeline.codec.decode(latents), warmup=2, repeat=3)
+    vae_ms = cuda_median_ms(lambda: pipeline.codec.decode(latents), warmup=2, repeat=3)
     result["vae_decode_chunk_ms_bf16"] = vae_ms
     print(f"VAE decode of one chunk (bf16, 33 frames at 384×640): {vae_ms:.0f} ms", flush=True)
 

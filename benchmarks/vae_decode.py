@@ -8,27 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
 import torch
 
+from helios.bench.timing import cuda_median_ms
 from helios.encoders.video import WanVideoCodec
-
-
-def timed_ms(fn, warmup=2, repeat=3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 @torch.no_grad()
@@ -44,10 +30,10 @@ def main() -> None:
     latents = torch.randn(1, 16, 9, 48, 80, device="cuda")
     results = {}
     reference = WanVideoCodec(vae).decode(latents).float()
-    results["fp32"] = {"ms": timed_ms(lambda: WanVideoCodec(vae).decode(latents))}
+    results["fp32"] = {"ms": cuda_median_ms(lambda: WanVideoCodec(vae).decode(latents), warmup=2, repeat=3)}
     codec = WanVideoCodec(vae.to(torch.bfloat16))
     bf16 = codec.decode(latents).float()
-    results["bf16"] = {"ms": timed_ms(lambda: codec.decode(latents)),
+    results["bf16"] = {"ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
                        "max_abs_vs_fp32": (bf16 - reference).abs().max().item()}
     def layout(fmt):  # only the 5-D conv weights have a channels-last form
         for param in vae.parameters():
@@ -55,14 +41,14 @@ def main() -> None:
                 param.data = param.data.contiguous(memory_format=fmt)
 
     layout(torch.channels_last_3d)
-    results["bf16_channels_last"] = {"ms": timed_ms(lambda: codec.decode(latents)),
+    results["bf16_channels_last"] = {"ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
                                      "max_abs_vs_bf16": (codec.decode(latents).float() - bf16).abs().max().item()}
     layout(torch.contiguous_format)
     vae.decoder.compile()
     started = time.perf_counter()
     compiled = codec.decode(latents).float()
     results["bf16_compiled"] = {"first_call_s": time.perf_counter() - started,
-                                "ms": timed_ms(lambda: codec.decode(latents)),
+                                "ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
                                 "max_abs_vs_bf16": (compiled - bf16).abs().max().item()}
     for name, r in results.items():
         print(name, r, flush=True)

@@ -1,0 +1,23 @@
+"""Device timing for the benchmark scripts."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+import torch
+
+
+def cuda_median_ms(fn: Callable[[], object], warmup: int = 3, repeat: int = 5) -> float:
+    """Median wall time of ``fn`` on the current CUDA stream, in ms, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
