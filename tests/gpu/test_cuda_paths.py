@@ -108,3 +108,33 @@ def test_pipeline_with_graphs_and_overlapped_decode_gives_the_same_video():
     fast = pipeline.generate("a red fox", num_frames=66, seed=3, steps=1)
     assert torch.equal(fast.latents, reference.latents)
     assert np.array_equal(fast.frames, reference.frames)
+
+
+@pytest.mark.parametrize("preset", ["helios-distilled", "helios-mid"])
+def test_the_sampling_loop_never_waits_for_the_gpu(preset):
+    """Every timestep, sigma and noise draw reaches the device without synchronising the stream:
+    with CUDA's sync debug mode set to "error", any synchronising call inside the loop raises."""
+    from helios.config import sampler_preset
+    from helios.generation.chunk import ChunkSampler
+    from helios.generation.history import NoiseDraws
+
+    model = _model()
+    inputs = _call(model)
+    text, negative = inputs["encoder_hidden_states"], torch.zeros_like(inputs["encoder_hidden_states"])
+    history = {k: v for k, v in inputs.items() if k.startswith(("indices_latents", "latents_", "indices_hidden"))}
+
+    def denoiser(latents, timestep, embedding):
+        return model(hidden_states=latents, timestep=timestep, encoder_hidden_states=embedding, **history)
+
+    sampler = ChunkSampler(sampler_preset(preset), model.config.patch_size, model.dtype)
+    draw = NoiseDraws(torch.Generator().manual_seed(0), torch.device("cuda"))
+    noise = draw.normal((1, 16, 9, 8, 8))
+    with torch.no_grad():
+        sampler.sample(denoiser, noise, text, negative, draw, first_chunk=True)  # warm-up: caches, plans
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            latents = sampler.sample(denoiser, noise, text, negative, draw, first_chunk=False)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert latents.shape == noise.shape and torch.isfinite(latents).all()
