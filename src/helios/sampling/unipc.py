@@ -76,7 +76,7 @@ class UniPC:
         if self.order == 2:
             rk = (_lambda(self.sigmas[i - 1]) - lambda_s0) / h
             d1 = (self.x0_history[-2] - m0) / rk
-            out = out - alpha_t * b_h * (torch.tensor([0.5], dtype=x.dtype) * d1)
+            out = out - alpha_t * b_h * (torch.tensor(0.5, dtype=x.dtype) * d1)  # 0-dim: a scalar on any device
         return out.to(x.dtype)
 
     def _correct(self, x0_now: torch.Tensor, x_now: torch.Tensor) -> torch.Tensor:
