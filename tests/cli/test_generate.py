@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helios.media import read_video
 
@@ -98,3 +99,17 @@ def test_vae_options_on_a_model_without_the_wan_vae_are_one_clear_line(tmp_path)
                     "--out", tmp_path / "x.mp4")
     assert result.returncode == 2
     assert result.stderr.strip() == "helios: error: the VAE options apply to the Wan VAE; this model's codec is WorldCodec"
+
+
+def test_fast_path_combinations_that_cannot_work_are_refused_before_any_change():
+    from helios import HeliosPipeline
+    from helios.generation.fast_paths import FastPaths
+
+    pipeline = HeliosPipeline.from_pretrained(device="cpu")
+    before = {n: p.clone() for n, p in pipeline.transformer.named_parameters()}
+    with pytest.raises(ValueError, match="cannot be combined with compile"):
+        FastPaths(offload="all", compile=True, fp8="per_row").apply(pipeline)
+    with pytest.raises(ValueError, match="VAE options apply to the Wan VAE"):
+        FastPaths(fp8="per_row", vae_channels_last=True).apply(pipeline)
+    after = dict(pipeline.transformer.named_parameters())
+    assert before.keys() == after.keys() and all(torch.equal(before[n], after[n]) for n in before)

@@ -47,6 +47,7 @@ class FastPaths:
         from ..model.attention import set_attention_backend
         from ..model.fp8 import FP8Linear, quantize_linears
 
+        self.check(pipeline)
         transformer = pipeline.transformer
         if self.fp8 and not isinstance(transformer.blocks[0].ffn.net[2], FP8Linear):
             quantize_linears(transformer, self.fp8, "scaled_mm", inplace=True)
@@ -54,13 +55,8 @@ class FastPaths:
                 transformer.enable_cuda_graphs(True)
             if pipeline.device.type == "cuda":
                 torch.cuda.empty_cache()
-        if self.offload not in (None, "text", "all"):
-            raise ValueError(f"offload must be 'text' or 'all', got {self.offload!r}")
         if self.offload:
             text_offload = getattr(pipeline.text_encoder, "enable_block_offload", None)
-            if text_offload is None and self.offload == "text":
-                raise ValueError(f"offload='text' needs a layered text encoder (UMT5); this model has "
-                                 f"{type(pipeline.text_encoder).__name__}")
             if text_offload is not None:
                 text_offload(pipeline.device)
             if self.offload == "all":
@@ -79,8 +75,6 @@ class FastPaths:
             transformer.enable_cuda_graphs(True)
         if self.overlap_vae:
             pipeline.overlap_decode = True
-        if (self.vae_dtype == "bf16" or self.vae_channels_last) and not isinstance(pipeline.codec, WanVideoCodec):
-            raise ValueError(f"the VAE options apply to the Wan VAE; this model's codec is {type(pipeline.codec).__name__}")
         if self.vae_dtype == "bf16" and pipeline.codec.vae.dtype != torch.bfloat16:
             pipeline.codec = WanVideoCodec(pipeline.codec.vae.to(torch.bfloat16))
         if self.vae_channels_last:
@@ -89,3 +83,16 @@ class FastPaths:
             total = torch.cuda.get_device_properties(pipeline.device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, self.memory_limit_gib * 2**30 / total), pipeline.device)
 
+    def check(self, pipeline: HeliosPipeline) -> None:
+        """Refuse combinations this pipeline cannot take, before anything is changed."""
+        if self.offload not in (None, "text", "all"):
+            raise ValueError(f"offload must be 'text' or 'all', got {self.offload!r}")
+        if self.offload == "text" and not hasattr(pipeline.text_encoder, "enable_block_offload"):
+            raise ValueError(f"offload='text' needs a layered text encoder (UMT5); this model has "
+                             f"{type(pipeline.text_encoder).__name__}")
+        if self.offload == "all" and (self.compile or self.cuda_graphs):
+            raise ValueError("offload='all' streams weights between eager blocks: it cannot be combined with compile or cuda_graphs")
+        if (self.vae_dtype == "bf16" or self.vae_channels_last) and not isinstance(pipeline.codec, WanVideoCodec):
+            raise ValueError(f"the VAE options apply to the Wan VAE; this model's codec is {type(pipeline.codec).__name__}")
+        if self.fp8 not in (None, "per_row", "per_tensor"):
+            raise ValueError(f"fp8 must be 'per_row' or 'per_tensor', got {self.fp8!r}")
