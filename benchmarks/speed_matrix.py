@@ -27,7 +27,6 @@ import torch
 
 from helios.bench.speed import FastPaths, build_pipeline, format_table, measure_diffusers, measure_ours
 from helios.config import sampler_preset
-from helios.encoders.video import WanVideoCodec
 
 FLAG_TYPES = {f.name: f.type for f in fields(FastPaths)}
 
@@ -109,7 +108,7 @@ def main() -> None:
             compiled = step == "diffusers-compiled"
             result = measure_diffusers(pipeline, args.frames, compile=compiled, attention="_native_cudnn" if compiled else None)
         elif step == "vae=bf16":
-            pipeline.codec = WanVideoCodec(pipeline.codec.vae.to(torch.bfloat16))
+            FastPaths(vae_dtype="bf16").apply(pipeline)  # only the VAE: every other field is off
             flags["vae_dtype"] = "bf16"
             records.append({"step": step})
             continue

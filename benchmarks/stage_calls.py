@@ -6,7 +6,7 @@ for the eager, compiled and compiled-FP8 paths of the 14B model; FP8 error per l
 Transformer calls use the full history window (short 2 + mid 2 + long 16 latent frames at 48×80)
 and 512 text tokens; cuDNN attention; median of 5 timed calls after 3 warm-up calls (CUDA events).
 FLOP counts per call are the speed issue's (69.7 / 119.1 / 359.6 TFLOP); achieved TFLOP/s is set
-against the measured GEMM ceilings of an H100 (bf16 ~790, FP8 ~1,420 TFLOP/s).
+against the H100 GEMM ceilings the speed issue measured (bf16 ~790, FP8 ~1,420 TFLOP/s).
 """
 
 from __future__ import annotations

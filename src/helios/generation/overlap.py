@@ -37,12 +37,13 @@ class DecodedFrames:
         return self.host.numpy()
 
 
-class SideStreamDecoder:
-    """Launches ``decode(latents) → uint8 (T, H, W, 3) device tensor`` on its own stream."""
+class ChunkDecoder:
+    """Runs ``decode(latents) → uint8 (T, H, W, 3) device tensor`` and brings the frames to the host:
+    in line (``side_stream=False`` or no CUDA), or launched on a stream of its own."""
 
-    def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], device: torch.device):
+    def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], device: torch.device, side_stream: bool):
         self.decode = decode
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.stream = torch.cuda.Stream(device) if side_stream and device.type == "cuda" else None
 
     def submit(self, latents: torch.Tensor) -> DecodedFrames:
         if self.stream is None:

@@ -28,7 +28,7 @@ from ..model.transformer import HeliosTransformer
 from .chunk import ChunkSampler
 from .drift import DriftMonitor, DriftSettings
 from .history import HistoryWindow, NoiseDraws, condition_on_image, condition_on_video
-from .overlap import DecodedFrames, SideStreamDecoder, run_ahead
+from .overlap import ChunkDecoder, run_ahead
 from .prompts import PromptChange, PromptSchedule
 
 DEFAULT_FPS = 24  # Helios is trained on 24 fps video; the official export is hard-coded to 24
@@ -245,18 +245,15 @@ class HeliosPipeline:
         total_frames = None if num_frames is None else output_frame_count(num_frames, chunk_frames, codec.temporal_factor)
         denoised = self._denoise(schedule, state, settings, negative_prompt, num_frames, height, width, image, video,
                                  seed, skip_first_chunk, drift, chunk_frames)
-        if self.overlap_decode:
-            decoder = SideStreamDecoder(self._decode_on_device, self.device)
+        decoder = ChunkDecoder(self._decode_on_device, self.device, side_stream=self.overlap_decode)
 
-            def submit(chunk: _Denoised):
-                return chunk, decoder.submit(chunk.latents)
+        def submit(chunk: _Denoised):
+            return chunk, decoder.submit(chunk.latents)
 
-            def stop():
-                state.stopped = True
+        def stop():
+            state.stopped = True
 
-            pairs = run_ahead(denoised, submit, stop)
-        else:
-            pairs = ((chunk, DecodedFrames(self._decode_on_device(chunk.latents).cpu(), None)) for chunk in denoised)
+        pairs = run_ahead(denoised, submit, stop) if self.overlap_decode else map(submit, denoised)
         emitted = 0
         for chunk, pending in pairs:
             frames = pending.wait()
@@ -317,13 +314,14 @@ class HeliosPipeline:
             if hs.keep_first_frame and ((k == 0 and window.anchor is None) or (skip_first_chunk and k == 1)):
                 window.anchor = latents[:, :, :1]
             window.append(latents)
+            clean = latents.float()
             drifting = False
             if monitor is not None:
                 drifting = monitor.observe(latents)
                 if drifting:
-                    window.replace_newest(monitor.corrupt(latents.float()))
+                    window.replace_newest(monitor.corrupt(clean))
             window.trim()
-            yield _Denoised(k, latents.float(), chunk_started, current, weight, drifting)
+            yield _Denoised(k, clean, chunk_started, current, weight, drifting)
             k += 1
 
     # ------------------------------------------------------------------------------ helpers

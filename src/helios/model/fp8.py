@@ -60,10 +60,9 @@ class FP8Linear(nn.Module):
         x_fp8 = _quantize(rows, activation_scale)
         out_dtype = x.dtype if x.dtype != torch.float32 else self.out_dtype
         if self.kernel == "scaled_mm":
-            # Row-wise scaling wants (M, 1) and (1, N) scales and a bf16 result; the weight's transpose
-            # is the column-major right operand the GEMM expects.
+            # Row-wise scaling wants (M, 1) activation and (1, N) weight scales and a bf16 result; the
+            # weight's transpose is the column-major right operand the GEMM expects.
             weight_scale = self.weight_scale.view(1, -1) if self.scales == "per_row" else self.weight_scale
-            activation_scale = activation_scale.expand(len(rows), 1).contiguous() if self.scales == "per_row" else activation_scale
             out = torch._scaled_mm(x_fp8, self.weight_fp8.t(), scale_a=activation_scale, scale_b=weight_scale,
                                    out_dtype=torch.bfloat16 if self.scales == "per_row" else out_dtype)
             out = out.to(out_dtype)

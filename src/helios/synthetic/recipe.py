@@ -213,6 +213,8 @@ def main() -> None:
     def log(message: str) -> None:
         print(message, flush=True)
 
+    # The codec later phases use: the one this run trains, else the one given.
+    codec_dir = work / "codec" if "codec" in args.phase or not args.codec_from else Path(args.codec_from)
     videos = scenes = None
     if {"codec", "offload"} & set(args.phase):
         started = time.time()
@@ -228,11 +230,10 @@ def main() -> None:
         if start is None:
             calibrate(codec, videos, device)
         codec.cpu().save(work / "codec")
-        args.codec_from = None  # later phases use the codec just written
         report["codec_psnr_db"] = quality
         report_path.write_text(json.dumps(report, indent=1))
     if "offload" in args.phase:
-        codec = WorldCodec.load(args.codec_from or work / "codec", device)
+        codec = WorldCodec.load(codec_dir, device)
         offload_corpus(videos, scenes, codec, work / "shards")
         log(f"offloaded {len(videos)} videos")
     if "base" in args.phase:
@@ -255,7 +256,7 @@ def main() -> None:
     if "package" in args.phase:
         target = Path(args.package_to or work / "default_model")
         trained = work / ("refine" if "refine" in args.phase else "mid") / "export"
-        package(target, Path(args.codec_from or work / "codec"), trained, DEFAULT_SAMPLER, report)
+        package(target, codec_dir, trained, DEFAULT_SAMPLER, report)
         log(f"packaged {target}")
     report_path.write_text(json.dumps(report, indent=1))
 
