@@ -12,14 +12,15 @@ import torch
 from helios import HeliosPipeline, HeliosTransformer
 from helios.config import HistorySettings, SamplerSettings, ShiftSettings
 from helios.generation.loading import DEFAULT_MODEL_DIR
-from helios.synthetic.codec import WorldCodec
+from helios.encoders.world_codec import WorldCodec
+from helios.encoders.world_text import WorldTextEncoder
 from helios.synthetic.detector import detect
 from helios.synthetic.evaluate import held_out_scenes
-from helios.synthetic.text import WorldTextEncoder
+from helios.synthetic.world import vocabulary
 
 torch.set_num_threads(2)
 work = Path(sys.argv[1])
-codec = WorldCodec.load(DEFAULT_MODEL_DIR / "codec")
+codec = WorldCodec.from_pretrained(DEFAULT_MODEL_DIR / "codec")
 sampler = SamplerSettings(name="micro-base", steps=16, guidance_scale=4.0, shift=ShiftSettings("exponential"))
 scenes = held_out_scenes(3)
 frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1440
@@ -28,7 +29,7 @@ results = {}
 for name in ("full", "no_anchor", "no_corrupt"):
     history = HistorySettings(keep_first_frame=name != "no_anchor")
     transformer = HeliosTransformer.from_pretrained(work / name / "export", dtype=torch.float32)
-    pipe = HeliosPipeline(transformer, WorldTextEncoder(), codec, sampler=sampler, history=history, height=height, width=width)
+    pipe = HeliosPipeline(transformer, WorldTextEncoder(vocabulary()), codec, sampler=sampler, history=history, height=height, width=width)
     per_scene = []
     for i, scene in enumerate(scenes):
         stats = []

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from helios.config import CorruptionSettings, HistorySettings, TrainConfig
-from helios.synthetic.recipe import render_corpus, train_stage
+from helios.recipes.default_model import render_corpus, train_stage, world_text_encoder
 from helios.generation.loading import DEFAULT_MODEL_DIR
-from helios.synthetic.codec import WorldCodec
-from helios.synthetic.text import WorldTextEncoder
+from helios.encoders.world_codec import WorldCodec
 from helios.synthetic.world import Scene
 from helios.training.offload import encode_video, write_index, write_shard
 
@@ -29,8 +28,8 @@ if not (work / "shards" / "index.json").is_file():
         return small.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
 
     small = np.stack([shrink(v) for v in videos])
-    codec = WorldCodec.load(DEFAULT_MODEL_DIR / "codec")
-    text = WorldTextEncoder()
+    codec = WorldCodec.from_pretrained(DEFAULT_MODEL_DIR / "codec")
+    text = world_text_encoder()
     (work / "shards").mkdir(exist_ok=True)
     files = []
     for n, (video, scene) in enumerate(zip(small, scenes)):

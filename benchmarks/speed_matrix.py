@@ -27,6 +27,7 @@ import torch
 
 from helios.bench.speed import FastPaths, build_pipeline, format_table, measure_diffusers, measure_ours
 from helios.config import sampler_preset
+from helios.model.graphs import cuda_graphs_of, enable_cuda_graphs
 
 FLAG_TYPES = {f.name: f.type for f in fields(FastPaths)}
 
@@ -69,8 +70,8 @@ def fp8_report(pipeline, scales: str = "per_row") -> dict:
 
     transformer = pipeline.transformer
     report = fp8_error_report(transformer, stage2_inputs(pipeline), scales, "scaled_mm")
-    if transformer._graphs is not None:  # captured with the 16-bit layers
-        transformer.enable_cuda_graphs(True)
+    if cuda_graphs_of(transformer) is not None:  # captured with the 16-bit layers
+        enable_cuda_graphs(transformer, True)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     layers = report["per_layer"]

@@ -21,6 +21,7 @@ import torch
 from helios.bench.speed import build_pipeline
 from helios.bench.timing import cuda_median_ms
 from helios.model.attention import set_attention_backend
+from helios.model.speed import compile_blocks
 from helios.model.fp8 import fp8_error_report
 
 STAGES = {"stage0": (12, 20, 69.7), "stage1": (24, 40, 119.1), "stage2": (48, 80, 359.6)}
@@ -61,8 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     torch._dynamo.config.cache_size_limit = 64
     pipeline = build_pipeline("14b", "helios-distilled", "cuda", torch.bfloat16, vae_dtype=torch.bfloat16)
-    set_attention_backend("cudnn")
     transformer = pipeline.transformer
+    set_attention_backend(transformer, "cudnn")
     result = {"meta": dict(card=torch.cuda.get_device_name(), torch=torch.__version__, date=time.strftime("%Y-%m-%d"),
                            command=" ".join(sys.argv))}
 
@@ -72,11 +73,11 @@ def main() -> None:
     print(f"VAE decode of one chunk (bf16, 33 frames at 384×640): {vae_ms:.0f} ms", flush=True)
 
     result["eager_bf16"] = stage_times(transformer, "bf16")
-    transformer.compile_blocks()
+    compile_blocks(transformer)
     result["compiled_bf16"] = stage_times(transformer, "bf16")
-    transformer.compile_blocks(False)  # the per-layer hooks need eager blocks
+    compile_blocks(transformer, False)  # the per-layer hooks need eager blocks
     report = fp8_error_report(transformer, call_inputs(48, 80), "per_row", "scaled_mm")
-    transformer.compile_blocks()
+    compile_blocks(transformer)
     kinds: dict[str, list[float]] = {}
     for name, error in report["per_layer"].items():
         kinds.setdefault(name.split(".", 2)[2], []).append(error)

@@ -116,7 +116,7 @@ def main() -> None:
             expected, ref_ms = timed(lambda: reference(**kwargs).sample)
             ref_peak = peak_above(lambda: reference(**kwargs), baseline)
             for backend in args.backends:
-                with attention_backend(backend):
+                with attention_backend(ours, backend):
                     got, ours_ms = timed(lambda: ours(**kwargs))
                     ours_peak = peak_above(lambda: ours(**kwargs), baseline)
                 error = ((got.float() - expected.float()).norm() / expected.float().norm()).item()

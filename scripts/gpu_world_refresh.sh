@@ -10,7 +10,7 @@ W=${WORK:-/tmp/world}; OUT=${OUT:-/tmp/out}
 MIN_REFINE=${MIN_REFINE:-6.5}; MIN_ABL=${MIN_ABL:-6}; ABL_STEPS=${ABL_STEPS:-100000}
 export PYTHONPATH=$PWD/src OMP_NUM_THREADS=3
 mkdir -p $W $OUT
-R="python3 -m helios.synthetic.recipe --work $W --videos ${VIDEOS:-600}"
+R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600}"
 SHIPPED=src/helios/default_model
 $R --report codec.json --phase codec --codec-from $SHIPPED/codec --codec-steps ${CODEC_STEPS:-100000} \
    --codec-lr 2e-4 --codec-batch 16 --codec-minutes ${MIN_CODEC:-6} > $W/codec.log 2>&1 &
@@ -26,7 +26,7 @@ done
 wait
 python3 - <<PY
 from pathlib import Path
-from helios.synthetic.recipe import package, DEFAULT_SAMPLER
+from helios.recipes.default_model import package, DEFAULT_SAMPLER
 package(Path("$W/default_model"), Path("$W/codec"), Path("$W/refine/export"), DEFAULT_SAMPLER, {})
 PY
 python3 -c "import torch; print(torch.cuda.get_device_name())" > $W/card.txt

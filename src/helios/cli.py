@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
 import sys
 import time
 
@@ -25,7 +25,8 @@ def _steps(text: str) -> int | list[int]:
 def _add_fast_path_arguments(parser) -> None:
     """The command-line flags of every fast path (shared by ``generate`` and ``bench speed``)."""
     parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
-    parser.add_argument("--attention", help="attention backend: sdpa, cudnn, flash, flash_attn3, ...")
+    parser.add_argument("--attention", default=os.environ.get("HELIOS_ATTENTION"),
+                        help="attention backend: sdpa, cudnn, flash, flash_attn3, ... (default: $HELIOS_ATTENTION or sdpa)")
     parser.add_argument("--fused-kernels", action="store_true", help="Triton LayerNorm+modulation and RoPE (eager path)")
     parser.add_argument("--fuse-qkv", action="store_true", help="one GEMM for q, k, v")
     parser.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = gen.add_mutually_exclusive_group()
     source.add_argument("--image", help="image to continue from (I2V)")
     source.add_argument("--video", help="video to continue (V2V)")
-    gen.add_argument("--frames", type=int, default=132, help="frames to generate (rounded up to 33-frame chunks)")
+    gen.add_argument("--frames", type=int, default=132, help="frames to generate (rounded up to whole chunks: 33 frames each)")
     gen.add_argument("--preset", choices=["helios-base", "helios-mid", "helios-distilled"], help="sampler preset")
     gen.add_argument("--steps", type=_steps, help="steps (one number, or one per pyramid stage: 2,2,2)")
     gen.add_argument("--guidance", type=float, help="guidance scale")
@@ -187,26 +188,26 @@ def run_generate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .generation import HeliosPipeline
+    from .generation import GenerationRequest, HeliosPipeline
     from .generation.prompts import read_prompt_file
     from .media import write_frames, write_mp4
 
     if args.frames < 1:
         raise UsageError(f"--frames must be at least 1, got {args.frames}")
-    schedule = read_prompt_file(args.prompts, default_transition=args.transition) if args.prompts else None
+    if args.prompts:  # a malformed file fails before the model loads; frames map to chunks once it has
+        read_prompt_file(args.prompts, chunk_frames=1, default_transition=args.transition)
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=args.device)
-    fast = _fast_paths(args)
-    if fast.batched_cfg:
-        pipeline.sampler = dataclasses.replace(pipeline.sampler, batched_cfg=True)
-    fast.apply(pipeline)
-    started = time.perf_counter()
-    stream = pipeline.stream(
-        args.prompt, prompts=schedule, negative_prompt=args.negative_prompt, num_frames=args.frames,
+    _fast_paths(args).apply(pipeline)
+    schedule = read_prompt_file(args.prompts, pipeline.chunk_frames, args.transition) if args.prompts else None
+    request = GenerationRequest(
+        prompt=args.prompt, prompts=schedule, negative_prompt=args.negative_prompt, num_frames=args.frames,
         height=args.height, width=args.width, image=args.image, video=args.video, seed=args.seed,
         preset=args.preset, steps=args.steps, guidance_scale=args.guidance,
         shift_convention=args.shift_convention, adaptive=args.adaptive,
     )
-    total = -(-args.frames // 33)
+    started = time.perf_counter()
+    stream = pipeline.run(request)
+    total = pipeline.chunks_for(args.frames)
     frames, first_chunk = [], None
     for chunk in stream:
         first_chunk = first_chunk or chunk.since_start_seconds

@@ -163,6 +163,10 @@ class HistorySettings:
     image_noise_sigma: tuple[float, float] = (0.111, 0.135)  # I2V/V2V anchor noise σ range
     video_noise_sigma: tuple[float, float] = (0.111, 0.135)  # V2V frames / I2V fake frame σ range
 
+    def chunk_video_frames(self, temporal_factor: int) -> int:
+        """Video frames of one chunk with a causal codec of ``temporal_factor``: (latent frames − 1)·tf + 1."""
+        return (self.chunk_latent_frames - 1) * temporal_factor + 1
+
 
 @dataclass(frozen=True)
 class SamplerSettings:
@@ -181,9 +185,6 @@ class SamplerSettings:
     # before that stage's upsample (the public pipelines), "official" the stage's own size (the
     # research pipeline, ODE pairs and DMD training). See docs/sampling.md.
     shift_convention: str = "diffusers"
-    # Run the conditional and unconditional CFG forwards as one batch of two (faster on a GPU; equal
-    # up to float rounding). Off by default: two separate forwards are what diffusers does.
-    batched_cfg: bool = False
 
     def __post_init__(self) -> None:
         if self.sampler not in ("unipc", "dmd"):

@@ -27,9 +27,9 @@ def record_text_embeddings(pipeline, monkeypatch):
     seen = []
     forward = pipeline.transformer.forward
 
-    def spy(*args, **kwargs):
-        seen.append(kwargs["encoder_hidden_states"].clone())
-        return forward(*args, **kwargs)
+    def spy(hidden_states, timestep, encoder_hidden_states, **kwargs):
+        seen.append(encoder_hidden_states.clone())
+        return forward(hidden_states, timestep, encoder_hidden_states, **kwargs)
 
     monkeypatch.setattr(pipeline.transformer, "forward", spy)
     return seen
@@ -56,14 +56,14 @@ def test_same_seed_same_video_other_seed_other_video(pipeline):
 
 @pytest.mark.parametrize("requested, chunks, returned", [(1, 1, 33), (33, 1, 33), (50, 2, 65), (231, 7, 229), (240, 8, 261)])
 def test_output_length_rule(requested, chunks, returned):
-    assert output_frame_count(requested) == returned
+    assert output_frame_count(requested, 33, 4) == returned
     assert returned == (chunks * 33 - 1) // 4 * 4 + 1
 
 
 @pytest.mark.parametrize("requested", [1, 50, 231])
 def test_any_length_works(pipeline, requested):
     video = pipeline.generate("x", num_frames=requested, seed=0, **FAST)
-    assert video.frames.shape == (output_frame_count(requested), 64, 64, 3)
+    assert video.frames.shape == (output_frame_count(requested, 33, 4), 64, 64, 3)
     assert video.latents.shape[2] == 9 * len(video.chunks)
     assert video.fps == 24
 
@@ -190,12 +190,29 @@ def test_skip_first_chunk_re_anchors_on_chunk_one(pipeline):
 
 
 def test_batched_cfg_equals_two_forwards(tmp_path):
-    from dataclasses import replace
-
     pipe = tiny_pipeline(tmp_path, sampler="helios-mid")
     separate = pipe.generate("x", num_frames=66, seed=3, steps=2)
-    batched = pipe.generate("x", num_frames=66, seed=3, steps=2, preset=replace(pipe.sampler, batched_cfg=True))
+    pipe.batched_cfg = True
+    batched = pipe.generate("x", num_frames=66, seed=3, steps=2)
     assert (batched.latents - separate.latents).abs().max().item() < 1e-4
+
+
+def test_batched_cfg_survives_a_preset_choice(tmp_path):
+    # Regression: batched CFG lived in the sampler settings, so choosing a preset dropped it silently.
+    from helios.generation.fast_paths import FastPaths
+
+    pipe = tiny_pipeline(tmp_path, sampler="helios-distilled")
+    FastPaths(batched_cfg=True).apply(pipe)
+    batches = []
+    forward = pipe.transformer.forward
+
+    def recording(hidden_states, *args, **kwargs):
+        batches.append(hidden_states.shape[0])
+        return forward(hidden_states, *args, **kwargs)
+
+    pipe.transformer.forward = recording
+    pipe.generate("x", num_frames=33, seed=0, preset="helios-mid", steps=1)
+    assert batches and set(batches) == {2}  # every CFG call is one batch of two
 
 
 def test_video_chunks_are_views_of_the_video(pipeline):

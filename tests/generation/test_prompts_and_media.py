@@ -15,9 +15,9 @@ def test_json_csv_and_text_schedules(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps([{"prompt": "a", "frame": 0}, {"prompt": "b", "frame": 70, "transition": 2}]))
     (tmp_path / "p.csv").write_text("prompt,chunk\na,0\nb,2\n")
     (tmp_path / "p.txt").write_text("a\n\nb\n")
-    assert read_prompt_file(tmp_path / "p.json") == [PromptChange(0, "a", 3), PromptChange(2, "b", 2)]
-    assert read_prompt_file(tmp_path / "p.csv", default_transition=1) == [PromptChange(0, "a", 1), PromptChange(2, "b", 1)]
-    assert read_prompt_file(tmp_path / "p.txt") == [PromptChange(0, "a", 3), PromptChange(1, "b", 3)]
+    assert read_prompt_file(tmp_path / "p.json", 33) == [PromptChange(0, "a", 3), PromptChange(2, "b", 2)]
+    assert read_prompt_file(tmp_path / "p.csv", 33, default_transition=1) == [PromptChange(0, "a", 1), PromptChange(2, "b", 1)]
+    assert read_prompt_file(tmp_path / "p.txt", 33) == [PromptChange(0, "a", 3), PromptChange(1, "b", 3)]
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_bad_schedule_files(tmp_path, content, message):
     path = tmp_path / "p.json"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
-        read_prompt_file(path)
+        read_prompt_file(path, 33)
 
 
 def test_mp4_round_trip(tmp_path):

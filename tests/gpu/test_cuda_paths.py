@@ -12,6 +12,9 @@ import torch
 
 from helios import HeliosTransformer
 from helios.config import TINY
+from helios.model.graphs import cuda_graphs_of, enable_cuda_graphs
+from helios.model.offload import offload_model_blocks
+from helios.model.speed import compile_blocks, fuse_qkv, use_fused_kernels
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -45,23 +48,23 @@ def _rel(a, b):
 def test_cuda_graphs_replay_equals_eager_for_new_values_of_one_shape():
     model = _model()
     eager = [model(**_call(model, seed)) for seed in (0, 1, 2)]
-    model.enable_cuda_graphs(True)
+    enable_cuda_graphs(model, True)
     graphed = [model(**_call(model, seed)) for seed in (0, 1, 2)]
-    assert len(model._graphs.graphs) == 1  # one capture, replayed with new inputs
+    assert len(cuda_graphs_of(model).graphs) == 1  # one capture, replayed with new inputs
     for a, b in zip(graphed, eager):
         assert torch.equal(a, b)
     other_shape = model(**_call(model, 3, batch=2))
-    assert len(model._graphs.graphs) == 2 and other_shape.shape[0] == 2
+    assert len(cuda_graphs_of(model).graphs) == 2 and other_shape.shape[0] == 2
 
 
 @torch.no_grad()
 def test_cuda_graphs_over_compiled_fused_blocks():
     model = _model()
     eager = model(**_call(model))
-    model.enable_fused_kernels(True)
-    model.fuse_qkv(True)
-    model.compile_blocks()
-    model.enable_cuda_graphs(True)
+    use_fused_kernels(model, True)
+    fuse_qkv(model, True)
+    compile_blocks(model)
+    enable_cuda_graphs(model, True)
     out = model(**_call(model))
     out = model(**_call(model))  # a replay
     assert _rel(out, eager) < 2e-2
@@ -71,7 +74,7 @@ def test_cuda_graphs_over_compiled_fused_blocks():
 def test_fused_kernels_match_reference_on_the_gpu():
     model = _model(torch.float32)
     reference = model(**_call(model))
-    model.enable_fused_kernels(True)
+    use_fused_kernels(model, True)
     assert _rel(model(**_call(model)), reference) < 1e-5
 
 
@@ -79,7 +82,7 @@ def test_fused_kernels_match_reference_on_the_gpu():
 def test_block_offload_on_the_gpu_streams_through_two_slots():
     model = _model()
     reference = model(**_call(model))
-    offload = model.enable_block_offload("cuda")
+    offload = offload_model_blocks(model, "blocks", "cuda")
     assert all(p.device.type == "cpu" and p.is_pinned() for p in model.blocks[1].parameters())
     assert torch.equal(model(**_call(model)), reference) and torch.equal(model(**_call(model)), reference)
     assert offload.device_bytes * len(model.blocks) == 2 * offload.host_bytes
@@ -103,7 +106,7 @@ def test_pipeline_with_graphs_and_overlapped_decode_gives_the_same_video():
 
     pipeline = build_pipeline("tiny", "helios-distilled", "cuda", torch.bfloat16)
     reference = pipeline.generate("a red fox", num_frames=66, seed=3, steps=1)
-    pipeline.transformer.enable_cuda_graphs(True)
+    enable_cuda_graphs(pipeline.transformer, True)
     pipeline.overlap_decode = True
     fast = pipeline.generate("a red fox", num_frames=66, seed=3, steps=1)
     assert torch.equal(fast.latents, reference.latents)
@@ -115,8 +118,8 @@ def test_the_sampling_loop_never_waits_for_the_gpu(preset):
     """Every timestep, sigma and noise draw reaches the device without synchronising the stream:
     with CUDA's sync debug mode set to "error", any synchronising call inside the loop raises."""
     from helios.config import sampler_preset
-    from helios.generation.chunk import ChunkSampler
-    from helios.generation.history import NoiseDraws
+    from helios.sampling.chunk import ChunkSampler
+    from helios.sampling.noise import NoiseDraws
 
     model = _model()
     inputs = _call(model)

@@ -31,8 +31,7 @@ def test_backend_matches_reference(backend):
     q, k, v = (torch.randn(2, 77, 4, 64, generator=generator).to(device, dtype) for _ in range(3))
     k = k[:, :50]
     v = v[:, :50]
-    with attn.attention_backend(backend):
-        out = attn.attention(q, k, v)
+    out = attn.attention(q, k, v, backend)
     expected = reference_attention(q, k, v)
     assert out.shape == (2, 77, 4, 64) and out.dtype == dtype
     error = ((out.double() - expected).norm() / expected.norm()).item()
@@ -44,9 +43,16 @@ def test_sdpa_always_available_on_cpu():
     assert attn.is_available("math", "cpu", torch.float32)
 
 
+def _tiny_model():
+    from helios import HeliosTransformer
+    from helios.config import TINY
+
+    return HeliosTransformer.from_config(TINY)
+
+
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown attention backend 'fast'; choose one of sdpa"):
-        attn.set_attention_backend("fast")
+        attn.set_attention_backend(_tiny_model(), "fast")
 
 
 def test_missing_package_is_a_clear_error():
@@ -54,13 +60,26 @@ def test_missing_package_is_a_clear_error():
         import flash_attn  # noqa: F401
     except ImportError:
         with pytest.raises(RuntimeError, match="needs the 'flash_attn' package"):
-            attn.set_attention_backend("flash_attn")
+            attn.set_attention_backend(_tiny_model(), "flash_attn")
     else:
         pytest.skip("flash_attn is installed here")
 
 
 def test_context_manager_restores_previous_backend():
-    before = attn.get_attention_backend()
-    with attn.attention_backend("math"):
-        assert attn.get_attention_backend() == "math"
-    assert attn.get_attention_backend() == before
+    model = _tiny_model()
+    before = attn.get_attention_backend(model)
+    assert before == "sdpa"
+    with attn.attention_backend(model, "math"):
+        assert attn.get_attention_backend(model) == "math"
+        assert all(block.attn1.backend == block.attn2.backend == "math" for block in model.blocks)
+    assert attn.get_attention_backend(model) == before
+
+
+def test_backend_is_a_setting_of_each_model_not_of_the_process():
+    first, second = _tiny_model(), _tiny_model()
+    attn.set_attention_backend(first, "math")
+    assert attn.get_attention_backend(first) == "math" and attn.get_attention_backend(second) == "sdpa"
+    hidden, text = torch.randn(1, 16, 2, 4, 4), torch.randn(1, 5, 32)
+    second.load_state_dict(first.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(first(hidden, torch.tensor([500]), text), second(hidden, torch.tensor([500]), text), atol=1e-5)

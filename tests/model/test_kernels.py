@@ -15,6 +15,7 @@ import os, torch
 from helios import HeliosTransformer
 from helios.config import TINY
 from helios.model.kernels import norm_modulate as kernel
+from helios.model.speed import use_fused_kernels
 from helios.model.transformer import SegmentModulation, layer_norm_fp32
 
 assert kernel.available(torch.device("cpu"))
@@ -59,7 +60,7 @@ hidden, text = torch.randn(2, 16, 3, 8, 8, generator=generator), torch.randn(2, 
 kwargs = dict(indices_latents_history_short=torch.tensor([[0, 5]]), latents_history_short=torch.randn(2, 16, 2, 8, 8, generator=generator))
 results = []
 for fused in (False, True):
-    model.enable_fused_kernels(fused)
+    use_fused_kernels(model, fused)
     model.zero_grad()
     out = model(hidden, torch.tensor([900, 100]), text, **kwargs)
     out.square().mean().backward()
@@ -87,6 +88,7 @@ def test_fused_kernels_fall_back_where_triton_cannot_run():
     from helios import HeliosTransformer
     from helios.config import TINY
     from helios.model.kernels import norm_modulate
+    from helios.model.speed import use_fused_kernels
 
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("the interpreter is on in this process")
@@ -95,5 +97,5 @@ def test_fused_kernels_fall_back_where_triton_cannot_run():
     hidden, text = torch.randn(1, 16, 2, 4, 4), torch.randn(1, 5, 32)
     with torch.no_grad():
         reference = model(hidden, torch.tensor([500]), text)
-        model.enable_fused_kernels(True)
+        use_fused_kernels(model, True)
         assert torch.equal(model(hidden, torch.tensor([500]), text), reference)

@@ -8,7 +8,10 @@ import torch.nn.functional as F
 
 from helios import HeliosTransformer
 from helios.config import TINY
-from helios.model.memory import HistoryInputs, init_memory_from_patch_embedding
+from helios.model.memory import init_memory_from_patch_embedding
+from helios.model.offload import offload_model_blocks
+from helios.model.speed import compile_blocks, fuse_qkv
+from helios.model.window import HistoryInputs
 from helios.model.rope import apply_rope, rope_table
 
 
@@ -119,10 +122,10 @@ def test_rope_and_zero_time_caches_are_exact_and_follow_weight_changes():
     model = HeliosTransformer.from_config(TINY).eval()
     with torch.no_grad():
         first = _window_call(model)
-        assert len(model._rope_cache) == 4 and len(model._zero_time_cache) == 1
+        assert len(model.rope_cache.tables) == 4 and len(model._zero_time_cache) == 1
         again = _window_call(model)
-        assert torch.equal(first, again) and len(model._rope_cache) == 4
-        model._rope_cache.clear()
+        assert torch.equal(first, again) and len(model.rope_cache.tables) == 4
+        model.rope_cache.tables.clear()
         model._zero_time_cache.clear()
         assert torch.equal(_window_call(model), first)  # cached = freshly computed
         model.condition_embedder.time_proj.weight.add_(0.5)  # an in-place update (as an optimizer step)
@@ -147,13 +150,13 @@ def test_fused_qkv_matches_separate_projections_and_tracks_weight_updates():
     model = HeliosTransformer.from_config(TINY).eval()
     with torch.no_grad():
         reference = _window_call(model)
-        model.fuse_qkv(True)
+        fuse_qkv(model, True)
         fused = _window_call(model)
         assert (fused - reference).abs().max().item() < 1e-5
         model.blocks[0].attn1.to_k.weight.mul_(1.5)  # in-place change: the concatenation must follow
-        model.fuse_qkv(False)
+        fuse_qkv(model, False)
         changed = _window_call(model)
-        model.fuse_qkv(True)
+        fuse_qkv(model, True)
         assert (_window_call(model) - changed).abs().max().item() < 1e-5
     # With autograd the fused path backpropagates into the three original parameters.
     model.train()
@@ -166,9 +169,9 @@ def test_compiled_blocks_match_eager():
     model = HeliosTransformer.from_config(TINY).eval()
     with torch.no_grad():
         eager = _window_call(model)
-        model.compile_blocks()
+        compile_blocks(model)
         compiled = _window_call(model)
-        model.compile_blocks(False)
+        compile_blocks(model, False)
         assert all(block._compiled_call_impl is None for block in model.blocks)
         assert torch.equal(_window_call(model), eager)
     assert (compiled - eager).abs().max().item() < 1e-5
@@ -222,7 +225,7 @@ def test_fp8_in_place_quantisation_frees_the_16_bit_weights_and_runs_end_to_end(
     model = HeliosTransformer.from_config(TINY).eval()
     with torch.no_grad():
         reference = _window_call(model)
-        model.fuse_qkv(True)  # FP8 projections keep their three GEMMs
+        fuse_qkv(model, True)  # FP8 projections keep their three GEMMs
         assert quantize_linears(model, "per_row", "scaled_mm", inplace=True) is model
         assert isinstance(model.blocks[1].ffn.net[2], FP8Linear) and not hasattr(model.blocks[1].ffn.net[2], "weight")
         got = _window_call(model)
@@ -243,7 +246,7 @@ def test_block_offload_streams_weights_through_two_slots_and_changes_nothing():
     model = HeliosTransformer.from_config({**TINY.to_dict(), "num_layers": 3}).eval()
     with torch.no_grad():
         reference = _window_call(model)
-        offload = model.enable_block_offload("cpu", slots=2)
+        offload = offload_model_blocks(model, "blocks", "cpu", slots=2)
         first, second = _window_call(model), _window_call(model)  # the second call starts from the prefetched block 0
     assert torch.equal(first, reference) and torch.equal(second, reference)
     block_bytes = sum(p.numel() * p.element_size() for p in model.blocks[0].parameters())

@@ -184,9 +184,10 @@ def test_token_is_required_when_set(serve):
 
 @pytest.mark.parametrize("policy", ["wait", "drop"])
 def test_slow_client_policies(default_pipeline, policy):
-    from helios.serve.session import Session, SessionOptions
+    from helios.generation import GenerationRequest
+    from helios.serve.session import Session
 
-    session = Session(default_pipeline, SessionOptions(prompt="a red circle", frames=33 * 5, steps=1), queue_size=1,
+    session = Session(default_pipeline, GenerationRequest(prompt="a red circle", num_frames=33 * 5, steps=1), queue_size=1,
                       slow_client=policy)
     session.start()
     time.sleep(6.0)  # nobody reads the queue

@@ -11,9 +11,10 @@ import torch
 
 from helios.encoders import TextEncoder, VideoCodec
 from helios.media import read_video
-from helios.synthetic.codec import WorldCodec, psnr
+from helios.encoders.world_codec import WorldCodec
+from helios.synthetic.evaluate import psnr
 from helios.synthetic.detector import adherence, detect
-from helios.synthetic.text import WorldTextEncoder
+from helios.encoders.world_text import WorldTextEncoder
 from helios.synthetic.world import Event, ObjectSpec, Scene, export_dataset, render, sample_scene, vocabulary
 
 
@@ -80,7 +81,7 @@ def test_codec_has_the_wan_geometry_and_is_causal():
 def test_shipped_codec_reconstructs_held_out_videos():
     from helios.generation.loading import DEFAULT_MODEL_DIR
 
-    codec = WorldCodec.load(DEFAULT_MODEL_DIR / "codec")
+    codec = WorldCodec.from_pretrained(DEFAULT_MODEL_DIR / "codec")
     rng = np.random.default_rng(777)
     values = []
     for _ in range(4):
@@ -90,12 +91,12 @@ def test_shipped_codec_reconstructs_held_out_videos():
 
 
 def test_world_text_encoder():
-    encoder = WorldTextEncoder()
+    encoder = WorldTextEncoder(vocabulary())
     assert isinstance(encoder, TextEncoder)
     out = encoder.encode(["a red circle moves right", "a blue square"])
     assert out.shape == (2, encoder.max_length, encoder.dim)
     assert out[0, :5].abs().sum() > 0 and out[0, 5:].abs().sum() == 0 and out[1, 3:].abs().sum() == 0
-    assert torch.equal(WorldTextEncoder().encode(["a red circle"]), encoder.encode(["a red circle"]))
+    assert torch.equal(WorldTextEncoder(vocabulary()).encode(["a red circle"]), encoder.encode(["a red circle"]))
     assert not torch.equal(encoder.encode(["a red circle"]), encoder.encode(["a blue circle"]))
     assert encoder.unknown_words("a red dragon") == ["dragon"]
     assert set(vocabulary()) >= {"circle", "red", "moves", "background"}

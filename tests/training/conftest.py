@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helios.synthetic.codec import WorldCodec
-from helios.synthetic.text import WorldTextEncoder
-from helios.synthetic.world import export_dataset
+from helios.encoders.world_codec import WorldCodec
+from helios.encoders.world_text import WorldTextEncoder
+from helios.synthetic.world import export_dataset, vocabulary
 from helios.training.offload import offload
 
 TINY_WORLD_TRANSFORMER = dict(
@@ -21,7 +21,7 @@ def world_shards(tmp_path_factory):
     manifest = export_dataset(root / "videos", count=4, num_frames=66, seed=0, height=64, width=64)
     torch.manual_seed(0)
     codec = WorldCodec().eval()
-    return offload(manifest, root / "shards", codec, WorldTextEncoder(), height=64, width=64), codec, manifest
+    return offload(manifest, root / "shards", codec, WorldTextEncoder(vocabulary()), height=64, width=64), codec, manifest
 
 
 def train_config(shards, out, **changes):

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from helios import HeliosTransformer
 from helios.config import CorruptionSettings, HistoryDropSettings, TrainConfig
 from helios.media import read_video, to_model_pixels
-from helios.synthetic.text import WorldTextEncoder
+from helios.encoders.world_text import WorldTextEncoder
+from helios.synthetic.world import vocabulary
 from helios.training.corruption import choose_modes, corrupt_history, drop_history
 from helios.training.data import LatentShards
 from helios.training.trainer import Trainer
@@ -70,7 +71,7 @@ def test_offload_reads_back_what_was_written(world_shards):
     expected = torch.stack([codec.encode(pixels[:, :, :33])[0], codec.encode(pixels[:, :, 33:66])[0]])
     assert latents.shape == (2, 16, 9, 8, 8)
     assert torch.allclose(latents, expected.half().float())
-    assert torch.equal(text, WorldTextEncoder().encode([entry["cap"]])[0])
+    assert torch.equal(text, WorldTextEncoder(vocabulary()).encode([entry["cap"]])[0])
 
 
 def test_sample_windows_follow_the_sequence(world_shards):

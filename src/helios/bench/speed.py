@@ -129,7 +129,7 @@ def measure_ours(pipeline: HeliosPipeline, frames: int, seed: int = 0, breakdown
     """Time one generate() call (after a one-chunk warm-up). With ``breakdown`` the transformer and VAE
     are synchronised around each call, which costs a little overlap; run without it for the headline."""
     device = pipeline.device
-    pipeline.generate(PROMPT, num_frames=33, seed=seed)  # warm-up: kernels, allocator, plans
+    pipeline.generate(PROMPT, num_frames=pipeline.chunk_frames, seed=seed)  # warm-up: kernels, allocator, plans
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -210,7 +210,7 @@ def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0, comp
                         num_frames=num_frames, generator=torch.Generator().manual_seed(run_seed), output_type="np",
                         **kwargs).frames
 
-    run(33, seed)
+    run(pipeline.chunk_frames, seed)
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -250,7 +250,7 @@ def run_benchmark(size: str, preset: str, frames: int, device: str, compare: str
                   fast: FastPaths = FastPaths(), breakdown: bool = True) -> list[SpeedResult]:
     from dataclasses import replace
 
-    settings = replace(sampler_preset(preset), batched_cfg=fast.batched_cfg)
+    settings = sampler_preset(preset)
     if steps is not None:
         settings = replace(settings, **({"pyramid_steps": tuple(steps) if isinstance(steps, list) else (steps,) * 3}
                                         if settings.pyramid_steps else {"steps": int(steps)}))

@@ -48,6 +48,14 @@ class WanVideoCodec:
     def device(self) -> torch.device:
         return next(self.vae.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vae.dtype
+
+    def to_dtype(self, dtype: torch.dtype) -> "WanVideoCodec":
+        """The same VAE in ``dtype`` (its latent statistics follow), e.g. bf16 for faster decoding."""
+        return self if self.vae.dtype == dtype else WanVideoCodec(self.vae.to(dtype))
+
     @torch.no_grad()
     def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         video = video.to(self.device, self.vae.dtype)

@@ -2,5 +2,14 @@
 
 from .pipeline import HeliosPipeline, LiveStream, Video, VideoChunk, output_frame_count
 from .prompts import PromptChange
+from .request import GenerationRequest
 
-__all__ = ["HeliosPipeline", "LiveStream", "PromptChange", "Video", "VideoChunk", "output_frame_count"]
+__all__ = [
+    "GenerationRequest",
+    "HeliosPipeline",
+    "LiveStream",
+    "PromptChange",
+    "Video",
+    "VideoChunk",
+    "output_frame_count",
+]

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 import torch
 
 from ..encoders.video import WanVideoCodec
+from ..model.attention import check_attention_backend, set_attention_backend
+from ..model.fp8 import quantize_linears
+from ..model.graphs import cuda_graphs_of, enable_cuda_graphs
+from ..model.offload import offload_model_blocks
+from ..model import speed
 from .pipeline import HeliosPipeline
 
 
@@ -44,15 +49,12 @@ class FastPaths:
         return "+".join(parts) or "reference path"
 
     def apply(self, pipeline: HeliosPipeline) -> None:
-        from ..model.attention import set_attention_backend
-        from ..model.fp8 import FP8Linear, quantize_linears
-
         self.check(pipeline)
         transformer = pipeline.transformer
-        if self.fp8 and not isinstance(transformer.blocks[0].ffn.net[2], FP8Linear):
+        if self.fp8 and not speed.is_fp8(transformer):
             quantize_linears(transformer, self.fp8, "scaled_mm", inplace=True)
-            if transformer._graphs is not None:  # graphs captured with the 16-bit layers: capture anew
-                transformer.enable_cuda_graphs(True)
+            if cuda_graphs_of(transformer) is not None:  # graphs captured with the 16-bit layers: capture anew
+                enable_cuda_graphs(transformer, True)
             if pipeline.device.type == "cuda":
                 torch.cuda.empty_cache()
         if self.offload:
@@ -60,23 +62,25 @@ class FastPaths:
             if text_offload is not None:
                 text_offload(pipeline.device)
             if self.offload == "all":
-                transformer.enable_block_offload(pipeline.device)
+                offload_model_blocks(transformer, "blocks", pipeline.device)
             if pipeline.device.type == "cuda":
                 torch.cuda.empty_cache()
         if self.fused_kernels:
-            transformer.enable_fused_kernels(True)
+            speed.use_fused_kernels(transformer, True)
         if self.fuse_qkv:
-            transformer.fuse_qkv(True)
+            speed.fuse_qkv(transformer, True)
         if self.compile:
-            transformer.compile_blocks()
+            speed.compile_blocks(transformer)
         if self.attention:
-            set_attention_backend(self.attention)
+            set_attention_backend(transformer, self.attention)
         if self.cuda_graphs:
-            transformer.enable_cuda_graphs(True)
+            enable_cuda_graphs(transformer, True)
         if self.overlap_vae:
             pipeline.overlap_decode = True
-        if self.vae_dtype == "bf16" and pipeline.codec.vae.dtype != torch.bfloat16:
-            pipeline.codec = WanVideoCodec(pipeline.codec.vae.to(torch.bfloat16))
+        if self.batched_cfg:
+            pipeline.batched_cfg = True
+        if self.vae_dtype == "bf16":
+            pipeline.codec = pipeline.codec.to_dtype(torch.bfloat16)
         if self.vae_channels_last:
             pipeline.codec.channels_last(True)
         if self.memory_limit_gib and pipeline.device.type == "cuda":
@@ -96,3 +100,5 @@ class FastPaths:
             raise ValueError(f"the VAE options apply to the Wan VAE; this model's codec is {type(pipeline.codec).__name__}")
         if self.fp8 not in (None, "per_row", "per_tensor"):
             raise ValueError(f"fp8 must be 'per_row' or 'per_tensor', got {self.fp8!r}")
+        if self.attention:
+            check_attention_backend(self.attention)

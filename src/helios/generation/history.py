@@ -11,52 +11,9 @@ from __future__ import annotations
 import torch
 
 from ..config import HistorySettings
-from ..devices import to_device
 from ..encoders.protocols import VideoCodec
-
-
-def window_split(settings: HistorySettings) -> tuple[int, int, int]:
-    """Frames of the long, mid and short-newest parts of the window."""
-    long, mid, newest = settings.sizes
-    # Without an anchor the short part holds the two newest frames.
-    return (long, mid, newest if settings.keep_first_frame else newest + 1)
-
-
-def window_indices(settings: HistorySettings) -> dict[str, torch.Tensor]:
-    """The fixed, window-relative RoPE frame indices (paper §3.2.1), as (1, n) rows."""
-    chunk = settings.chunk_latent_frames
-    long, mid, newest = window_split(settings)
-    total = long + mid + newest
-    if settings.keep_first_frame:
-        prefix, long_i, mid_i, newest_i, current = torch.arange(1 + total + chunk).split([1, long, mid, newest, chunk])
-        short = torch.cat([prefix, newest_i])
-    else:
-        long_i, mid_i, short, current = torch.arange(total + chunk).split([long, mid, newest, chunk])
-    return {
-        "indices_hidden_states": current[None],
-        "indices_latents_history_short": short[None],
-        "indices_latents_history_mid": mid_i[None],
-        "indices_latents_history_long": long_i[None],
-    }
-
-
-def history_kwargs(window: torch.Tensor, anchor: torch.Tensor | None, settings: HistorySettings,
-                   dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The transformer's history keyword arguments from the newest window frames (B, C, ≥n, h, w)
-    and the anchor (B, C, 1, h, w; None = zeros). Used by inference and training alike."""
-    split = window_split(settings)
-    long, mid, newest = window[:, :, -sum(split) :].split(split, dim=2)
-    if settings.keep_first_frame:
-        prefix = anchor if anchor is not None else torch.zeros_like(newest[:, :, :1])
-        short = torch.cat([prefix.to(newest.dtype), newest], dim=2)
-    else:
-        short = newest
-    return {
-        **window_indices(settings),  # CPU tensors: the transformer caches their RoPE tables
-        "latents_history_short": short.to(dtype),
-        "latents_history_mid": mid.to(dtype),
-        "latents_history_long": long.to(dtype),
-    }
+from ..model.window import HistoryInputs, window_frames, window_history
+from ..sampling.noise import NoiseDraws
 
 
 class HistoryWindow:
@@ -64,12 +21,12 @@ class HistoryWindow:
 
     def __init__(self, settings: HistorySettings, batch: int, channels: int, height: int, width: int, device):
         self.settings = settings
-        self.length = sum(window_split(settings))
+        self.length = window_frames(settings)
         self.buffer = torch.zeros(batch, channels, self.length, height, width, device=device, dtype=torch.float32)
         self.anchor: torch.Tensor | None = None  # (B, C, 1, H, W)
 
-    def transformer_inputs(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        return history_kwargs(self.buffer, self.anchor, self.settings, dtype)
+    def history_inputs(self, dtype: torch.dtype) -> HistoryInputs:
+        return window_history(self.buffer, self.anchor, self.settings, dtype)
 
     def append(self, latents: torch.Tensor) -> None:
         self.buffer = torch.cat([self.buffer, latents], dim=2)
@@ -83,7 +40,7 @@ class HistoryWindow:
         self.buffer = self.buffer[:, :, -self.length :]
 
 
-def noised(latents: torch.Tensor, sigma_range: tuple[float, float], draw: "NoiseDraws", per_frame: bool) -> torch.Tensor:
+def noised(latents: torch.Tensor, sigma_range: tuple[float, float], draw: NoiseDraws, per_frame: bool) -> torch.Tensor:
     """σ·ε + (1 − σ)·x with σ ~ U[σ_min, σ_max], one σ per frame or one for all (released order: σ, then ε)."""
     low, high = sigma_range
     frames = latents.shape[2] if per_frame else 1
@@ -93,26 +50,12 @@ def noised(latents: torch.Tensor, sigma_range: tuple[float, float], draw: "Noise
     return sigma * draw.normal(tuple(latents.shape)) + (1 - sigma) * latents
 
 
-class NoiseDraws:
-    """All random numbers of a generation, from one generator in the released order."""
-
-    def __init__(self, generator: torch.Generator, device: torch.device):
-        self.generator = generator
-        self.device = device
-
-    def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return to_device(torch.randn(shape, generator=self.generator, device=self.generator.device), self.device)
-
-    def uniform(self, count: int) -> torch.Tensor:
-        return to_device(torch.rand(count, generator=self.generator, device=self.generator.device), self.device)
-
-
 def condition_on_image(window: HistoryWindow, codec: VideoCodec, pixels: torch.Tensor, draw: NoiseDraws) -> None:
     """I2V (official §2.2): the image is the anchor; the last latent of the image repeated for one
     chunk fills the newest history slot. Both are lightly noised so the model is not frozen."""
     settings = window.settings
     image = pixels[:, :, :1]
-    chunk_frames = (settings.chunk_latent_frames - 1) * codec.temporal_factor + 1
+    chunk_frames = settings.chunk_video_frames(codec.temporal_factor)
     anchor = codec.encode(image, draw.generator)
     fake = codec.encode(image.repeat(1, 1, chunk_frames, 1, 1), draw.generator)[:, :, -1:]
     anchor = noised(anchor, settings.image_noise_sigma, draw, per_frame=False)
@@ -125,7 +68,7 @@ def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     """V2V (official §2.2): the newest whole chunks of the video, each encoded on its own as in
     training, become the history; its first frame is the anchor; every latent frame gets its own σ."""
     settings = window.settings
-    chunk_frames = (settings.chunk_latent_frames - 1) * codec.temporal_factor + 1
+    chunk_frames = settings.chunk_video_frames(codec.temporal_factor)
     total = pixels.shape[2]
     chunks = total // chunk_frames
     if chunks == 0:

@@ -78,8 +78,8 @@ def load_pipeline_folder(cls, root: Path, dtype: torch.dtype, device: torch.devi
 def load_world_folder(cls, root: Path, device: torch.device, preset: str | None):
     """A model trained by this project on the synthetic world: its own codec and text encoder."""
     from ..config import HistorySettings
-    from ..synthetic.codec import WorldCodec
-    from ..synthetic.text import WorldTextEncoder
+    from ..encoders.world_codec import WorldCodec
+    from ..encoders.world_text import WorldTextEncoder
 
     index = _read_json(root / "model_index.json")
     for part in ("transformer", "codec"):
@@ -92,7 +92,7 @@ def load_world_folder(cls, root: Path, device: torch.device, preset: str | None)
     settings = sampler_preset(preset) if preset else SamplerSettings(**sampler_values, shift=shift)
     history = HistorySettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in index.get("history", {}).items()})
     transformer = HeliosTransformer.from_pretrained(root / "transformer", dtype=torch.float32, device=device)
-    codec = WorldCodec.load(root / "codec", device)
+    codec = WorldCodec.from_pretrained(root / "codec", dtype=torch.float32, device=device)
     text = WorldTextEncoder(**_read_json(root / "text_encoder.json"))
     return cls(transformer, text, codec, sampler=settings, history=history,
                height=index["height"], width=index["width"], fps=index.get("fps", 24))

@@ -1,11 +1,13 @@
 """``HeliosPipeline``: text/image/video → video of any length, chunk by chunk (paper §3.1–3.5, §6).
 
-The autoregressive loop lives here, once. ``stream()`` yields each 33-frame chunk as soon as it is
-decoded and accepts live prompt changes; ``generate()`` is ``stream()`` collected into one video.
+The autoregressive loop lives here, once. ``stream()`` yields each chunk (33 frames for the released
+models: ``pipeline.chunk_frames``) as soon as it is decoded and accepts live prompt changes;
+``generate()`` is ``stream()`` collected into one video. Both take a :class:`GenerationRequest`'s
+options; ``run(request)`` takes the request itself.
 
-Output length rule (as the released pipelines): ``chunks = ceil(num_frames / 33)``; each chunk
-decodes to 33 frames; the whole video is cut to ``4·⌊(33·chunks − 1)/4⌋ + 1`` frames, i.e. the last
-chunk loses (33·chunks − 1) mod 4 frames. 33 → 33, 100 → 129, 240 → 261.
+Output length rule (as the released pipelines, with c = chunk frames and tf = the codec's temporal
+factor): ``chunks = ceil(num_frames / c)``; each chunk decodes to c frames; the whole video is cut to
+``tf·⌊(c·chunks − 1)/tf⌋ + 1`` frames. For c = 33: 33 → 33, 100 → 129, 240 → 261.
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ from ..config import HistorySettings, SamplerSettings, sampler_preset
 from ..encoders.protocols import TextEncoder, VideoCodec
 from ..media import read_image, read_video, to_model_pixels, to_uint8_frames, write_frames, write_mp4
 from ..model.transformer import HeliosTransformer
-from .chunk import ChunkSampler
-from .drift import DriftMonitor, DriftSettings
-from .history import HistoryWindow, NoiseDraws, condition_on_image, condition_on_video
+from ..sampling.chunk import ChunkSampler
+from ..sampling.noise import NoiseDraws
+from .drift import DriftMonitor
+from .history import HistoryWindow, condition_on_image, condition_on_video
 from .overlap import ChunkDecoder, run_ahead
 from .prompts import PromptChange, PromptSchedule
+from .request import GenerationRequest
 
 DEFAULT_FPS = 24  # Helios is trained on 24 fps video; the official export is hard-coded to 24
 
 
-def output_frame_count(num_frames: int, chunk_frames: int = 33, temporal_factor: int = 4) -> int:
+def output_frame_count(num_frames: int, chunk_frames: int, temporal_factor: int) -> int:
     """Frames returned for ``num_frames`` requested (see the module docstring)."""
     chunks = max(1, math.ceil(num_frames / chunk_frames))
     return (chunks * chunk_frames - 1) // temporal_factor * temporal_factor + 1
@@ -121,14 +125,29 @@ class _Denoised:
     drift: bool
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A request resolved against this pipeline: sampler, size, pixels and prompt schedule."""
+
+    request: GenerationRequest
+    settings: SamplerSettings
+    schedule: PromptSchedule
+    height: int
+    width: int
+    image: torch.Tensor | None  # (1, 3, 1, H, W) in [−1, 1]
+    video: torch.Tensor | None  # (1, 3, T, H, W) in [−1, 1]
+
+
 class HeliosPipeline:
     """Helios generation from a transformer, a text encoder and a video codec.
 
-    ``overlap_decode`` (attribute, default off): decode each chunk on a second CUDA stream while the
-    next one is denoised (generation.overlap); outputs are the same, chunks arrive sooner.
+    Execution options (attributes, default off; outputs are the same either way):
+    ``overlap_decode`` decodes each chunk on a second CUDA stream while the next one is denoised
+    (generation.overlap); ``batched_cfg`` runs the conditional and unconditional forwards as one batch.
     """
 
     overlap_decode: bool = False
+    batched_cfg: bool = False
 
     def __init__(
         self,
@@ -172,6 +191,21 @@ class HeliosPipeline:
     def device(self) -> torch.device:
         return self.transformer.device
 
+    # ------------------------------------------------------------------------------ chunk geometry
+
+    @property
+    def chunk_frames(self) -> int:
+        """Video frames per chunk: (latent frames − 1)·temporal factor + 1 (33 for the released models)."""
+        return self.history.chunk_video_frames(self.codec.temporal_factor)
+
+    def chunks_for(self, num_frames: int) -> int:
+        """Chunks generated for ``num_frames`` requested frames."""
+        return max(1, math.ceil(num_frames / self.chunk_frames))
+
+    def output_frames(self, num_frames: int) -> int:
+        """Frames returned for ``num_frames`` requested (see the module docstring)."""
+        return output_frame_count(num_frames, self.chunk_frames, self.codec.temporal_factor)
+
     # ------------------------------------------------------------------------------ public API
 
     def generate(self, prompt: str | None = None, **options: Any) -> Video:
@@ -185,66 +219,37 @@ class HeliosPipeline:
             chunk.frames = frames[chunk.first_frame : chunk.first_frame + len(chunk.frames)]
         return Video(frames=frames, fps=self.fps, latents=latents, chunks=chunks)
 
-    def stream(
-        self,
-        prompt: str | None = None,
-        *,
-        prompts: list[PromptChange] | None = None,
-        negative_prompt: str = "",
-        num_frames: int | None = 132,
-        height: int | None = None,
-        width: int | None = None,
-        image: Any = None,
-        video: Any = None,
-        seed: int = 0,
-        preset: str | SamplerSettings | None = None,
-        steps: int | list[int] | tuple[int, ...] | None = None,
-        guidance_scale: float | None = None,
-        shift_convention: str | None = None,
-        skip_first_chunk: bool = False,
-        adaptive: bool | DriftSettings = False,
-    ) -> LiveStream:
+    def stream(self, prompt: str | None = None, **options: Any) -> LiveStream:
         """Start generating; iterate the result for :class:`VideoChunk` s as they are decoded.
+        ``options`` are the fields of :class:`GenerationRequest`."""
+        return self.run(GenerationRequest(prompt=prompt, **options))
 
-        ``prompt`` or ``prompts`` (a schedule of :class:`PromptChange`); ``image`` (I2V) or ``video``
-        (V2V) as a path, uint8 array or tensor; ``num_frames=None`` runs until ``stop()``.
-        ``preset``/``steps``/``guidance_scale``/``shift_convention`` override the pipeline's sampler.
-        """
-        settings = self._sampler_settings(preset, steps, guidance_scale, shift_convention)
-        height = self.height if height is None else height
-        width = self.width if width is None else width
-        self._check_size(height, width, settings)
-        if image is not None and video is not None:
-            raise ValueError("give either an image (I2V) or a video (V2V), not both")
-        if num_frames is not None and num_frames < 1:
-            raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-        changes = self._prompt_changes(prompt, prompts)
-        schedule = PromptSchedule(changes, self._encode_text)
+    def run(self, request: GenerationRequest) -> LiveStream:
+        """Start generating ``request``; iterate the result for chunks as they are decoded."""
+        plan = self._plan(request)
         state = _StreamState()
-        pixels_image = self._load_pixels(image, height, width, still=True) if image is not None else None
-        pixels_video = self._load_pixels(video, height, width, still=False) if video is not None else None
-        drift = DriftSettings() if adaptive is True else (adaptive or None)
-        run = self._run(
-            schedule, state, settings, negative_prompt, num_frames, height, width, pixels_image, pixels_video,
-            seed, skip_first_chunk, drift,
-        )
-        return LiveStream(run, schedule, state)
+        return LiveStream(self._run(plan, state), plan.schedule, state)
 
     # ------------------------------------------------------------------------------ the loop
 
-    def _run(
-        self, schedule: PromptSchedule, state: _StreamState, settings: SamplerSettings, negative_prompt: str,
-        num_frames: int | None, height: int, width: int, image: torch.Tensor | None, video: torch.Tensor | None,
-        seed: int, skip_first_chunk: bool, drift: DriftSettings | None,
-    ) -> Iterator[VideoChunk]:
+    def _plan(self, request: GenerationRequest) -> _Plan:
+        """Validate and resolve everything before any work starts, so bad input fails here."""
+        settings = self._sampler_settings(request)
+        height = self.height if request.height is None else request.height
+        width = self.width if request.width is None else request.width
+        self._check_size(height, width, settings)
+        schedule = PromptSchedule(request.prompt_changes(), self._encode_text)
+        image = self._load_pixels(request.image, height, width, still=True) if request.image is not None else None
+        video = self._load_pixels(request.video, height, width, still=False) if request.video is not None else None
+        return _Plan(request, settings, schedule, height, width, image, video)
+
+    def _run(self, plan: _Plan, state: _StreamState) -> Iterator[VideoChunk]:
         """Denoise chunk after chunk and decode each; with ``overlap_decode`` the denoising runs on a
         worker thread and each decode on a second CUDA stream (see overlap.py)."""
         started = time.perf_counter()
-        codec = self.codec
-        chunk_frames = (self.history.chunk_latent_frames - 1) * codec.temporal_factor + 1
-        total_frames = None if num_frames is None else output_frame_count(num_frames, chunk_frames, codec.temporal_factor)
-        denoised = self._denoise(schedule, state, settings, negative_prompt, num_frames, height, width, image, video,
-                                 seed, skip_first_chunk, drift, chunk_frames)
+        num_frames = plan.request.num_frames
+        total_frames = None if num_frames is None else self.output_frames(num_frames)
+        denoised = self._denoise(plan, state)
         decoder = ChunkDecoder(self._decode_on_device, self.device, side_stream=self.overlap_decode)
 
         def submit(chunk: _Denoised):
@@ -272,46 +277,43 @@ class HeliosPipeline:
         return to_uint8_frames(self.codec.decode(latents))
 
     @torch.inference_mode()
-    def _denoise(
-        self, schedule: PromptSchedule, state: _StreamState, settings: SamplerSettings, negative_prompt: str,
-        num_frames: int | None, height: int, width: int, image: torch.Tensor | None, video: torch.Tensor | None,
-        seed: int, skip_first_chunk: bool, drift: DriftSettings | None, chunk_frames: int,
-    ) -> Iterator["_Denoised"]:
+    def _denoise(self, plan: _Plan, state: _StreamState) -> Iterator[_Denoised]:
         """The autoregressive loop: one denoised chunk (float32 latents) per iteration."""
+        request, settings, schedule = plan.request, plan.settings, plan.schedule
         device, dtype = self.device, self.transformer.dtype
-        hs = self.history
         codec = self.codec
-        num_chunks = None if num_frames is None else max(1, math.ceil(num_frames / chunk_frames))
-        latent_h, latent_w = height // codec.spatial_factor, width // codec.spatial_factor
+        num_chunks = None if request.num_frames is None else self.chunks_for(request.num_frames)
+        latent_h, latent_w = plan.height // codec.spatial_factor, plan.width // codec.spatial_factor
 
-        draw = NoiseDraws(torch.Generator().manual_seed(seed), device)
-        negative = self._encode_text([negative_prompt]).to(device, dtype) if settings.uses_cfg else None
-        window = HistoryWindow(hs, 1, codec.latent_channels, latent_h, latent_w, device)
-        if image is not None:
-            condition_on_image(window, codec, image, draw)
-        if video is not None:
-            condition_on_video(window, codec, video, draw)
-        sampler = ChunkSampler(settings, self.transformer.config.patch_size, dtype)
-        monitor = DriftMonitor(drift, seed=seed + 1) if drift is not None else None
+        draw = NoiseDraws(torch.Generator().manual_seed(request.seed), device)
+        negative = self._encode_text([request.negative_prompt]).to(device, dtype) if settings.uses_cfg else None
+        window = HistoryWindow(self.history, 1, codec.latent_channels, latent_h, latent_w, device)
+        if plan.image is not None:
+            condition_on_image(window, codec, plan.image, draw)
+        if plan.video is not None:
+            condition_on_video(window, codec, plan.video, draw)
+        sampler = ChunkSampler(settings, self.transformer.config.patch_size, dtype, batched_cfg=self.batched_cfg)
+        monitor = DriftMonitor(request.drift, seed=request.seed + 1) if request.drift is not None else None
 
         k = 0
         while (num_chunks is None or k < num_chunks) and not state.stopped:
             with state.lock:
                 state.started = k
             chunk_started = time.perf_counter()
-            history_inputs = window.transformer_inputs(dtype)
-            previous, current, weight = schedule.weights_for_chunk(k)
+            history = window.history_inputs(dtype)
+            _, current, weight = schedule.weights_for_chunk(k)
             text = schedule.embedding_for_chunk(k).to(device, dtype)
 
-            def model(latents, timestep, embedding, _inputs=history_inputs):
-                if latents.shape[0] > 1:  # batched CFG: the one history serves both halves
-                    _inputs = {k: v.expand(latents.shape[0], *v.shape[1:]) if k.startswith("latents_") else v
-                               for k, v in _inputs.items()}
-                return self.transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=embedding, **_inputs)
+            def model(latents, timestep, embedding, history=history):
+                if latents.shape[0] > 1:  # batched CFG: one history serves both halves
+                    history = history.expand(latents.shape[0])
+                return self.transformer(latents, timestep, embedding, history=history)
 
-            noise = draw.normal((1, codec.latent_channels, hs.chunk_latent_frames, latent_h, latent_w))
+            noise = draw.normal((1, codec.latent_channels, self.history.chunk_latent_frames, latent_h, latent_w))
             latents = sampler.sample(model, noise, text, negative, draw, first_chunk=k == 0)
-            if hs.keep_first_frame and ((k == 0 and window.anchor is None) or (skip_first_chunk and k == 1)):
+            if self.history.keep_first_frame and (
+                (k == 0 and window.anchor is None) or (request.skip_first_chunk and k == 1)
+            ):
                 window.anchor = latents[:, :, :1]
             window.append(latents)
             clean = latents.float()
@@ -330,7 +332,8 @@ class HeliosPipeline:
         with torch.inference_mode():
             return self.text_encoder.encode(prompts)
 
-    def _sampler_settings(self, preset, steps, guidance_scale, shift_convention) -> SamplerSettings:
+    def _sampler_settings(self, request: GenerationRequest) -> SamplerSettings:
+        preset, steps = request.preset, request.steps
         settings = self.sampler if preset is None else (sampler_preset(preset) if isinstance(preset, str) else preset)
         changes: dict[str, Any] = {}
         if steps is not None:
@@ -343,10 +346,10 @@ class HeliosPipeline:
                 if not isinstance(steps, int):
                     raise ValueError(f"preset {settings.name!r} has one stage: steps must be one number")
                 changes["steps"] = steps
-        if guidance_scale is not None:
-            changes["guidance_scale"] = float(guidance_scale)
-        if shift_convention is not None:
-            changes["shift_convention"] = shift_convention
+        if request.guidance_scale is not None:
+            changes["guidance_scale"] = float(request.guidance_scale)
+        if request.shift_convention is not None:
+            changes["shift_convention"] = request.shift_convention
         return replace(settings, **changes) if changes else settings
 
     def _check_size(self, height: int, width: int, settings: SamplerSettings) -> None:
@@ -359,16 +362,6 @@ class HeliosPipeline:
                     f"{name} {value} must be a positive multiple of {multiple} "
                     f"(VAE ×{self.codec.spatial_factor}, patch ×{max(ph, pw)}, {stages}-stage pyramid)"
                 )
-
-    @staticmethod
-    def _prompt_changes(prompt: str | None, prompts: list[PromptChange] | None) -> list[PromptChange]:
-        if (prompt is None) == (prompts is None):
-            raise ValueError("give exactly one of prompt or prompts")
-        if prompt is not None:
-            if not prompt.strip():
-                raise ValueError("prompt is empty")
-            return [PromptChange(0, prompt)]
-        return list(prompts)
 
     def _load_pixels(self, source: Any, height: int, width: int, still: bool) -> torch.Tensor:
         """A path, uint8 array ((H, W, 3) image or (T, H, W, 3) video) or [−1, 1] tensor → (1, 3, T, H, W)."""

@@ -18,8 +18,6 @@ import torch
 
 from ..config import read_json
 
-FRAMES_PER_CHUNK = 33
-
 
 @dataclass(frozen=True)
 class PromptChange:
@@ -83,14 +81,11 @@ class PromptSchedule:
         return torch.lerp(self._embedding(previous), self._embedding(current), weight)
 
 
-def frame_to_chunk(frame: int) -> int:
-    return frame // FRAMES_PER_CHUNK
-
-
-def read_prompt_file(path: str | Path, default_transition: int = 3) -> list[PromptChange]:
+def read_prompt_file(path: str | Path, chunk_frames: int, default_transition: int = 3) -> list[PromptChange]:
     """A schedule file: JSON list of {"prompt", "frame" or "chunk", "transition"?}, or CSV with
     columns prompt and frame|chunk (transition optional), or plain text with one prompt per line
-    (each starting one chunk after the previous)."""
+    (each starting one chunk after the previous). A frame starts the chunk that holds it
+    (``chunk_frames`` frames per chunk: ``pipeline.chunk_frames``)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"prompt file not found: {path}")
@@ -114,7 +109,7 @@ def read_prompt_file(path: str | Path, default_transition: int = 3) -> list[Prom
             if row.get("chunk") not in (None, ""):
                 chunk = int(row["chunk"])
             elif row.get("frame") not in (None, ""):
-                chunk = frame_to_chunk(int(row["frame"]))
+                chunk = int(row["frame"]) // chunk_frames
             else:
                 chunk = 0 if n == 1 else None
             transition = int(row.get("transition") or default_transition)

@@ -4,8 +4,10 @@ Every backend computes plain softmax attention with scale 1/sqrt(head_dim), no m
 on (B, S, heads, head_dim) tensors. PyTorch SDPA is always there; the others are used only when
 asked for and present, and each is tested equal to the reference (``math``) on random inputs.
 
-Choose with :func:`set_attention_backend`, the :func:`attention_backend` context manager or the
-``HELIOS_ATTENTION`` environment variable:
+The backend is a setting of each model, not of the process: ``set_attention_backend(model, name)``
+or the ``attention_backend(model, name)`` context manager (the command line also reads the
+``HELIOS_ATTENTION`` environment variable). Two models in one process (a teacher and a student) can
+use different kernels, and threads share what their model says.
 
 =============  ==========================================================================
 ``sdpa``       PyTorch's scaled_dot_product_attention, its own kernel choice (default)
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from collections.abc import Callable, Iterator
 
 import torch
@@ -37,7 +38,7 @@ _SDPA_KERNELS = {
 }
 BACKENDS = ("sdpa", *_SDPA_KERNELS, "flash_attn", "flash_attn3")
 
-_current = os.environ.get("HELIOS_ATTENTION", "sdpa")
+DEFAULT_BACKEND = "sdpa"
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -67,42 +68,57 @@ def _flash_attn_package(module_name: str) -> Callable[..., torch.Tensor]:
     return run
 
 
+# Resolved backends by name; the packaged ones are added when first asked for. A plain dict (not an
+# lru_cache) so that torch.compile reads it as a constant instead of tracing the lookup.
+_RESOLVED: dict[str, Callable[..., torch.Tensor]] = {
+    "sdpa": _sdpa, **{name: _sdpa_with(kernel) for name, kernel in _SDPA_KERNELS.items()},
+}
+_PACKAGES = {"flash_attn": "flash_attn", "flash_attn3": "flash_attn_interface"}
+
+
 def _resolve(name: str) -> Callable[..., torch.Tensor]:
-    if name == "sdpa":
-        return _sdpa
-    if name in _SDPA_KERNELS:
-        return _sdpa_with(_SDPA_KERNELS[name])
-    if name == "flash_attn":
-        return _flash_attn_package("flash_attn")
-    if name == "flash_attn3":
-        return _flash_attn_package("flash_attn_interface")
-    raise ValueError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name not in _RESOLVED:
+        if name not in _PACKAGES:
+            raise ValueError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        _RESOLVED[name] = _flash_attn_package(_PACKAGES[name])
+    return _RESOLVED[name]
 
 
-def set_attention_backend(name: str) -> None:
-    """Select the backend used by every Helios attention call from now on."""
-    global _current, _impl
-    _impl = _resolve(name)
-    _current = name
+def check_attention_backend(name: str) -> None:
+    """Raise a ValueError (unknown name) or RuntimeError (package missing) unless ``name`` can be used."""
+    _resolve(name)
 
 
-def get_attention_backend() -> str:
-    return _current
+def _attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if hasattr(m, "backend") and hasattr(m, "to_q")]
+
+
+def set_attention_backend(model: torch.nn.Module, name: str) -> None:
+    """Use backend ``name`` for every attention call of ``model`` from now on."""
+    _resolve(name)  # an unknown or missing backend fails here, not in the middle of a forward
+    for module in _attention_modules(model):
+        module.backend = name
+
+
+def get_attention_backend(model: torch.nn.Module) -> str:
+    names = {m.backend for m in _attention_modules(model)}
+    return names.pop() if len(names) == 1 else ",".join(sorted(names))
 
 
 @contextlib.contextmanager
-def attention_backend(name: str) -> Iterator[None]:
-    previous = _current
-    set_attention_backend(name)
+def attention_backend(model: torch.nn.Module, name: str) -> Iterator[None]:
+    previous = {module: module.backend for module in _attention_modules(model)}
+    set_attention_backend(model, name)
     try:
         yield
     finally:
-        set_attention_backend(previous)
+        for module, backend in previous.items():
+            module.backend = backend
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Softmax attention on (B, S, heads, head_dim) tensors with the selected backend."""
-    return _impl(q, k, v)
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = DEFAULT_BACKEND) -> torch.Tensor:
+    """Softmax attention on (B, S, heads, head_dim) tensors with the named backend."""
+    return _RESOLVED[backend](q, k, v) if backend in _RESOLVED else _resolve(backend)(q, k, v)
 
 
 def is_available(name: str, device: torch.device | str = "cuda", dtype: torch.dtype = torch.bfloat16) -> bool:
@@ -114,6 +130,3 @@ def is_available(name: str, device: torch.device | str = "cuda", dtype: torch.dt
         return True
     except (RuntimeError, ValueError):
         return False
-
-
-_impl = _resolve(_current)

@@ -1,7 +1,8 @@
-"""diffusers-format transformer folders: strict, memory-frugal loading and saving.
+"""diffusers-format model folders: strict, memory-frugal loading and saving, as a mixin.
 
 A folder holds ``config.json`` and either ``diffusion_pytorch_model.safetensors`` or shards listed
-by ``diffusion_pytorch_model.safetensors.index.json``. Loading builds the model on the meta device,
+by ``diffusion_pytorch_model.safetensors.index.json`` (another weights name where a class says so).
+Loading builds the model on the meta device,
 checks every key and shape of every shard against it from the safetensors headers alone, and only
 then copies tensors one at a time to their device: host memory stays near one tensor, not the
 28–57 GB model. Missing, unexpected or wrongly shaped keys are one error that lists them all.
@@ -20,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..config import TransformerConfig, read_json
-from .transformer import HeliosTransformer, keeps_fp32
+from .precision import cast_tensors, keeps_fp32
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -28,43 +29,51 @@ INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 # Older checkpoints stored the output modulation table at the top level.
 LEGACY_KEY_NAMES = {"scale_shift_table": "norm_out.scale_shift_table"}
 _LISTED = 12  # keys named per problem kind in an error message
+DEFAULT_SHARD_BYTES = 10 * 2**30
 
 
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded as it is; the message names the problem."""
 
 
-def find_transformer_dir(path: str | Path) -> Path:
-    """The transformer folder of ``path``: the folder itself or its ``transformer/`` subfolder."""
+def find_model_dir(path: str | Path, subfolder: str | None = None, kind: str = "model") -> Path:
+    """The model folder of ``path``: the folder itself or its ``subfolder`` (a pipeline root)."""
     root = Path(path).expanduser()
     if not root.exists():
         raise CheckpointError(f"model folder not found: {root}")
     if not root.is_dir():
         raise CheckpointError(f"not a folder: {root}")
-    for candidate in (root / "transformer", root):
+    candidates = ([root / subfolder] if subfolder else []) + [root]
+    for candidate in candidates:
         if (candidate / CONFIG_NAME).is_file():
             return candidate
-    raise CheckpointError(f"no Helios transformer in {root}: expected {CONFIG_NAME} there or in transformer/")
+    where = f" there or in {subfolder}/" if subfolder else ""
+    raise CheckpointError(f"no {kind} in {root}: expected {CONFIG_NAME}{where}")
 
 
-def _weight_files(folder: Path) -> list[Path]:
-    index = folder / INDEX_NAME
+def _index_name(weights_name: str) -> str:
+    return f"{weights_name}.index.json"
+
+
+def _weight_files(folder: Path, weights_name: str) -> list[Path]:
+    index = folder / _index_name(weights_name)
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            names = sorted(set(weight_map.values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{index}: not a valid safetensors index ({exc!r})") from None
-        files = [folder / name for name in sorted(set(weight_map.values()))]
+        files = [folder / str(name) for name in names]
         absent = [f.name for f in files if not f.is_file()]
         if absent:
             raise CheckpointError(f"{index.name} lists shards that are missing in {folder}: {', '.join(absent)}")
         return files
-    single = folder / WEIGHTS_NAME
+    single = folder / weights_name
     if single.is_file():
         return [single]
     pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
     hint = f" (found {', '.join(pickles)}: pickle files are not loaded, convert them to safetensors)" if pickles else ""
-    raise CheckpointError(f"no {WEIGHTS_NAME} or {INDEX_NAME} in {folder}{hint}")
+    raise CheckpointError(f"no {weights_name} or {index.name} in {folder}{hint}")
 
 
 def _open(file: Path):
@@ -114,7 +123,132 @@ def check_keys(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int,
 def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
     module_name, _, leaf = name.rpartition(".")
     module = model.get_submodule(module_name)
-    module._parameters[leaf] = nn.Parameter(tensor, requires_grad=module._parameters[leaf].requires_grad)
+    if leaf in module._buffers:
+        module._buffers[leaf] = tensor
+    else:
+        module._parameters[leaf] = nn.Parameter(tensor, requires_grad=module._parameters[leaf].requires_grad)
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        data = read_json(folder / CONFIG_NAME)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{folder / CONFIG_NAME}: expected a JSON object of settings, got {type(data).__name__}")
+    return data
+
+
+def load_weights(model: nn.Module, folder: Path, dtype: torch.dtype, device, weights_name: str = WEIGHTS_NAME,
+                 keep_fp32=lambda name: False, optional: frozenset = frozenset()) -> nn.Module:
+    """Fill a meta-device ``model`` from ``folder``: every key and shape checked from the headers
+    first, then tensors copied one at a time to ``device`` (``keep_fp32`` names stay fp32).
+    ``optional`` keys may be absent from the files; they are zero-filled for the caller to set."""
+    state = model.state_dict(keep_vars=True)
+    if len(state) != sum(1 for _ in model.parameters()) + sum(1 for _ in model.buffers()):
+        raise AssertionError(f"{type(model).__name__} holds non-persistent buffers: they would stay on the meta device")
+    files = _weight_files(folder, weights_name)
+    stored = _stored_shapes(files)
+    expected = {name: tuple(t.shape) for name, t in state.items()}
+    required = {k: v for k, v in expected.items() if k not in optional or k in stored}
+    check_keys(required, {k: v[2] for k, v in stored.items()}, str(folder))
+
+    def target(name: str, tensor: torch.Tensor) -> torch.dtype:
+        if not tensor.is_floating_point():
+            return tensor.dtype
+        return torch.float32 if keep_fp32(name) else dtype
+
+    by_file: dict[Path, list[tuple[str, str]]] = {}
+    for name, (file, key, _) in stored.items():
+        by_file.setdefault(file, []).append((name, key))
+    for file, names in by_file.items():
+        with _open(file) as handle:
+            for name, key in names:
+                try:
+                    tensor = handle.get_tensor(key)
+                except Exception as exc:  # a truncated file passes the header check and fails here
+                    raise CheckpointError(f"cannot read {key!r} from {file}: damaged file ({exc})") from None
+                _assign(model, name, tensor.to(device=device, dtype=target(name, tensor)))
+    for name in sorted(set(expected) - set(stored)):  # optional keys absent from the file: filled by the caller
+        _assign(model, name, torch.zeros(expected[name], dtype=target(name, state[name]), device=device))
+    return model.eval()
+
+
+def save_weights(state: dict[str, torch.Tensor], folder: Path, weights_name: str = WEIGHTS_NAME,
+                 max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
+    """Safetensors weights, sharded with an index above ``max_shard_bytes``; each file written atomically."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor
+        size += nbytes
+    index_path = folder / _index_name(weights_name)
+    if len(shards) == 1:
+        _atomic_save(shards[0], folder / weights_name)
+        index_path.unlink(missing_ok=True)
+        return
+    stem = weights_name.removesuffix(".safetensors")
+    weight_map = {}
+    for i, shard in enumerate(shards, start=1):
+        name = f"{stem}-{i:05d}-of-{len(shards):05d}.safetensors"
+        _atomic_save(shard, folder / name)
+        weight_map.update({key: name for key in shard})
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    _atomic_write_text(index_path, json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (folder / weights_name).unlink(missing_ok=True)
+
+
+class PretrainedMixin:
+    """``from_pretrained`` / ``save_pretrained`` / ``cast`` for an ``nn.Module`` with a JSON config.
+
+    A class says how its config is read and written (``build_from_config`` / ``config_json``),
+    which subfolder of a pipeline root holds it, its weights file name and which tensors keep fp32.
+    """
+
+    subfolder: str | None = None
+    kind: str = "model"  # named in error messages
+    weights_name: str = WEIGHTS_NAME
+    default_dtype: torch.dtype = torch.float32
+
+    @classmethod
+    def build_from_config(cls, data: dict) -> nn.Module:
+        """A model with random weights from the folder's ``config.json`` (called on the meta device)."""
+        raise NotImplementedError
+
+    def config_json(self) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def keeps_fp32(name: str) -> bool:
+        return False
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"):
+        """Load a model folder, or a pipeline root holding it in its ``subfolder``."""
+        folder = find_model_dir(path, cls.subfolder, cls.kind)
+        data = _read_config(folder)
+        try:
+            with torch.device("meta"):
+                model = cls.build_from_config(data)
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{folder / CONFIG_NAME}: {exc}") from None
+        return load_weights(model, folder, dtype or cls.default_dtype, device, cls.weights_name, cls.keeps_fp32)
+
+    def save_pretrained(self, path: str | Path, max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
+        """Write ``config.json`` and safetensors weights (sharded with an index above ``max_shard_bytes``)."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()}
+        save_weights(state, folder, self.weights_name, max_shard_bytes)
+        _atomic_write_text(folder / CONFIG_NAME, json.dumps(self.config_json(), indent=2))
+
+    def cast(self, dtype: torch.dtype):
+        """Cast to ``dtype`` except the tensors the class keeps in fp32."""
+        return cast_tensors(self, dtype, self.keeps_fp32)
 
 
 WAN_CLASS_NAME = "WanTransformer3DModel"
@@ -133,106 +267,42 @@ def config_from_wan(data: dict) -> TransformerConfig:
     return TransformerConfig(**values, rope_dim=(head - 2 * spatial, spatial, spatial))
 
 
-def _read_config(folder: Path) -> dict:
-    try:
-        return read_json(folder / CONFIG_NAME)
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from None
+class TransformerCheckpointMixin(PretrainedMixin):
+    """Helios transformer folders (diffusers' ``HeliosTransformer3DModel`` layout) and the Wan2.1 start."""
 
+    subfolder = "transformer"
+    kind = "Helios transformer"
+    default_dtype = torch.bfloat16
 
-def load_transformer(
-    cls: type[HeliosTransformer],
-    path: str | Path,
-    dtype: torch.dtype = torch.bfloat16,
-    device: torch.device | str = "cpu",
-) -> HeliosTransformer:
-    folder = find_transformer_dir(path)
-    try:
-        config = TransformerConfig.from_dict(_read_config(folder))
-    except ValueError as exc:
-        raise CheckpointError(f"{folder / CONFIG_NAME}: {exc}") from None
-    return _load(cls, folder, config, dtype, device)
+    @classmethod
+    def build_from_config(cls, data: dict) -> nn.Module:
+        return cls(TransformerConfig.from_dict(data))
 
+    def config_json(self) -> dict:
+        return self.config.to_dict()
 
-def load_wan_transformer(
-    cls: type[HeliosTransformer],
-    path: str | Path,
-    dtype: torch.dtype = torch.bfloat16,
-    device: torch.device | str = "cpu",
-) -> HeliosTransformer:
-    """A Wan2.1 T2V transformer folder as a Helios transformer (the stage-1 starting point, paper §5.1):
-    every Wan key must be there; the memory patches, which Wan lacks, are initialised *after* loading
-    as average-pool copies of the loaded patch embedding."""
-    from .memory import init_memory_from_patch_embedding
+    keeps_fp32 = staticmethod(keeps_fp32)
 
-    folder = find_transformer_dir(path)
-    data = _read_config(folder)
-    if data.get("_class_name") != WAN_CLASS_NAME:
-        raise CheckpointError(f"{folder} holds {data.get('_class_name')!r}, not a {WAN_CLASS_NAME}")
-    model = _load(cls, folder, config_from_wan(data), dtype, device, optional=MEMORY_PATCH_KEYS)
-    init_memory_from_patch_embedding(model, model.patch_embedding)
-    return model
+    @classmethod
+    def from_wan(cls, path: str | Path, dtype: torch.dtype = torch.bfloat16, device: torch.device | str = "cpu"):
+        """A Wan2.1 T2V transformer folder as a Helios transformer (the stage-1 starting point, paper
+        §5.1): every Wan key must be there; the memory patches, which Wan lacks, are initialised
+        *after* loading as average-pool copies of the loaded patch embedding."""
+        from .memory import init_memory_from_patch_embedding
 
-
-def _load(cls, folder: Path, config: TransformerConfig, dtype, device, optional: frozenset = frozenset()):
-    with torch.device("meta"):
-        model = cls(config)
-    if any(True for _ in model.buffers()):
-        raise AssertionError("HeliosTransformer must not hold buffers: they would stay on the meta device")
-    files = _weight_files(folder)
-    stored = _stored_shapes(files)
-    expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    required = {k: v for k, v in expected.items() if k not in optional or k in stored}
-    check_keys(required, {k: v[2] for k, v in stored.items()}, str(folder))
-
-    by_file: dict[Path, list[tuple[str, str]]] = {}
-    for name, (file, key, _) in stored.items():
-        by_file.setdefault(file, []).append((name, key))
-    for file, names in by_file.items():
-        with _open(file) as handle:
-            for name, key in names:
-                tensor = handle.get_tensor(key)
-                target = torch.float32 if keeps_fp32(name) else dtype
-                if tensor.is_floating_point():
-                    tensor = tensor.to(device=device, dtype=target)
-                else:
-                    tensor = tensor.to(device=device)
-                _assign(model, name, tensor)
-    for name in sorted(set(expected) - set(stored)):  # optional keys absent from the file: filled by the caller
-        _assign(model, name, torch.zeros(expected[name], dtype=torch.float32 if keeps_fp32(name) else dtype, device=device))
-    return model.eval()
-
-
-def save_transformer(model: HeliosTransformer, path: str | Path, max_shard_bytes: int = 10 * 2**30) -> None:
-    """Write ``config.json`` and safetensors weights (sharded with an index above ``max_shard_bytes``)."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for name, tensor in state.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][name] = tensor
-        size += nbytes
-
-    if len(shards) == 1:
-        _atomic_save(shards[0], folder / WEIGHTS_NAME)
-        (folder / INDEX_NAME).unlink(missing_ok=True)
-    else:
-        weight_map = {}
-        for i, shard in enumerate(shards, start=1):
-            name = f"diffusion_pytorch_model-{i:05d}-of-{len(shards):05d}.safetensors"
-            _atomic_save(shard, folder / name)
-            weight_map.update({key: name for key in shard})
-        total = sum(t.numel() * t.element_size() for t in state.values())
-        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        _atomic_write_text(folder / INDEX_NAME, json.dumps(index, indent=2))
-        (folder / WEIGHTS_NAME).unlink(missing_ok=True)
-    _atomic_write_text(folder / CONFIG_NAME, json.dumps(model.config.to_dict(), indent=2))
+        folder = find_model_dir(path, cls.subfolder, cls.kind)
+        data = _read_config(folder)
+        if data.get("_class_name") != WAN_CLASS_NAME:
+            raise CheckpointError(f"{folder} holds {data.get('_class_name')!r}, not a {WAN_CLASS_NAME}")
+        try:
+            config = config_from_wan(data)
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{folder / CONFIG_NAME}: {exc}") from None
+        with torch.device("meta"):
+            model = cls(config)
+        load_weights(model, folder, dtype, device, cls.weights_name, cls.keeps_fp32, optional=MEMORY_PATCH_KEYS)
+        init_memory_from_patch_embedding(model, model.patch_embedding)
+        return model
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], target: Path) -> None:

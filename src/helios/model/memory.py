@@ -8,13 +8,13 @@ Mid and long reuse the *short* part's token grid for their RoPE tables, pooled b
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from .rope import RopeTable, _pad_to_multiple
+from .rope import RopeCache, RopeTable, _pad_to_multiple
+from .window import HistoryInputs
 
 
 @dataclass(frozen=True)
@@ -28,33 +28,6 @@ class TokenSegments:
     @property
     def total(self) -> int:
         return self.history + self.current
-
-
-@dataclass(frozen=True)
-class HistoryInputs:
-    """Latents and frame indices of the three history terms; any term may be absent (None)."""
-
-    short: torch.Tensor | None = None
-    mid: torch.Tensor | None = None
-    long: torch.Tensor | None = None
-    indices_short: torch.Tensor | None = None
-    indices_mid: torch.Tensor | None = None
-    indices_long: torch.Tensor | None = None
-
-    def validate(self) -> None:
-        for name in ("short", "mid", "long"):
-            latents, indices = getattr(self, name), getattr(self, f"indices_{name}")
-            if (latents is None) != (indices is None):
-                given, missing = ("latents", "indices") if indices is None else ("indices", "latents")
-                raise ValueError(f"history '{name}': {given} given without {missing}")
-            if latents is not None and latents.ndim != 5:
-                raise ValueError(f"latents_history_{name} must be (B, C, T, H, W), got shape {tuple(latents.shape)}")
-            if indices is not None and indices.shape[-1] != latents.shape[2]:
-                raise ValueError(
-                    f"indices_latents_history_{name} has {indices.shape[-1]} entries for {latents.shape[2]} frames"
-                )
-        if self.short is None and (self.mid is not None or self.long is not None):
-            raise ValueError("mid/long history needs the short history: their positions use its token grid")
 
 
 def as_index_rows(indices: torch.Tensor, batch: int) -> torch.Tensor:
@@ -87,18 +60,16 @@ def embed_history(
     patches: nn.Module,
     history: HistoryInputs,
     batch: int,
-    table_for: Callable[..., RopeTable],
+    rope: RopeCache,
+    device: torch.device,
 ) -> tuple[list[torch.Tensor], list[RopeTable]]:
-    """Tokens and RoPE tables of the history parts, in sequence order long, mid, short.
-
-    ``table_for(indices, height, width, pool=1)`` builds (or fetches) a RoPE table.
-    """
+    """Tokens and RoPE tables of the history parts, in sequence order long, mid, short."""
     history.validate()
     if history.short is None:
         return [], []
     tokens, tables = [], []
     short_tokens, (_, h1, w1) = patchify(patches.patch_short, history.short)
-    short_table = table_for(as_index_rows(history.indices_short, batch), h1, w1)
+    short_table = rope.table(as_index_rows(history.indices_short, batch), h1, w1, device)
     for latents, indices, conv, pool in (
         (history.long, history.indices_long, patches.patch_long, 4),
         (history.mid, history.indices_mid, patches.patch_mid, 2),
@@ -107,7 +78,7 @@ def embed_history(
             continue
         part_tokens, _ = patchify(conv, latents)
         tokens.append(part_tokens)
-        tables.append(table_for(as_index_rows(indices, batch), h1, w1, pool=pool))
+        tables.append(rope.table(as_index_rows(indices, batch), h1, w1, device, pool=pool))
     tokens.append(short_tokens)
     tables.append(short_table)
     return tokens, tables

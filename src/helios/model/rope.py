@@ -102,3 +102,29 @@ def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
     rotated_even = even * cos - odd * sin
     rotated_odd = even * sin + odd * cos
     return torch.stack([rotated_even, rotated_odd], dim=-1).flatten(-2).to(x.dtype)
+
+
+class RopeCache:
+    """RoPE tables of one model, cached when the frame indices live on the CPU.
+
+    The window indices are the same for every chunk, so a generation builds its tables once. Reading
+    CPU indices costs no device sync; device indices are never cached. Tables made under
+    inference mode cannot be saved for a backward pass, so the mode is part of the key.
+    """
+
+    def __init__(self, rope_dim: tuple[int, int, int], theta: float, capacity: int = 64):
+        self.rope_dim, self.theta, self.capacity = rope_dim, theta, capacity
+        self.tables: dict[tuple, RopeTable] = {}
+
+    def table(self, indices: torch.Tensor, height: int, width: int, device: torch.device, pool: int = 1) -> RopeTable:
+        if indices.device.type != "cpu":
+            return rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool)
+        key = (tuple(indices.shape), tuple(indices.flatten().tolist()), height, width, pool, str(device),
+               torch.is_inference_mode_enabled())
+        table = self.tables.get(key)
+        if table is None:
+            table = rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool)
+            if len(self.tables) >= self.capacity:
+                self.tables.clear()
+            self.tables[key] = table
+        return table

@@ -15,7 +15,6 @@ Precision policy (as released): LayerNorms, modulation and residual accumulation
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,11 +24,11 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import TransformerConfig
 from .attention import attention
-from .memory import HistoryInputs, TokenSegments, as_index_rows, embed_history, memory_patches, patchify
-from .rope import RopeTable, apply_rope, rope_table
+from .checkpoint import TransformerCheckpointMixin
+from .memory import TokenSegments, as_index_rows, embed_history, memory_patches, patchify
+from .rope import RopeCache, RopeTable, apply_rope
+from .window import HistoryInputs
 
-# Parameters whose dotted name contains one of these stay fp32 whatever the model dtype (as released).
-FP32_PARAMETER_PATTERNS = ("time_embedder", "scale_shift_table", "norm1", "norm2", "norm3", "history_key_scale")
 HISTORY_KEY_MAX_SCALE = 10.0  # paper eq. 1: factor 1 + sigmoid(s)·(max − 1)
 
 
@@ -128,6 +127,8 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])  # index 0 keeps the released key name "to_out.0"
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
+        self.backend = "sdpa"  # attention kernel (model/attention.py); set per model with set_attention_backend
+        # Speed switches (model/speed.py), each tested equal to the reference path:
         self.fused_rope = False  # Triton RoPE where it can run (see kernels/)
         self.fused_qkv = False  # one projection GEMM for q, k, v in self-attention
         self._qkv_cache: tuple | None = None
@@ -174,7 +175,7 @@ class Attention(nn.Module):
             factor = 1.0 + torch.sigmoid(self.history_key_scale) * (HISTORY_KEY_MAX_SCALE - 1.0)
             factor = factor.view(1, 1, -1, 1)
             k = torch.cat([(k[:, :history_length] * factor).to(k.dtype), k[:, history_length:]], dim=1)
-        out = attention(q, k, v).flatten(2).type_as(q)
+        out = attention(q, k, v, self.backend).flatten(2).type_as(q)
         return self.to_out[0](out)
 
 
@@ -261,8 +262,9 @@ class OutputHead(nn.Module):
         return (layer_norm_fp32(x, self.eps) * (1 + scale) + shift).to(x.dtype)
 
 
-class HeliosTransformer(nn.Module):
-    """The Helios DiT. ``forward`` takes diffusers' keyword names and returns the predicted velocity."""
+class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
+    """The Helios DiT. ``forward`` takes diffusers' keyword names (or a :class:`HistoryInputs`) and
+    returns the predicted velocity. Loading and saving: ``checkpoint.py``; speed switches: ``speed.py``."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -278,11 +280,8 @@ class HeliosTransformer(nn.Module):
         self.gradient_checkpointing = False
         # Inference caches: RoPE tables (the window indices are the same for every chunk) and the
         # history's t = 0 modulation (depends only on weights). Keys include what they depend on.
-        self._rope_cache: dict = {}
+        self.rope_cache = RopeCache(config.rope_dim, config.rope_theta)
         self._zero_time_cache: dict = {}
-        self._graphs = None  # a CudaGraphs runner once enable_cuda_graphs() is called
-
-    # ----------------------------------------------------------------------------------- loading
 
     @classmethod
     def from_config(cls, config: TransformerConfig | dict[str, Any]) -> "HeliosTransformer":
@@ -294,43 +293,6 @@ class HeliosTransformer(nn.Module):
             config = TransformerConfig.from_dict(config)
         return cls(config)
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        dtype: torch.dtype = torch.bfloat16,
-        device: torch.device | str = "cpu",
-    ) -> "HeliosTransformer":
-        """Load a transformer folder or a pipeline root with ``transformer/`` (see ``checkpoint.py``)."""
-        from .checkpoint import load_transformer
-
-        return load_transformer(cls, path, dtype=dtype, device=device)
-
-    @classmethod
-    def from_wan(
-        cls,
-        path: str | Path,
-        dtype: torch.dtype = torch.bfloat16,
-        device: torch.device | str = "cpu",
-    ) -> "HeliosTransformer":
-        """Start from a Wan2.1 T2V transformer folder (diffusers ``WanTransformer3DModel``)."""
-        from .checkpoint import load_wan_transformer
-
-        return load_wan_transformer(cls, path, dtype=dtype, device=device)
-
-    def save_pretrained(self, path: str | Path, max_shard_bytes: int = 10 * 2**30) -> None:
-        from .checkpoint import save_transformer
-
-        save_transformer(self, path, max_shard_bytes=max_shard_bytes)
-
-    def cast(self, dtype: torch.dtype) -> "HeliosTransformer":
-        """Cast to ``dtype`` except the parameters the precision policy keeps in fp32."""
-        for name, param in self.named_parameters():
-            target = torch.float32 if keeps_fp32(name) else dtype
-            if param.dtype != target:
-                param.data = param.data.to(target)
-        return self
-
     @property
     def dtype(self) -> torch.dtype:
         return self.patch_embedding.weight.dtype
@@ -341,44 +303,6 @@ class HeliosTransformer(nn.Module):
 
     def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
         self.gradient_checkpointing = enabled
-
-    def enable_fused_kernels(self, enabled: bool = True) -> None:
-        """Use the Triton kernels (LayerNorm + modulation, RoPE; forward and backward) where Triton
-        runs; the reference path stays in use elsewhere."""
-        for block in self.blocks:
-            block.fused_kernels = enabled
-            block.attn1.fused_rope = enabled
-
-    def compile_blocks(self, enabled: bool = True, **options) -> None:
-        """Regional ``torch.compile``: each block compiled on its own (the 40 blocks share one graph per
-        input shape, so a pyramid run compiles three times, not 120). ``options`` go to torch.compile,
-        e.g. ``mode="max-autotune-no-cudagraphs"``; ``enabled=False`` returns to eager blocks."""
-        for block in self.blocks:
-            if enabled:
-                block.compile(**{"dynamic": False, **options})
-            else:
-                block._compiled_call_impl = None  # what nn.Module.compile() set
-
-    def enable_cuda_graphs(self, enabled: bool = True) -> None:
-        """Replay each inference forward as a CUDA graph captured once per input shape (three per
-        pyramid run): one launch instead of thousands. Works with the compiled, fused and FP8 paths;
-        capture it after switching those on. Gradient-enabled and CPU calls stay eager."""
-        from .graphs import CudaGraphs
-
-        self._graphs = CudaGraphs(self._forward) if enabled else None
-
-    def enable_block_offload(self, device: torch.device | str, slots: int = 2):
-        """Memory mode: the blocks' weights stay in pinned host memory and stream through ``slots``
-        device buffers, overlapped with compute (model/offload.py); the rest of the model moves to
-        ``device``. Eager only (not with compile_blocks or CUDA graphs). Returns the BlockOffload."""
-        from .offload import offload_model_blocks
-
-        return offload_model_blocks(self, "blocks", device, slots)
-
-    def fuse_qkv(self, enabled: bool = True) -> None:
-        """Compute self-attention q, k and v with one GEMM (parameter names and checkpoints unchanged)."""
-        for block in self.blocks:
-            block.attn1.fused_qkv = enabled
 
     # ----------------------------------------------------------------------------------- forward
 
@@ -396,73 +320,57 @@ class HeliosTransformer(nn.Module):
         latents_history_long: torch.Tensor | None = None,
         return_dict: bool | None = None,
         attention_kwargs: dict[str, Any] | None = None,
+        history: HistoryInputs | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor]:
         """Predict the flow velocity ``ε − x0`` of the noisy chunk ``hidden_states`` (B, C, T, H, W).
 
-        Returns the tensor; with ``return_dict=False`` a 1-tuple, so diffusers-style
-        ``model(..., return_dict=False)[0]`` keeps working. ``attention_kwargs`` is accepted and ignored.
+        The history comes as diffusers' keywords or as one ``history`` (not both). Returns the
+        tensor; with ``return_dict=False`` a 1-tuple, so diffusers-style ``model(...,
+        return_dict=False)[0]`` keeps working. ``attention_kwargs`` is accepted and ignored.
         """
         if return_dict:
             raise ValueError("return_dict=True is not supported: the velocity tensor is returned directly")
-        inputs = dict(
-            hidden_states=hidden_states, timestep=timestep, encoder_hidden_states=encoder_hidden_states,
+        keywords = dict(
             indices_hidden_states=indices_hidden_states, indices_latents_history_short=indices_latents_history_short,
             indices_latents_history_mid=indices_latents_history_mid,
             indices_latents_history_long=indices_latents_history_long, latents_history_short=latents_history_short,
             latents_history_mid=latents_history_mid, latents_history_long=latents_history_long,
         )
-        if self._graphs is not None and hidden_states.is_cuda and not torch.is_grad_enabled():
-            velocity = self._graphs(inputs)
-        else:
-            velocity = self._forward(**inputs)
+        if history is None:
+            history = HistoryInputs.from_diffusers(**keywords)
+        elif any(value is not None for value in keywords.values()):
+            raise ValueError("give the history either as history=HistoryInputs or as diffusers' keywords, not both")
+        velocity = self.predict(hidden_states, timestep, encoder_hidden_states, history)
         return (velocity,) if return_dict is False else velocity
 
-    def _forward(
-        self,
-        hidden_states: torch.Tensor,
-        timestep: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
-        indices_hidden_states: torch.Tensor | None,
-        indices_latents_history_short: torch.Tensor | None,
-        indices_latents_history_mid: torch.Tensor | None,
-        indices_latents_history_long: torch.Tensor | None,
-        latents_history_short: torch.Tensor | None,
-        latents_history_mid: torch.Tensor | None,
-        latents_history_long: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def predict(self, hidden_states: torch.Tensor, timestep: torch.Tensor | float, text: torch.Tensor,
+                history: HistoryInputs) -> torch.Tensor:
+        """The network: noisy latents, timestep(s), text embedding and history → velocity."""
         batch = hidden_states.shape[0]
         dtype = self.dtype
         self._check_input(hidden_states, "hidden_states")
         timestep = self._batch_timesteps(timestep, batch)
 
         current, grid = patchify(self.patch_embedding, hidden_states.to(dtype))
-        if indices_hidden_states is None:
-            indices_hidden_states = torch.arange(grid[0])
-        current_table = self._rope(as_index_rows(indices_hidden_states, batch), grid[1], grid[2], current.device)
+        device = current.device
+        indices_current = history.indices_current if history.indices_current is not None else torch.arange(grid[0])
+        current_table = self.rope_cache.table(as_index_rows(indices_current, batch), grid[1], grid[2], device)
 
-        history = HistoryInputs(
-            short=latents_history_short, mid=latents_history_mid, long=latents_history_long,
-            indices_short=indices_latents_history_short, indices_mid=indices_latents_history_mid,
-            indices_long=indices_latents_history_long,
-        )
-        if history.short is not None:
+        if history.has_history:
             if not self.config.has_multi_term_memory_patch:
                 raise ValueError("this model has no history patch embeddings (has_multi_term_memory_patch=False)")
             self._check_input(history.short, "latents_history_short")
-        history_tokens, history_tables = embed_history(
-            self, _on_device(history, current.device, dtype), batch, lambda idx, h, w, pool=1: self._rope(
-                idx, h, w, current.device, pool)
-        )
+        history_tokens, history_tables = embed_history(self, history.to(device, dtype), batch, self.rope_cache, device)
         x = torch.cat([*history_tokens, current], dim=1) if history_tokens else current
         rope = RopeTable.cat([*history_tables, current_table])
         segments = TokenSegments(history=x.shape[1] - current.shape[1], current=current.shape[1], grid=grid)
 
-        text = self.condition_embedder.embed_text(encoder_hidden_states.to(device=x.device, dtype=dtype))
-        temb, projections = self.condition_embedder.embed_time(timestep.to(x.device), dtype)
+        text = self.condition_embedder.embed_text(text.to(device=device, dtype=dtype))
+        temb, projections = self.condition_embedder.embed_time(timestep.to(device), dtype)
         segment_projections = [projections]
         if segments.history > 0:
             if self.config.zero_history_timestep:
-                history_projections = self._zero_time_projections(timestep.dtype, x.device, dtype)
+                history_projections = self._zero_time_projections(timestep.dtype, device, dtype)
             else:
                 history_projections = projections
             segment_projections = [history_projections, projections]
@@ -475,21 +383,6 @@ class HeliosTransformer(nn.Module):
 
         out = self.proj_out(self.norm_out(x[:, segments.history :], temb))
         return self._unpatchify(out, grid)
-
-    def _rope(self, indices: torch.Tensor, height: int, width: int, device: torch.device, pool: int = 1) -> RopeTable:
-        """RoPE table, cached when the indices live on the CPU (reading them costs no device sync)."""
-        if indices.device.type != "cpu":
-            return rope_table(indices.to(device), height, width, self.config.rope_dim, self.config.rope_theta, pool)
-        # Tables made under inference_mode cannot be saved for a backward pass: keep them apart.
-        key = (tuple(indices.shape), tuple(indices.flatten().tolist()), height, width, pool, str(device),
-               torch.is_inference_mode_enabled())
-        table = self._rope_cache.get(key)
-        if table is None:
-            table = rope_table(indices.to(device), height, width, self.config.rope_dim, self.config.rope_theta, pool)
-            if len(self._rope_cache) >= 64:
-                self._rope_cache.clear()
-            self._rope_cache[key] = table
-        return table
 
     def _zero_time_projections(self, timestep_dtype: torch.dtype, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """The t = 0 modulation of history tokens; cached outside autograd, keyed by the weights' versions."""
@@ -529,20 +422,3 @@ class HeliosTransformer(nn.Module):
         t, h, w = grid
         x = tokens.reshape(tokens.shape[0], t, h, w, pt, ph, pw, -1)
         return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(tokens.shape[0], -1, t * pt, h * ph, w * pw)
-
-
-def keeps_fp32(name: str) -> bool:
-    return any(pattern in name for pattern in FP32_PARAMETER_PATTERNS)
-
-
-def _on_device(history: HistoryInputs, device: torch.device, dtype: torch.dtype) -> HistoryInputs:
-    def move(t: torch.Tensor | None, floating: bool) -> torch.Tensor | None:
-        if t is None or not floating:
-            return t  # indices stay where they are: on the CPU they key the RoPE cache without a sync
-        return t.to(device=device, dtype=dtype)
-
-    return HistoryInputs(
-        short=move(history.short, True), mid=move(history.mid, True), long=move(history.long, True),
-        indices_short=move(history.indices_short, False), indices_mid=move(history.indices_mid, False),
-        indices_long=move(history.indices_long, False),
-    )

@@ -17,10 +17,21 @@ def _per_frame(latents: torch.Tensor, fn) -> torch.Tensor:
     return frames.reshape(b, t, c, *frames.shape[-2:]).permute(0, 2, 1, 3, 4)
 
 
+def downsample(latents: torch.Tensor) -> torch.Tensor:
+    """One pyramid level down: bilinear ½ of every frame (B, C, T, H, W)."""
+    return _per_frame(latents, lambda x: F.interpolate(x, size=(x.shape[-2] // 2, x.shape[-1] // 2), mode="bilinear"))
+
+
+def upsample(latents: torch.Tensor) -> torch.Tensor:
+    """One pyramid level up: nearest ×2 of every frame (B, C, T, H, W)."""
+    return _per_frame(latents, lambda x: F.interpolate(x, size=(x.shape[-2] * 2, x.shape[-1] * 2), mode="nearest"))
+
+
 def downsample_noise(noise: torch.Tensor, stages: int) -> torch.Tensor:
-    """Full-resolution noise → the first stage's size: bilinear ½ per stage, ×2 in value to keep unit variance."""
+    """Full-resolution noise → the first stage's size: bilinear ½ per stage, ×2 in value to keep unit
+    variance (bilinear halving averages four samples, dividing the standard deviation by 2)."""
     for _ in range(stages - 1):
-        noise = _per_frame(noise, lambda x: F.interpolate(x, size=(x.shape[-2] // 2, x.shape[-1] // 2), mode="bilinear") * 2)
+        noise = downsample(noise) * 2
     return noise
 
 
@@ -57,7 +68,7 @@ def upsample_and_renoise(
     noise_dtype: torch.dtype,
 ) -> torch.Tensor:
     """Enter ``stage``: nearest ×2 upsample, then x ← alpha·x + beta·block_noise (paper eq. 10)."""
-    up = _per_frame(latents, lambda x: F.interpolate(x, size=(x.shape[-2] * 2, x.shape[-1] * 2), mode="nearest"))
+    up = upsample(latents)
     alpha, beta = renoise_coefficients(constants.ori_start_sigmas[stage], constants.gamma)
     noise = block_noise(tuple(up.shape), constants.gamma, generator, up.device).to(noise_dtype)
     return alpha * up + beta * noise

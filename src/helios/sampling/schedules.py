@@ -115,6 +115,16 @@ def global_sigmas(num_train_timesteps: int = 1000, shift: float = 1.0) -> tuple[
     return sigmas_t, sigmas_t * num_train_timesteps
 
 
+def flow_matching_training_sigmas(num_train_timesteps: int = 1000) -> torch.Tensor:
+    """σ table of stage-1 flow-matching training (unshifted, 1 → 1/1000 over 1000 entries, float64)."""
+    return torch.linspace(1.0, 1.0 / num_train_timesteps, num_train_timesteps, dtype=torch.float64)
+
+
+def local_stage_sigmas(num_train_timesteps: int = 1000) -> np.ndarray:
+    """The local σ table every pyramid stage runs along (0.999 → 0, ``num_train_timesteps`` entries)."""
+    return np.linspace(0.999, 0, num_train_timesteps + 1)[:-1]
+
+
 def renoise_coefficients(ori_start_sigma: float, gamma: float) -> tuple[float, float]:
     """(alpha, beta) of the stage transition ``x ← alpha·up(x) + beta·block_noise`` (paper eq. 10).
 
@@ -144,7 +154,7 @@ def pyramid_stage_schedule(
     t_first, t_last = constants.stage_bounds(stage)
     timesteps = torch.from_numpy(np.linspace(t_first, t_last, points))
     # Every stage has the same local σ range, the first and last of a 1000-entry 0.999 → 0 table.
-    local = np.linspace(0.999, 0, constants.num_train_timesteps + 1)[:-1]
+    local = local_stage_sigmas(constants.num_train_timesteps)
     sigmas = torch.cat([torch.from_numpy(np.linspace(local[0], local[-1], points)), torch.zeros(1)])
     if distilled:
         timesteps = timesteps[:-1]

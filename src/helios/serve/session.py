@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..generation import HeliosPipeline, PromptChange
+from ..generation import GenerationRequest, HeliosPipeline
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 85) -> str:
@@ -30,22 +30,9 @@ def encode_jpeg(frame: np.ndarray, quality: int = 85) -> str:
 
 
 @dataclass
-class SessionOptions:
-    prompt: str | None = None
-    prompts: list[PromptChange] | None = None
-    frames: int | None = None  # None: until stopped
-    seed: int = 0
-    preset: str | None = None
-    steps: int | list[int] | None = None
-    guidance_scale: float | None = None
-    image: np.ndarray | None = None
-    video: np.ndarray | None = None
-
-
-@dataclass
 class Session:
     pipeline: HeliosPipeline
-    options: SessionOptions
+    request: GenerationRequest
     queue_size: int = 4
     slow_client: str = "wait"  # "wait" | "drop"
     max_recorded_frames: int = 24 * 600  # frames kept for the MP4 download (10 minutes at 24 fps)
@@ -68,12 +55,8 @@ class Session:
     # ------------------------------------------------------------------ control (any thread)
 
     def start(self) -> None:
-        o = self.options
         # Validation and prompt encoding happen here, so bad input fails before the session runs.
-        self.stream = self.pipeline.stream(
-            o.prompt, prompts=o.prompts, num_frames=o.frames, seed=o.seed, preset=o.preset, steps=o.steps,
-            guidance_scale=o.guidance_scale, image=o.image, video=o.video,
-        )
+        self.stream = self.pipeline.run(self.request)
         self._thread.start()
 
     def update_prompt(self, prompt: str, transition: int) -> int:

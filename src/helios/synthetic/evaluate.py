@@ -1,6 +1,4 @@
-"""Evaluate a synthetic-world model with the world's own detector.
-
-    python -m helios.synthetic.evaluate [--model FOLDER] --prompts 50 --drift-frames 1440 --out eval.json
+"""Evaluate a synthetic-world model with the world's own detector (command: ``recipes/evaluate_world.py``).
 
 * adherence: for held-out scenes (seeds never used in training), generate one chunk from the caption
   and check that every captioned object appears with its colour, shape and direction;
@@ -11,16 +9,20 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .detector import adherence, detect
 from .world import Scene, render, sample_scene
 
 HELD_OUT_SEED = 10_000  # training scenes use seeds below 10⁶·2 from other streams; these never occur there
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two videos in [−1, 1]."""
+    mse = F.mse_loss(a.float(), b.float()).item() / 4  # [−1, 1] → [0, 1]
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()
 
 
 def held_out_scenes(count: int) -> list[Scene]:
@@ -86,31 +88,3 @@ def drift_summary(chunks: list[dict]) -> dict:
         "objects_first_quarter": float(np.mean(presence[:q])),
         "objects_last_quarter": float(np.mean(presence[-q:])),
     }
-
-
-def main() -> None:
-    from ..generation import HeliosPipeline
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="world model folder (default: the embedded default model)")
-    parser.add_argument("--prompts", type=int, default=50)
-    parser.add_argument("--drift-frames", type=int, default=1440)
-    parser.add_argument("--out", default="eval.json")
-    args = parser.parse_args()
-    pipeline = HeliosPipeline.from_pretrained(args.model, device="cpu")
-    started = time.time()
-    scenes = held_out_scenes(args.prompts)
-    result = {"adherence": evaluate_adherence(pipeline, scenes),
-              "conditioning": evaluate_conditioning(pipeline, scenes[: max(1, args.prompts // 5)])}
-    if args.drift_frames:
-        result["drift"] = evaluate_drift(pipeline, scenes[0], args.drift_frames)
-    result["seconds"] = time.time() - started
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(json.dumps({k: v for k, v in result.items() if k != "drift"}, indent=1))
-    if "drift" in result:
-        print(json.dumps({k: v for k, v in result["drift"].items() if k != "per_chunk"}, indent=1))
-
-
-if __name__ == "__main__":
-    main()

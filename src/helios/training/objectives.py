@@ -10,27 +10,23 @@ import torch
 import torch.nn.functional as F
 
 from ..config import HistorySettings
-from ..generation.history import history_kwargs
-from ..sampling.schedules import PyramidConstants
+from ..model.window import window_history
+from ..sampling.pyramid import downsample, upsample
+from ..sampling.schedules import PyramidConstants, flow_matching_training_sigmas, local_stage_sigmas
 
 NUM_TRAIN_TIMESTEPS = 1000
-
-
-def training_sigmas() -> torch.Tensor:
-    """σ table of flow-matching training (unshifted, 1 → 0.001 over 1000 entries)."""
-    return torch.linspace(1.0, 1.0 / NUM_TRAIN_TIMESTEPS, NUM_TRAIN_TIMESTEPS, dtype=torch.float64)
 
 
 def logit_normal_sigmas(batch: int, mean: float, std: float, generator: torch.Generator) -> torch.Tensor:
     """σ per sample: u = sigmoid(N(mean, std)), index ⌊1000u⌋ into the training table (official §3.3)."""
     u = torch.sigmoid(torch.randn(batch, generator=generator, dtype=torch.float64) * std + mean)
     index = (u * NUM_TRAIN_TIMESTEPS).long().clamp(0, NUM_TRAIN_TIMESTEPS - 1)
-    return training_sigmas()[index].float()
+    return flow_matching_training_sigmas(NUM_TRAIN_TIMESTEPS)[index].float()
 
 
 def _predict(model, noisy, timestep, text, history, anchor, settings: HistorySettings, dtype):
-    inputs = history_kwargs(history, anchor, settings, dtype)
-    return model(hidden_states=noisy.to(dtype), timestep=timestep, encoder_hidden_states=text.to(dtype), **inputs)
+    inputs = window_history(history, anchor, settings, dtype)
+    return model(noisy.to(dtype), timestep, text.to(dtype), history=inputs)
 
 
 def flow_matching_loss(model, target, history, anchor, text, settings: HistorySettings, generator: torch.Generator,
@@ -44,17 +40,6 @@ def flow_matching_loss(model, target, history, anchor, text, settings: HistorySe
     return F.mse_loss(prediction.float(), (noise - target).float())
 
 
-def _down(x: torch.Tensor) -> torch.Tensor:
-    b, c, t, h, w = x.shape
-    frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-    frames = F.interpolate(frames, size=(h // 2, w // 2), mode="bilinear", align_corners=False)
-    return frames.reshape(b, t, c, h // 2, w // 2).permute(0, 2, 1, 3, 4)
-
-
-def _nearest_up(x: torch.Tensor) -> torch.Tensor:
-    return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
-
-
 def pyramid_flow_matching_loss(model, target, history, anchor, text, settings: HistorySettings,
                                generator: torch.Generator, constants: PyramidConstants,
                                sample_ratios: tuple[int, ...] = (1, 1, 1), dtype=torch.float32) -> torch.Tensor:
@@ -64,13 +49,13 @@ def pyramid_flow_matching_loss(model, target, history, anchor, text, settings: H
     stages = constants.stages
     clean, noise = [target], [torch.randn(target.shape, generator=generator).to(target.device)]
     for _ in range(stages - 1):
-        clean.insert(0, _down(clean[0]))
-        noise.insert(0, _down(noise[0]) * 2)  # bilinear halving divides the noise std by 2
-    local_sigmas = torch.linspace(0.999, 0.0, NUM_TRAIN_TIMESTEPS + 1, dtype=torch.float64)[:-1]
+        clean.insert(0, downsample(clean[0]))
+        noise.insert(0, downsample(noise[0]) * 2)  # bilinear halving divides the noise std by 2
+    local_sigmas = torch.from_numpy(local_stage_sigmas(NUM_TRAIN_TIMESTEPS))
     losses = []
     for stage, count in enumerate(sample_ratios):
         s_start, s_end = constants.start_sigmas[stage], constants.end_sigmas[stage]
-        start = noise[stage] if stage == 0 else s_start * noise[stage] + (1 - s_start) * _nearest_up(clean[stage - 1])
+        start = noise[stage] if stage == 0 else s_start * noise[stage] + (1 - s_start) * upsample(clean[stage - 1])
         end = clean[stage] if stage == stages - 1 else s_end * noise[stage] + (1 - s_end) * clean[stage]
         for _ in range(count):
             index = torch.randint(NUM_TRAIN_TIMESTEPS, (target.shape[0],), generator=generator)

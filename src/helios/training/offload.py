@@ -1,7 +1,7 @@
 """``helios offload``: precompute per-chunk latents and caption embeddings for training.
 
 Reads a manifest (JSON list with ``path`` and ``cap``/``caption`` per video, paths relative to the
-manifest), cuts each video into whole 33-frame chunks, encodes every chunk on its own with the codec
+manifest), cuts each video into whole chunks (33 frames for the released models), encodes every chunk on its own with the codec
 and the caption with the text encoder, and writes one safetensors file per video plus ``index.json``.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..config import read_json
+from ..config import HistorySettings, read_json
 from ..encoders.protocols import TextEncoder, VideoCodec
 from ..media import read_video, to_model_pixels
 from .data import INDEX_NAME
@@ -34,9 +34,9 @@ def read_manifest(path: str | Path) -> list[dict]:
 
 @torch.no_grad()
 def encode_video(frames, caption: str, codec: VideoCodec, text_encoder: TextEncoder, height: int, width: int,
-                 chunk_latent_frames: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+                 history: HistorySettings = HistorySettings()) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 frames (T, H, W, 3) → per-chunk latents (S, C, 9, h, w) and the caption embedding (L, D)."""
-    chunk_frames = (chunk_latent_frames - 1) * codec.temporal_factor + 1
+    chunk_frames = history.chunk_video_frames(codec.temporal_factor)
     chunks = len(frames) // chunk_frames
     if chunks == 0:
         raise ValueError(f"{len(frames)} frames, fewer than one {chunk_frames}-frame chunk")
@@ -58,7 +58,7 @@ def write_index(folder: Path, files: list[dict], height: int, width: int) -> Non
 
 
 def offload(manifest: str | Path, out_dir: str | Path, codec: VideoCodec, text_encoder: TextEncoder,
-            height: int, width: int, chunk_latent_frames: int = 9) -> Path:
+            height: int, width: int, history: HistorySettings = HistorySettings()) -> Path:
     manifest = Path(manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def offload(manifest: str | Path, out_dir: str | Path, codec: VideoCodec, text_e
         frames, _ = read_video(manifest.parent / entry["path"])
         caption = entry.get("cap") or entry["caption"]
         try:
-            latents, text = encode_video(frames, caption, codec, text_encoder, height, width, chunk_latent_frames)
+            latents, text = encode_video(frames, caption, codec, text_encoder, height, width, history)
         except ValueError as exc:
             raise ValueError(f"{entry['path']}: {exc}") from None
         files.append(write_shard(out, f"{n:06d}.safetensors", latents, text, caption, str(entry["path"])))

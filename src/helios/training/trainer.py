@@ -24,9 +24,9 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..config import TrainConfig, transformer_preset
-from ..generation.history import window_split
 from ..model.memory import init_memory_from_patch_embedding
 from ..model.transformer import HeliosTransformer
+from ..model.window import window_frames
 from ..sampling.schedules import PyramidConstants
 from .corruption import corrupt_history, drop_history
 from .data import LatentShards
@@ -120,7 +120,7 @@ class Trainer:
         """The inputs of ``step`` (CPU work: sampling, corruption, history drop), a pure function of it."""
         c = self.config
         generator = self._generator(step)
-        batch = self.data.sample(c.batch_size, generator, history_frames=sum(window_split(c.history)))
+        batch = self.data.sample(c.batch_size, generator, history_frames=window_frames(c.history))
         history, anchor = corrupt_history(batch.history, batch.anchor, c.corruption, generator)
         history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
         keep_text = (torch.rand(c.batch_size, generator=generator) >= c.caption_dropout).float().view(-1, 1, 1)

@@ -1,6 +1,6 @@
 """The recipe that trains the small Helios shipped as the default model (run on a GPU; resumable).
 
-    python -m helios.synthetic.recipe --work /tmp/world --phase codec base   # then: mid, ablations, package
+    python -m helios.recipes.default_model --work /tmp/world --phase codec base   # then: mid, ablations, package
 
 Phases (each resumes from what ``--work`` already holds):
   codec      render the world, train the codec, report held-out PSNR, calibrate latent statistics
@@ -27,9 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import CorruptionSettings, HistorySettings, SamplerSettings, ShiftSettings, TrainConfig
-from .codec import WorldCodec, psnr
-from .text import WorldTextEncoder
-from .world import HEIGHT, WIDTH, render, sample_scene
+from ..encoders.world_codec import WorldCodec
+from ..encoders.world_text import WorldTextEncoder
+from ..model.transformer import HeliosTransformer
+from ..synthetic.evaluate import psnr
+from ..synthetic.world import HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
+from ..training.offload import encode_video, write_index, write_shard
+from ..training.trainer import Trainer
 
 FRAMES = 165  # five 33-frame chunks per training video
 TRANSFORMER = dict(
@@ -119,12 +123,14 @@ def calibrate(codec: WorldCodec, videos: np.ndarray, device) -> None:
     codec.latent_std.copy_(z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3))
 
 
-def offload_corpus(videos: np.ndarray, scenes: list[dict], codec: WorldCodec, folder: Path) -> Path:
-    from ..training.offload import encode_video, write_index, write_shard
-    from .world import Scene
+def world_text_encoder() -> WorldTextEncoder:
+    """The frozen text encoder of every world model: the world's vocabulary, 64 dimensions."""
+    return WorldTextEncoder(vocabulary())
 
+
+def offload_corpus(videos: np.ndarray, scenes: list[dict], codec: WorldCodec, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    text = WorldTextEncoder()
+    text = world_text_encoder()
     files = []
     for n, (video, scene) in enumerate(zip(videos, scenes)):
         caption = Scene.from_dict(scene).caption(0)
@@ -135,8 +141,6 @@ def offload_corpus(videos: np.ndarray, scenes: list[dict], codec: WorldCodec, fo
 
 
 def train_stage(config: TrainConfig, minutes: float, log) -> Path:
-    from ..training.trainer import Trainer
-
     trainer = Trainer(config)
     deadline = time.time() + minutes * 60
     while trainer.step < config.max_steps and time.time() < deadline:
@@ -161,15 +165,12 @@ def stage_config(stage: int, shards: Path, out: Path, init: str | dict, steps: i
 
 def package(target: Path, codec_dir: Path, transformer_dir: Path, sampler: SamplerSettings, report: dict) -> Path:
     """The default-model folder: fp16 transformer and codec, text-encoder and sampler settings."""
-    from ..model.transformer import HeliosTransformer
-
     target.mkdir(parents=True, exist_ok=True)
     model = HeliosTransformer.from_pretrained(transformer_dir, dtype=torch.float16)
     model.cast(torch.float16)  # ship every tensor in fp16: half the bytes, loaded back as fp32
     model.save_pretrained(target / "transformer")
-    WorldCodec.load(codec_dir).save(target / "codec")
-    encoder = WorldTextEncoder()
-    (target / "text_encoder.json").write_text(json.dumps({"dim": encoder.dim, "max_length": encoder.max_length, "seed": 0}))
+    WorldCodec.from_pretrained(codec_dir).cast(torch.float16).save_pretrained(target / "codec")
+    (target / "text_encoder.json").write_text(json.dumps(world_text_encoder().settings()))
     (target / "sampler.json").write_text(json.dumps(asdict(sampler), indent=1))
     (target / "model_index.json").write_text(json.dumps({
         "_class_name": "HeliosWorldPipeline", "height": HEIGHT, "width": WIDTH, "fps": 24, "report": report,
@@ -222,18 +223,18 @@ def main() -> None:
         log(f"rendered {len(videos)} videos of {FRAMES} frames in {time.time() - started:.0f} s")
     if "codec" in args.phase:
         held_out, _ = render_corpus(32, seed=2, frames=33)
-        start = WorldCodec.load(args.codec_from) if args.codec_from else None
+        start = WorldCodec.from_pretrained(args.codec_from) if args.codec_from else None
         if start is not None:
             log(f"codec {args.codec_from}: held-out PSNR before {codec_psnr(start.to(device), held_out, device):.2f} dB")
         codec, quality = train_codec(videos, held_out, args.codec_steps, device, log, args.codec_lr, args.codec_batch, start,
                                      args.codec_minutes)
         if start is None:
             calibrate(codec, videos, device)
-        codec.cpu().save(work / "codec")
+        codec.cpu().save_pretrained(work / "codec")
         report["codec_psnr_db"] = quality
         report_path.write_text(json.dumps(report, indent=1))
     if "offload" in args.phase:
-        codec = WorldCodec.load(codec_dir, device)
+        codec = WorldCodec.from_pretrained(codec_dir, device=device)
         offload_corpus(videos, scenes, codec, work / "shards")
         log(f"offloaded {len(videos)} videos")
     if "base" in args.phase:

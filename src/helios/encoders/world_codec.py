@@ -4,18 +4,17 @@
 0 sees only frame 0, latent j the frames 4j−3 … 4j. One 2-D conv network handles every latent
 position: the four frames of a group are stacked in channels (frame 0 is repeated four times).
 Latents are normalised with per-channel statistics measured after training, as Helios expects.
-Implements the ``VideoCodec`` protocol.
+Implements the ``VideoCodec`` protocol; folders load and save through the strict checkpoint code
+(``model/checkpoint.py``) like the transformer.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+
+from ..model.checkpoint import PretrainedMixin
 
 GROUP = 4  # temporal factor
 
@@ -52,9 +51,12 @@ def _decoder(channels: tuple[int, ...], latent: int) -> nn.Sequential:
     )
 
 
-class WorldCodec(nn.Module):
+class WorldCodec(PretrainedMixin, nn.Module):
     temporal_factor = GROUP
     spatial_factor = 8
+    subfolder = "codec"
+    kind = "world codec"
+    weights_name = "codec.safetensors"
 
     def __init__(self, latent_channels: int = 16, channels: tuple[int, int, int] = (32, 64, 96)):
         super().__init__()
@@ -114,28 +116,22 @@ class WorldCodec(nn.Module):
 
     # ---------------------------------------------------------------- files
 
-    def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to(torch.float16 if v.is_floating_point() and "latent_" not in k else v.dtype).contiguous()
-                 for k, v in self.state_dict().items()}
-        save_file(state, str(folder / "codec.safetensors"))
-        (folder / "config.json").write_text(json.dumps({"latent_channels": self.latent_channels, "channels": list(self.channels)}))
-
     @classmethod
-    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "WorldCodec":
-        from ..model.checkpoint import check_keys
+    def build_from_config(cls, data: dict) -> "WorldCodec":
+        unknown = sorted(set(data) - {"latent_channels", "channels"})
+        if unknown:
+            raise ValueError(f"unknown world codec config keys: {', '.join(unknown)}")
+        channels = data.get("channels", (32, 64, 96))
+        if not isinstance(channels, (list, tuple)) or len(channels) != 3 or not all(isinstance(c, int) and c > 0 for c in channels):
+            raise ValueError(f"channels must be three positive integers, got {channels!r}")
+        latent = data.get("latent_channels", 16)
+        if not isinstance(latent, int) or latent < 1:
+            raise ValueError(f"latent_channels must be a positive integer, got {latent!r}")
+        return cls(latent, tuple(channels))
 
-        folder = Path(folder)
-        config = json.loads((folder / "config.json").read_text())
-        codec = cls(config["latent_channels"], tuple(config["channels"]))
-        state = load_file(str(folder / "codec.safetensors"))
-        check_keys({k: tuple(v.shape) for k, v in codec.state_dict().items()}, {k: tuple(v.shape) for k, v in state.items()}, str(folder))
-        codec.load_state_dict({k: v.float() for k, v in state.items()})
-        return codec.to(device).eval()
+    def config_json(self) -> dict:
+        return {"latent_channels": self.latent_channels, "channels": list(self.channels)}
 
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two videos in [−1, 1]."""
-    mse = F.mse_loss(a.float(), b.float()).item() / 4  # [−1, 1] → [0, 1]
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()
+    @staticmethod
+    def keeps_fp32(name: str) -> bool:
+        return "latent_" in name  # the normalisation statistics are shipped exactly

@@ -1,8 +1,9 @@
 """The synthetic world's frozen text encoder: word vectors plus positions, no learned weights.
 
-Captions use a closed vocabulary (``world.vocabulary()``), so a fixed random embedding per word
-(seeded, hence identical everywhere) and a sinusoidal position code carry all the information; the
-transformer's own text projection learns to read them. Implements the ``TextEncoder`` protocol.
+Captions use a closed vocabulary, stored with the model (``text_encoder.json``), so a fixed random
+embedding per word (seeded, hence identical everywhere) and a sinusoidal position code carry all
+the information; the transformer's own text projection learns to read them. Implements the
+``TextEncoder`` protocol.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ import re
 
 import torch
 
-from ..encoders.text import clean_prompt
-from .world import vocabulary
+from .text import clean_prompt
 
 PAD, UNK = "<pad>", "<unk>"
 
 
 class WorldTextEncoder:
-    def __init__(self, dim: int = 64, max_length: int = 32, seed: int = 0):
-        self.dim, self.max_length = dim, max_length
-        self.words = [PAD, UNK, *vocabulary()]
+    """``vocabulary``: the known words in a fixed order (the order seeds each word's vector)."""
+
+    def __init__(self, vocabulary: list[str], dim: int = 64, max_length: int = 32, seed: int = 0):
+        if not vocabulary or not all(isinstance(w, str) and w for w in vocabulary) or len(set(vocabulary)) != len(vocabulary):
+            raise ValueError("a world text encoder needs a list of distinct, non-empty words")
+        self.dim, self.max_length, self.seed = dim, max_length, seed
+        self.vocabulary = list(vocabulary)
+        self.words = [PAD, UNK, *self.vocabulary]
         self.index = {w: i for i, w in enumerate(self.words)}
         generator = torch.Generator().manual_seed(seed)
         self.table = torch.randn(len(self.words), dim, generator=generator)
@@ -46,3 +51,7 @@ class WorldTextEncoder:
             if ids:
                 out[row, : len(ids)] = self.table[ids] + 0.5 * self.positions[: len(ids)]
         return out
+
+    def settings(self) -> dict:
+        """What ``text_encoder.json`` stores: enough to rebuild the identical encoder."""
+        return {"dim": self.dim, "max_length": self.max_length, "seed": self.seed, "vocabulary": self.vocabulary}

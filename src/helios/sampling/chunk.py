@@ -13,12 +13,12 @@ import torch
 
 from ..config import SamplerSettings
 from ..devices import to_device
-from ..sampling.dmd import dmd_step
-from ..sampling.guidance import cfg, cfg_zero_star, zeroed_by_cfg_zero_init
-from ..sampling.pyramid import downsample_noise, upsample_and_renoise
-from ..sampling.schedules import PyramidConstants, pyramid_stage_schedule, shift_mu, single_stage_schedule
-from ..sampling.unipc import UniPC
-from .history import NoiseDraws
+from .dmd import dmd_step
+from .guidance import cfg, cfg_zero_star, zeroed_by_cfg_zero_init
+from .noise import NoiseDraws
+from .pyramid import downsample_noise, upsample_and_renoise
+from .schedules import PyramidConstants, pyramid_stage_schedule, shift_mu, single_stage_schedule
+from .unipc import UniPC
 
 # (latents in model dtype, timestep (B,), text embedding) → velocity
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -29,12 +29,18 @@ def _token_count(latents: torch.Tensor, patch_size: tuple[int, int, int]) -> int
 
 
 class ChunkSampler:
-    """Turns Gaussian noise into the clean latents of one chunk."""
+    """Turns Gaussian noise into the clean latents of one chunk.
 
-    def __init__(self, settings: SamplerSettings, patch_size: tuple[int, int, int], model_dtype: torch.dtype):
+    ``batched_cfg`` (an execution choice, not a sampler setting): the conditional and unconditional
+    forwards run as one batch of two — faster on a GPU, equal up to float rounding.
+    """
+
+    def __init__(self, settings: SamplerSettings, patch_size: tuple[int, int, int], model_dtype: torch.dtype,
+                 batched_cfg: bool = False):
         self.settings = settings
         self.patch_size = patch_size
         self.model_dtype = model_dtype
+        self.batched_cfg = batched_cfg
         self.constants = PyramidConstants(stages=len(settings.pyramid_steps)) if settings.pyramid_steps else None
 
     def _velocity(self, model: Denoiser, latents, timestep, text, negative, stage: int, step: int) -> torch.Tensor:
@@ -43,7 +49,7 @@ class ChunkSampler:
             return model(latents, timestep, text)
         if s.cfg_zero_star and s.zero_init_steps is not None and zeroed_by_cfg_zero_init(stage, step, s.zero_init_steps):
             return torch.zeros(latents.shape, dtype=self.model_dtype, device=latents.device)
-        if s.batched_cfg:
+        if self.batched_cfg:
             cond, uncond = model(torch.cat([latents, latents]), torch.cat([timestep, timestep]),
                                  torch.cat([text, negative])).chunk(2)
         else:

@@ -1,0 +1,62 @@
+"""One generation request: every option of a ``generate()`` / ``stream()`` call as one value.
+
+The pipeline, the server (WebSocket sessions and HTTP jobs) and the command line all build a
+:class:`GenerationRequest`; none of them passes the options one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..config import SamplerSettings
+from .drift import DriftSettings
+from .prompts import PromptChange
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate. ``prompt`` or ``prompts`` (a schedule); ``image`` (I2V) or ``video`` (V2V)
+    as a path, uint8 array or [−1, 1] tensor; ``num_frames=None`` runs until stopped.
+    ``preset``/``steps``/``guidance_scale``/``shift_convention`` override the pipeline's sampler."""
+
+    prompt: str | None = None
+    prompts: tuple[PromptChange, ...] | None = None
+    negative_prompt: str = ""
+    num_frames: int | None = 132
+    height: int | None = None
+    width: int | None = None
+    image: Any = None
+    video: Any = None
+    seed: int = 0
+    preset: str | SamplerSettings | None = None
+    steps: int | tuple[int, ...] | None = None
+    guidance_scale: float | None = None
+    shift_convention: str | None = None
+    skip_first_chunk: bool = False
+    adaptive: bool | DriftSettings = False
+
+    def __post_init__(self) -> None:
+        if self.prompts is not None:
+            object.__setattr__(self, "prompts", tuple(self.prompts))
+        if isinstance(self.steps, list):
+            object.__setattr__(self, "steps", tuple(self.steps))
+        if (self.prompt is None) == (self.prompts is None):
+            raise ValueError("give exactly one of prompt or prompts")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("prompt is empty")
+        if self.image is not None and self.video is not None:
+            raise ValueError("give either an image (I2V) or a video (V2V), not both")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def prompt_changes(self) -> list[PromptChange]:
+        return [PromptChange(0, self.prompt)] if self.prompt is not None else list(self.prompts)
+
+    @property
+    def drift(self) -> DriftSettings | None:
+        return DriftSettings() if self.adaptive is True else (self.adaptive or None)
