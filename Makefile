@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 # torch 2.13.0 is pinned first so pip takes the CPU build these machines carry instead of a
 # multi-GB CUDA download; on a GPU machine install torch yourself, then `pip install -e .[dev]`.
@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The linter and the formatter's check run first: a red lint fails `make test` (and so CI).
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks scripts
+	$(PY) -m ruff format --check src tests benchmarks scripts
+
+test: lint
 	$(PY) -m pytest -q
 
 # A 10-second video (240 frames requested, 261 returned) from the embedded default model, on the CPU.

@@ -4,16 +4,19 @@ Usage: python benchmarks/ablation_drift.py WORK_DIR [FRAMES] [HEIGHT WIDTH]
 WORK_DIR holds full/, no_anchor/, no_corrupt/ each with export/ (a transformer folder); the micro
 models of ablation_micro_train.py are 64×96, those of `recipe.py --phase ablations` 128×192.
 """
+
 import json
 import sys
 from pathlib import Path
+
 import numpy as np
 import torch
+
 from helios import HeliosPipeline, HeliosTransformer
 from helios.config import HistorySettings, SamplerSettings, ShiftSettings
-from helios.generation.loading import DEFAULT_MODEL_DIR
 from helios.encoders.world_codec import WorldCodec
 from helios.encoders.world_text import WorldTextEncoder
+from helios.generation.loading import DEFAULT_MODEL_DIR
 from helios.synthetic.detector import detect
 from helios.synthetic.evaluate import held_out_scenes
 from helios.synthetic.world import vocabulary
@@ -29,7 +32,9 @@ results = {}
 for name in ("full", "no_anchor", "no_corrupt"):
     history = HistorySettings(keep_first_frame=name != "no_anchor")
     transformer = HeliosTransformer.from_pretrained(work / name / "export", dtype=torch.float32)
-    pipe = HeliosPipeline(transformer, WorldTextEncoder(vocabulary()), codec, sampler=sampler, history=history, height=height, width=width)
+    pipe = HeliosPipeline(
+        transformer, WorldTextEncoder(vocabulary()), codec, sampler=sampler, history=history, height=height, width=width
+    )
     per_scene = []
     for i, scene in enumerate(scenes):
         stats = []
@@ -40,11 +45,19 @@ for name in ("full", "no_anchor", "no_corrupt"):
         stds = np.array([s[1] for s in stats])
         objects = np.array([s[2] for s in stats])
         q = max(1, len(stats) // 4)
-        per_scene.append({
-            "color_shift_first_to_last_quarter": float(np.abs(means[-q:].mean(0) - means[:q].mean(0)).mean()),
-            "contrast_first_quarter": float(stds[:q].mean()), "contrast_last_quarter": float(stds[-q:].mean()),
-            "objects_first_quarter": float(objects[:q].mean()), "objects_last_quarter": float(objects[-q:].mean()),
-        })
+        per_scene.append(
+            {
+                "color_shift_first_to_last_quarter": float(np.abs(means[-q:].mean(0) - means[:q].mean(0)).mean()),
+                "contrast_first_quarter": float(stds[:q].mean()),
+                "contrast_last_quarter": float(stds[-q:].mean()),
+                "objects_first_quarter": float(objects[:q].mean()),
+                "objects_last_quarter": float(objects[-q:].mean()),
+            }
+        )
     results[name] = {k: float(np.mean([p[k] for p in per_scene])) for k in per_scene[0]}
     print(name, results[name], flush=True)
-json.dump({"frames": frames, "scenes": len(scenes), "size": [height, width], "results": results}, open(work / "drift.json", "w"), indent=1)
+json.dump(
+    {"frames": frames, "scenes": len(scenes), "size": [height, width], "results": results},
+    open(work / "drift.json", "w"),
+    indent=1,
+)

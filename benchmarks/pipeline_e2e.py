@@ -25,6 +25,7 @@ from helios import HeliosPipeline
 from helios.bench.speed import PROMPT
 from helios.bench.speed import build_pipeline as build
 
+
 def build_pipeline(preset: str, device: str) -> HeliosPipeline:
     return build(size="14b", preset=preset, device=device, dtype=torch.bfloat16)
 
@@ -38,8 +39,11 @@ def main() -> None:
     device = "cuda"
     started = time.time()
     pipeline = build_pipeline(args.preset, device)
-    print(f"built components in {time.time() - started:.0f} s; "
-          f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB of weights", flush=True)
+    print(
+        f"built components in {time.time() - started:.0f} s; "
+        f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB of weights",
+        flush=True,
+    )
 
     pipeline.generate(PROMPT, num_frames=33, seed=0)  # warm-up: kernels, allocator, cuDNN plans
     torch.cuda.synchronize()
@@ -51,23 +55,38 @@ def main() -> None:
     latencies = [c.generation_seconds for c in video.chunks]
     steady = latencies[1:] or latencies
     result = dict(
-        preset=args.preset, requested_frames=args.frames, returned_frames=len(video.frames),
-        height=video.frames.shape[1], width=video.frames.shape[2], chunks=len(video.chunks),
-        wall_seconds=wall, end_to_end_fps=len(video.frames) / wall,
+        preset=args.preset,
+        requested_frames=args.frames,
+        returned_frames=len(video.frames),
+        height=video.frames.shape[1],
+        width=video.frames.shape[2],
+        chunks=len(video.chunks),
+        wall_seconds=wall,
+        end_to_end_fps=len(video.frames) / wall,
         time_to_first_chunk_s=video.chunks[0].since_start_seconds,
-        chunk_latency_s=latencies, steady_chunk_mean_s=statistics.mean(steady),
-        steady_chunk_jitter_s=statistics.pstdev(steady), peak_gpu_gib=torch.cuda.max_memory_allocated() / 2**30,
-        device=torch.cuda.get_device_name(), torch=torch.__version__, date=time.strftime("%Y-%m-%d"),
+        chunk_latency_s=latencies,
+        steady_chunk_mean_s=statistics.mean(steady),
+        steady_chunk_jitter_s=statistics.pstdev(steady),
+        peak_gpu_gib=torch.cuda.max_memory_allocated() / 2**30,
+        device=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        date=time.strftime("%Y-%m-%d"),
         command=" ".join(sys.argv),
     )
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps({k: v for k, v in result.items() if k != "chunk_latency_s"}, indent=1))
-    print("| preset | frames returned | wall s | end-to-end FPS | time to first chunk s | steady chunk s (±) | peak GPU GiB |")
+    print(
+        "| preset | frames returned | wall s | end-to-end FPS | time to first chunk s "
+        "| steady chunk s (±) | peak GPU GiB |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| {args.preset} | {len(video.frames)} | {wall:.1f} | {result['end_to_end_fps']:.2f} | "
-          f"{result['time_to_first_chunk_s']:.2f} | {result['steady_chunk_mean_s']:.2f} (±{result['steady_chunk_jitter_s']:.2f}) | "
-          f"{result['peak_gpu_gib']:.1f} |")
+    print(
+        f"| {args.preset} | {len(video.frames)} | {wall:.1f} | {result['end_to_end_fps']:.2f} | "
+        f"{result['time_to_first_chunk_s']:.2f} | "
+        f"{result['steady_chunk_mean_s']:.2f} (±{result['steady_chunk_jitter_s']:.2f}) | "
+        f"{result['peak_gpu_gib']:.1f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -55,11 +55,15 @@ def stage2_inputs(pipeline, seed: int = 0) -> dict:
         return torch.randn(*shape, generator=generator, device=device, dtype=torch.bfloat16)
 
     return dict(
-        hidden_states=randn(1, 16, 9, h, w), timestep=torch.tensor([742], device=device),
+        hidden_states=randn(1, 16, 9, h, w),
+        timestep=torch.tensor([742], device=device),
         encoder_hidden_states=randn(1, 512, pipeline.transformer.config.text_dim),
-        indices_hidden_states=torch.arange(20, 29)[None], indices_latents_history_short=torch.tensor([[0, 19]]),
-        indices_latents_history_mid=torch.tensor([[17, 18]]), indices_latents_history_long=torch.arange(1, 17)[None],
-        latents_history_short=randn(1, 16, 2, h, w), latents_history_mid=randn(1, 16, 2, h, w),
+        indices_hidden_states=torch.arange(20, 29)[None],
+        indices_latents_history_short=torch.tensor([[0, 19]]),
+        indices_latents_history_mid=torch.tensor([[17, 18]]),
+        indices_latents_history_long=torch.arange(1, 17)[None],
+        latents_history_short=randn(1, 16, 2, h, w),
+        latents_history_mid=randn(1, 16, 2, h, w),
         latents_history_long=randn(1, 16, 16, h, w),
     )
 
@@ -78,9 +82,15 @@ def fp8_report(pipeline, scales: str = "per_row") -> dict:
     by_kind: dict[str, list[float]] = {}
     for name, error in layers.items():
         by_kind.setdefault(name.split(".", 2)[2], []).append(error)
-    return {"scales": scales, "end_to_end_rel_l2": report["end_to_end"], "mean_layer_rel_l2": report["mean_layer"],
-            "worst_layer": report["worst_layer"], "worst_layer_rel_l2": layers[report["worst_layer"]],
-            "per_kind_mean_rel_l2": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}, "per_layer": layers}
+    return {
+        "scales": scales,
+        "end_to_end_rel_l2": report["end_to_end"],
+        "mean_layer_rel_l2": report["mean_layer"],
+        "worst_layer": report["worst_layer"],
+        "worst_layer_rel_l2": layers[report["worst_layer"]],
+        "per_kind_mean_rel_l2": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())},
+        "per_layer": layers,
+    }
 
 
 def main() -> None:
@@ -98,8 +108,14 @@ def main() -> None:
     results, records = [], []
 
     def save():
-        meta = dict(card=torch.cuda.get_device_name() if pipeline.device.type == "cuda" else "cpu", torch=torch.__version__, date=time.strftime("%Y-%m-%d"),
-                    preset=args.preset, frames=args.frames, command=" ".join(sys.argv))
+        meta = dict(
+            card=torch.cuda.get_device_name() if pipeline.device.type == "cuda" else "cpu",
+            torch=torch.__version__,
+            date=time.strftime("%Y-%m-%d"),
+            preset=args.preset,
+            frames=args.frames,
+            command=" ".join(sys.argv),
+        )
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "steps": records}, f, indent=2)
 
@@ -107,7 +123,9 @@ def main() -> None:
         started = time.perf_counter()
         if step in ("diffusers", "diffusers-compiled"):
             compiled = step == "diffusers-compiled"
-            result = measure_diffusers(pipeline, args.frames, compile=compiled, attention="_native_cudnn" if compiled else None)
+            result = measure_diffusers(
+                pipeline, args.frames, compile=compiled, attention="_native_cudnn" if compiled else None
+            )
         elif step == "vae=bf16":
             FastPaths(vae_dtype="bf16").apply(pipeline)  # only the VAE: every other field is off
             flags["vae_dtype"] = "bf16"
@@ -115,9 +133,12 @@ def main() -> None:
             continue
         elif step == "fp8-report":
             report = fp8_report(pipeline)
-            print(f"FP8 (per-row) error vs bf16, one stage-2 call: end to end {report['end_to_end_rel_l2']:.4f}, "
-                  f"mean layer {report['mean_layer_rel_l2']:.4f}, worst {report['worst_layer']} "
-                  f"{report['worst_layer_rel_l2']:.4f}", flush=True)
+            print(
+                f"FP8 (per-row) error vs bf16, one stage-2 call: end to end {report['end_to_end_rel_l2']:.4f}, "
+                f"mean layer {report['mean_layer_rel_l2']:.4f}, worst {report['worst_layer']} "
+                f"{report['worst_layer_rel_l2']:.4f}",
+                flush=True,
+            )
             records.append({"step": step, "report": report})
             save()
             continue

@@ -21,8 +21,8 @@ import torch
 from helios.bench.speed import build_pipeline
 from helios.bench.timing import cuda_median_ms
 from helios.model.attention import set_attention_backend
-from helios.model.speed import compile_blocks
 from helios.model.fp8 import fp8_error_report
+from helios.model.speed import compile_blocks
 
 STAGES = {"stage0": (12, 20, 69.7), "stage1": (24, 40, 119.1), "stage2": (48, 80, 359.6)}
 CEILING_TFLOPS = {"bf16": 790.0, "fp8": 1420.0}
@@ -35,11 +35,16 @@ def call_inputs(latent_h: int, latent_w: int, seed: int = 0) -> dict:
         return torch.randn(*shape, generator=generator, device="cuda", dtype=torch.bfloat16)
 
     return dict(
-        hidden_states=randn(1, 16, 9, latent_h, latent_w), timestep=torch.tensor([742], device="cuda"),
-        encoder_hidden_states=randn(1, 512, 4096), indices_hidden_states=torch.arange(20, 29)[None],
-        indices_latents_history_short=torch.tensor([[0, 19]]), indices_latents_history_mid=torch.tensor([[17, 18]]),
-        indices_latents_history_long=torch.arange(1, 17)[None], latents_history_short=randn(1, 16, 2, 48, 80),
-        latents_history_mid=randn(1, 16, 2, 48, 80), latents_history_long=randn(1, 16, 16, 48, 80),
+        hidden_states=randn(1, 16, 9, latent_h, latent_w),
+        timestep=torch.tensor([742], device="cuda"),
+        encoder_hidden_states=randn(1, 512, 4096),
+        indices_hidden_states=torch.arange(20, 29)[None],
+        indices_latents_history_short=torch.tensor([[0, 19]]),
+        indices_latents_history_mid=torch.tensor([[17, 18]]),
+        indices_latents_history_long=torch.arange(1, 17)[None],
+        latents_history_short=randn(1, 16, 2, 48, 80),
+        latents_history_mid=randn(1, 16, 2, 48, 80),
+        latents_history_long=randn(1, 16, 16, 48, 80),
     )
 
 
@@ -51,8 +56,11 @@ def stage_times(transformer, precision: str) -> dict:
         ms = cuda_median_ms(lambda inputs=inputs: transformer(**inputs))
         achieved = tflop / (ms / 1000)
         out[name] = {"ms": ms, "tflops": achieved, "fraction_of_gemm_ceiling": achieved / CEILING_TFLOPS[precision]}
-        print(f"{precision} {name}: {ms:.0f} ms, {achieved:.0f} TFLOP/s ({out[name]['fraction_of_gemm_ceiling']:.0%} of the GEMM ceiling)",
-              flush=True)
+        print(
+            f"{precision} {name}: {ms:.0f} ms, {achieved:.0f} TFLOP/s "
+            f"({out[name]['fraction_of_gemm_ceiling']:.0%} of the GEMM ceiling)",
+            flush=True,
+        )
     return out
 
 
@@ -64,8 +72,14 @@ def main() -> None:
     pipeline = build_pipeline("14b", "helios-distilled", "cuda", torch.bfloat16, vae_dtype=torch.bfloat16)
     transformer = pipeline.transformer
     set_attention_backend(transformer, "cudnn")
-    result = {"meta": dict(card=torch.cuda.get_device_name(), torch=torch.__version__, date=time.strftime("%Y-%m-%d"),
-                           command=" ".join(sys.argv))}
+    result = {
+        "meta": dict(
+            card=torch.cuda.get_device_name(),
+            torch=torch.__version__,
+            date=time.strftime("%Y-%m-%d"),
+            command=" ".join(sys.argv),
+        )
+    }
 
     latents = torch.randn(1, 16, 9, 48, 80, device="cuda")
     vae_ms = cuda_median_ms(lambda: pipeline.codec.decode(latents), warmup=2, repeat=3)
@@ -81,11 +95,18 @@ def main() -> None:
     kinds: dict[str, list[float]] = {}
     for name, error in report["per_layer"].items():
         kinds.setdefault(name.split(".", 2)[2], []).append(error)
-    result["fp8_error"] = {"end_to_end_rel_l2": report["end_to_end"], "mean_layer_rel_l2": report["mean_layer"],
-                           "worst_layer": report["worst_layer"], "worst_layer_rel_l2": report["per_layer"][report["worst_layer"]],
-                           "per_kind_mean_rel_l2": {k: sum(v) / len(v) for k, v in sorted(kinds.items())}}
-    print(f"FP8 per-row, stage-2 call: end-to-end rel. L2 {report['end_to_end']:.4f}, mean layer {report['mean_layer']:.4f}",
-          flush=True)
+    result["fp8_error"] = {
+        "end_to_end_rel_l2": report["end_to_end"],
+        "mean_layer_rel_l2": report["mean_layer"],
+        "worst_layer": report["worst_layer"],
+        "worst_layer_rel_l2": report["per_layer"][report["worst_layer"]],
+        "per_kind_mean_rel_l2": {k: sum(v) / len(v) for k, v in sorted(kinds.items())},
+    }
+    print(
+        f"FP8 per-row, stage-2 call: end-to-end rel. L2 {report['end_to_end']:.4f}, "
+        f"mean layer {report['mean_layer']:.4f}",
+        flush=True,
+    )
     torch.cuda.empty_cache()
     result["compiled_fp8"] = stage_times(transformer, "fp8")
     with open(args.out, "w") as f:

@@ -49,7 +49,10 @@ def main() -> None:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
     weights = torch.cuda.memory_allocated() / 2**30
-    print(f"14B + LoRA r{args.rank}: {sum(p.numel() for p in trainable) / 1e6:.0f} M trainable, {weights:.1f} GiB", flush=True)
+    print(
+        f"14B + LoRA r{args.rank}: {sum(p.numel() for p in trainable) / 1e6:.0f} M trainable, {weights:.1f} GiB",
+        flush=True,
+    )
     settings, constants = HistorySettings(), PyramidConstants()
     rows = []
     for stage in (1, 2):
@@ -64,8 +67,9 @@ def main() -> None:
                 if stage == 1:
                     loss = flow_matching_loss(model, target, history, anchor, text, settings, g, dtype=torch.bfloat16)
                 else:
-                    loss = pyramid_flow_matching_loss(model, target, history, anchor, text, settings, g, constants,
-                                                      dtype=torch.bfloat16)
+                    loss = pyramid_flow_matching_loss(
+                        model, target, history, anchor, text, settings, g, constants, dtype=torch.bfloat16
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -79,11 +83,24 @@ def main() -> None:
             loss = step()
             torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            rows.append(dict(stage=stage, batch=batch, step_seconds=seconds, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
-                             loss=float(loss)))
+            rows.append(
+                dict(
+                    stage=stage,
+                    batch=batch,
+                    step_seconds=seconds,
+                    peak_gib=torch.cuda.max_memory_allocated() / 2**30,
+                    loss=float(loss),
+                )
+            )
             print(rows[-1], flush=True)
-    meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, lora_rank=args.rank, weights_gib=weights,
-                date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv))
+    meta = dict(
+        device=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        lora_rank=args.rank,
+        weights_gib=weights,
+        date=time.strftime("%Y-%m-%d"),
+        command=" ".join(sys.argv),
+    )
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     print("| stage | batch | step s | peak GPU GiB |\n|---|---|---|---|")

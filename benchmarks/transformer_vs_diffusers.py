@@ -121,27 +121,44 @@ def main() -> None:
                     ours_peak = peak_above(lambda: ours(**kwargs), baseline)
                 error = ((got.float() - expected.float()).norm() / expected.float().norm()).item()
                 tokens = 9 * size[0] * size[1] // 4 + 2400
-                rows.append(dict(
-                    stage=stage, latent=f"{size[0]}x{size[1]}", tokens=tokens, backend=backend,
-                    rel_l2=error, diffusers_ms=ref_ms, ours_ms=ours_ms, speedup=ref_ms / ours_ms,
-                    diffusers_peak_gib=ref_peak, ours_peak_gib=ours_peak,
-                ))
+                rows.append(
+                    dict(
+                        stage=stage,
+                        latent=f"{size[0]}x{size[1]}",
+                        tokens=tokens,
+                        backend=backend,
+                        rel_l2=error,
+                        diffusers_ms=ref_ms,
+                        ours_ms=ours_ms,
+                        speedup=ref_ms / ours_ms,
+                        diffusers_peak_gib=ref_peak,
+                        ours_peak_gib=ours_peak,
+                    )
+                )
                 print(rows[-1], flush=True)
 
     meta = dict(
-        device=torch.cuda.get_device_name(), torch=torch.__version__, weights_gib=weights_gb,
-        command=" ".join(sys.argv), date=time.strftime("%Y-%m-%d"),
+        device=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        weights_gib=weights_gb,
+        command=" ".join(sys.argv),
+        date=time.strftime("%Y-%m-%d"),
         note="peak = max allocated during one call minus what was allocated before it (weights + inputs)",
     )
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     print(f"\n{meta['device']}, torch {meta['torch']}, bf16, random weights")
-    print("| stage | noisy latent | tokens | our attention | rel. L2 vs diffusers | diffusers ms | ours ms | speed-up | diffusers peak GiB | ours peak GiB |")
+    print(
+        "| stage | noisy latent | tokens | our attention | rel. L2 vs diffusers | diffusers ms | ours ms | speed-up "
+        "| diffusers peak GiB | ours peak GiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['stage']} | {r['latent']} | {r['tokens']} | {r['backend']} | {r['rel_l2']:.2e} | "
-              f"{r['diffusers_ms']:.0f} | {r['ours_ms']:.0f} | {r['speedup']:.2f}× | "
-              f"{r['diffusers_peak_gib']:.2f} | {r['ours_peak_gib']:.2f} |")
+        print(
+            f"| {r['stage']} | {r['latent']} | {r['tokens']} | {r['backend']} | {r['rel_l2']:.2e} | "
+            f"{r['diffusers_ms']:.0f} | {r['ours_ms']:.0f} | {r['speedup']:.2f}× | "
+            f"{r['diffusers_peak_gib']:.2f} | {r['ours_peak_gib']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

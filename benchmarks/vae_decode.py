@@ -33,27 +33,38 @@ def main() -> None:
     results["fp32"] = {"ms": cuda_median_ms(lambda: WanVideoCodec(vae).decode(latents), warmup=2, repeat=3)}
     codec = WanVideoCodec(vae.to(torch.bfloat16))
     bf16 = codec.decode(latents).float()
-    results["bf16"] = {"ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
-                       "max_abs_vs_fp32": (bf16 - reference).abs().max().item()}
+    results["bf16"] = {
+        "ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
+        "max_abs_vs_fp32": (bf16 - reference).abs().max().item(),
+    }
+
     def layout(fmt):  # only the 5-D conv weights have a channels-last form
         for param in vae.parameters():
             if param.ndim == 5:
                 param.data = param.data.contiguous(memory_format=fmt)
 
     layout(torch.channels_last_3d)
-    results["bf16_channels_last"] = {"ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
-                                     "max_abs_vs_bf16": (codec.decode(latents).float() - bf16).abs().max().item()}
+    results["bf16_channels_last"] = {
+        "ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
+        "max_abs_vs_bf16": (codec.decode(latents).float() - bf16).abs().max().item(),
+    }
     layout(torch.contiguous_format)
     vae.decoder.compile()
     started = time.perf_counter()
     compiled = codec.decode(latents).float()
-    results["bf16_compiled"] = {"first_call_s": time.perf_counter() - started,
-                                "ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
-                                "max_abs_vs_bf16": (compiled - bf16).abs().max().item()}
+    results["bf16_compiled"] = {
+        "first_call_s": time.perf_counter() - started,
+        "ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
+        "max_abs_vs_bf16": (compiled - bf16).abs().max().item(),
+    }
     for name, r in results.items():
         print(name, r, flush=True)
-    meta = dict(card=torch.cuda.get_device_name(), torch=torch.__version__, date=time.strftime("%Y-%m-%d"),
-                command=" ".join(sys.argv))
+    meta = dict(
+        card=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        date=time.strftime("%Y-%m-%d"),
+        command=" ".join(sys.argv),
+    )
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=2)
 

@@ -38,6 +38,7 @@ def tiny_reference_dir(tmp_path_factory):
 
 def history_inputs(batch: int, height: int, width: int, long_frames: int = 16, generator=None) -> dict:
     """The history keyword arguments with the pipeline's fixed window indices (spec §3)."""
+
     def randn(*shape):
         return torch.randn(*shape, generator=generator)
 

@@ -25,28 +25,48 @@ def _steps(text: str) -> int | list[int]:
 def _add_fast_path_arguments(parser) -> None:
     """The command-line flags of every fast path (shared by ``generate`` and ``bench speed``)."""
     parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
-    parser.add_argument("--attention", default=os.environ.get("HELIOS_ATTENTION"),
-                        help="attention backend: sdpa, cudnn, flash, flash_attn3, ... (default: $HELIOS_ATTENTION or sdpa)")
-    parser.add_argument("--fused-kernels", action="store_true", help="Triton LayerNorm+modulation and RoPE (eager path)")
+    parser.add_argument(
+        "--attention",
+        default=os.environ.get("HELIOS_ATTENTION"),
+        help="attention backend: sdpa, cudnn, flash, flash_attn3, ... (default: $HELIOS_ATTENTION or sdpa)",
+    )
+    parser.add_argument(
+        "--fused-kernels", action="store_true", help="Triton LayerNorm+modulation and RoPE (eager path)"
+    )
     parser.add_argument("--fuse-qkv", action="store_true", help="one GEMM for q, k, v")
     parser.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
     parser.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32", help="Wan VAE precision")
     parser.add_argument("--vae-channels-last", action="store_true", help="channels-last 3-D conv weights in the VAE")
     parser.add_argument("--fp8", choices=["per_row", "per_tensor"], help="block linears through the FP8 GEMM")
     parser.add_argument("--cuda-graphs", action="store_true", help="one CUDA graph per transformer input shape")
-    parser.add_argument("--overlap-vae", action="store_true", help="decode on a second stream while denoising the next chunk")
-    parser.add_argument("--offload", choices=["text", "all"],
-                        help="memory mode: UMT5 layers (text) or also the transformer blocks (all) streamed from pinned host memory")
+    parser.add_argument(
+        "--overlap-vae", action="store_true", help="decode on a second stream while denoising the next chunk"
+    )
+    parser.add_argument(
+        "--offload",
+        choices=["text", "all"],
+        help="memory mode: UMT5 layers (text) or also the transformer blocks (all) streamed from pinned host memory",
+    )
     parser.add_argument("--memory-limit-gib", type=float, help="cap GPU memory (simulates a smaller card)")
 
 
 def _fast_paths(args: argparse.Namespace):
     from .generation.fast_paths import FastPaths
 
-    return FastPaths(fused_kernels=args.fused_kernels, fuse_qkv=args.fuse_qkv, compile=args.compile,
-                     attention=args.attention, batched_cfg=args.batched_cfg, vae_dtype=args.vae_dtype,
-                     vae_channels_last=args.vae_channels_last, fp8=args.fp8, cuda_graphs=args.cuda_graphs,
-                     overlap_vae=args.overlap_vae, offload=args.offload, memory_limit_gib=args.memory_limit_gib)
+    return FastPaths(
+        fused_kernels=args.fused_kernels,
+        fuse_qkv=args.fuse_qkv,
+        compile=args.compile,
+        attention=args.attention,
+        batched_cfg=args.batched_cfg,
+        vae_dtype=args.vae_dtype,
+        vae_channels_last=args.vae_channels_last,
+        fp8=args.fp8,
+        cuda_graphs=args.cuda_graphs,
+        overlap_vae=args.overlap_vae,
+        offload=args.offload,
+        memory_limit_gib=args.memory_limit_gib,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,12 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", help="Helios model folder (diffusers layout); default: the embedded default model")
     what = gen.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", help="the text prompt")
-    what.add_argument("--prompts", metavar="FILE", help="prompt schedule: .json, .csv or one prompt per line (see docs)")
+    what.add_argument(
+        "--prompts", metavar="FILE", help="prompt schedule: .json, .csv or one prompt per line (see docs)"
+    )
     gen.add_argument("--negative-prompt", default="", help="negative prompt (CFG presets only)")
     source = gen.add_mutually_exclusive_group()
     source.add_argument("--image", help="image to continue from (I2V)")
     source.add_argument("--video", help="video to continue (V2V)")
-    gen.add_argument("--frames", type=int, default=132, help="frames to generate (rounded up to whole chunks: 33 frames each)")
+    gen.add_argument(
+        "--frames", type=int, default=132, help="frames to generate (rounded up to whole chunks: 33 frames each)"
+    )
     gen.add_argument("--preset", choices=["helios-base", "helios-mid", "helios-distilled"], help="sampler preset")
     gen.add_argument("--steps", type=_steps, help="steps (one number, or one per pyramid stage: 2,2,2)")
     gen.add_argument("--guidance", type=float, help="guidance scale")
@@ -78,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weights/activations of a model folder")
     _add_fast_path_arguments(gen.add_argument_group("fast paths (GPU; see benchmarks/README.md)"))
 
-    train = commands.add_parser("train", help="train or fine-tune (stage 1 Base, stage 2 Mid); torchrun for several GPUs")
+    train = commands.add_parser(
+        "train", help="train or fine-tune (stage 1 Base, stage 2 Mid); torchrun for several GPUs"
+    )
     train.add_argument("--config", required=True, help="training config (.json or .yaml)")
     train.add_argument("--max-steps", type=int, help="stop at this step (default: the config's)")
     train.add_argument("--export", help="write the trained transformer (LoRA merged, EMA if kept) to this folder")
@@ -86,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     off = commands.add_parser("offload", help="precompute per-chunk latents and caption embeddings for training")
     off.add_argument("--manifest", required=True, help="JSON list of {path, cap} (paths relative to it)")
     off.add_argument("--out", required=True, help="output folder of shards")
-    off.add_argument("--model", help="Helios model folder (Wan VAE + UMT5); default: the embedded default model's codec and encoder")
+    off.add_argument(
+        "--model", help="Helios model folder (Wan VAE + UMT5); default: the embedded default model's codec and encoder"
+    )
     off.add_argument("--height", type=int, default=128)
     off.add_argument("--width", type=int, default=192)
     off.add_argument("--device", help="cpu, cuda, ...")
@@ -95,13 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
     speed = bench_kinds.add_parser("speed", help="end-to-end FPS, time to first chunk, jitter, memory (random weights)")
     speed.add_argument("--size", choices=["14b", "tiny"], default="14b", help="component sizes (tiny: CPU-sized)")
-    speed.add_argument("--preset", choices=["helios-base", "helios-mid", "helios-distilled"], default="helios-distilled")
+    speed.add_argument(
+        "--preset", choices=["helios-base", "helios-mid", "helios-distilled"], default="helios-distilled"
+    )
     speed.add_argument("--frames", type=int, default=240)
     speed.add_argument("--steps", type=_steps, help="override the preset's steps")
     speed.add_argument("--device", help="cuda (default when available) or cpu")
     speed.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
-    speed.add_argument("--compare", choices=["diffusers", "diffusers-compiled"],
-                       help="also run diffusers' pipeline on the same weights (compiled: its regional compile + cuDNN attention)")
+    speed.add_argument(
+        "--compare",
+        choices=["diffusers", "diffusers-compiled"],
+        help="also run diffusers' pipeline on the same weights (compiled: its regional compile + cuDNN attention)",
+    )
     speed.add_argument("--out", help="write the results as JSON")
     _add_fast_path_arguments(speed)
     speed.add_argument("--no-breakdown", action="store_true", help="skip the second run with per-call timers")
@@ -113,8 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="require this token from clients (needed when binding beyond loopback)")
     serve.add_argument("--max-sessions", type=int, default=1)
     serve.add_argument("--queue", type=int, default=4, help="chunks buffered per session")
-    serve.add_argument("--slow-client", choices=["wait", "drop"], default="wait",
-                       help="when a client lags: pause generation (wait) or drop the oldest chunk (drop)")
+    serve.add_argument(
+        "--slow-client",
+        choices=["wait", "drop"],
+        default="wait",
+        help="when a client lags: pause generation (wait) or drop the oldest chunk (drop)",
+    )
     serve.add_argument("--device", help="cpu, cuda, ...")
     serve.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     return parser
@@ -127,8 +164,18 @@ def run_bench(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fast = _fast_paths(args)
-    run_benchmark(args.size, args.preset, args.frames, device, args.compare, args.out,
-                  dtype=getattr(torch, DTYPES[args.dtype]), steps=args.steps, fast=fast, breakdown=not args.no_breakdown)
+    run_benchmark(
+        args.size,
+        args.preset,
+        args.frames,
+        device,
+        args.compare,
+        args.out,
+        dtype=getattr(torch, DTYPES[args.dtype]),
+        steps=args.steps,
+        fast=fast,
+        breakdown=not args.no_breakdown,
+    )
     return 0
 
 
@@ -141,8 +188,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
         raise UsageError(f"binding to {args.host} exposes the server: give --token")
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=args.device)
-    settings = ServeSettings(max_sessions=args.max_sessions, queue_size=args.queue, slow_client=args.slow_client,
-                             token=args.token)
+    settings = ServeSettings(
+        max_sessions=args.max_sessions, queue_size=args.queue, slow_client=args.slow_client, token=args.token
+    )
     run(pipeline, args.host, args.port, settings)
     return 0
 
@@ -173,7 +221,8 @@ def run_offload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(index: int, total: int | None, seconds: float, stream=sys.stderr) -> None:
+def _progress(index: int, total: int | None, seconds: float) -> None:
+    stream = sys.stderr  # looked up per call: callers (and tests) may have replaced it
     width = 24
     if total:
         filled = int(width * (index + 1) / total)
@@ -200,10 +249,20 @@ def run_generate(args: argparse.Namespace) -> int:
     _fast_paths(args).apply(pipeline)
     schedule = read_prompt_file(args.prompts, pipeline.chunk_frames, args.transition) if args.prompts else None
     request = GenerationRequest(
-        prompt=args.prompt, prompts=schedule, negative_prompt=args.negative_prompt, num_frames=args.frames,
-        height=args.height, width=args.width, image=args.image, video=args.video, seed=args.seed,
-        preset=args.preset, steps=args.steps, guidance_scale=args.guidance,
-        shift_convention=args.shift_convention, adaptive=args.adaptive,
+        prompt=args.prompt,
+        prompts=schedule,
+        negative_prompt=args.negative_prompt,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        image=args.image,
+        video=args.video,
+        seed=args.seed,
+        preset=args.preset,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        shift_convention=args.shift_convention,
+        adaptive=args.adaptive,
     )
     started = time.perf_counter()
     stream = pipeline.run(request)
@@ -232,7 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     from .model.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    handlers = {"generate": run_generate, "train": run_train, "offload": run_offload, "serve": run_serve, "bench": run_bench}
+    handlers = {
+        "generate": run_generate,
+        "train": run_train,
+        "offload": run_offload,
+        "serve": run_serve,
+        "bench": run_bench,
+    }
     try:
         return handlers[args.command](args)
     except (UsageError, MediaError, CheckpointError, ModelFolderError, FileNotFoundError, ValueError) as exc:

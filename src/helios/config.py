@@ -62,9 +62,7 @@ class TransformerConfig:
         if len(self.rope_dim) != 3 or any(d % 2 for d in self.rope_dim):
             problems.append(f"rope_dim must be 3 even numbers, got {self.rope_dim}")
         elif sum(self.rope_dim) != self.attention_head_dim:
-            problems.append(
-                f"rope_dim {self.rope_dim} must sum to attention_head_dim {self.attention_head_dim}"
-            )
+            problems.append(f"rope_dim {self.rope_dim} must sum to attention_head_dim {self.attention_head_dim}")
         if self.added_kv_proj_dim is not None:
             problems.append("added_kv_proj_dim (an image-embedding branch) is not part of Helios")
         if self.history_scale_mode not in ("per_head", "scalar"):
@@ -79,7 +77,7 @@ class TransformerConfig:
         return self.num_attention_heads * self.attention_head_dim
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> "TransformerConfig":
+    def from_dict(cls, config: dict[str, Any]) -> TransformerConfig:
         """Build from a diffusers ``config.json`` dict; unknown keys are an error, not ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in config.items() if k not in _CONFIG_METADATA_KEYS}
@@ -92,7 +90,7 @@ class TransformerConfig:
         return cls(**values)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "TransformerConfig":
+    def from_json(cls, path: str | Path) -> TransformerConfig:
         return cls.from_dict(read_json(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,16 +202,26 @@ class SamplerSettings:
 
 SAMPLER_PRESETS: dict[str, SamplerSettings] = {
     # Helios-Base: one resolution, UniPC 50 steps, CFG 5 (official §2.3).
-    "helios-base": SamplerSettings(name="helios-base", steps=50, guidance_scale=5.0, shift=ShiftSettings("exponential")),
+    "helios-base": SamplerSettings(
+        name="helios-base", steps=50, guidance_scale=5.0, shift=ShiftSettings("exponential")
+    ),
     # Helios-Mid: pyramid 20/20/20 UniPC, CFG-Zero* 5 with zero-init of 2 steps (official §2.4).
     "helios-mid": SamplerSettings(
-        name="helios-mid", pyramid_steps=(20, 20, 20), guidance_scale=5.0, cfg_zero_star=True, zero_init_steps=1,
+        name="helios-mid",
+        pyramid_steps=(20, 20, 20),
+        guidance_scale=5.0,
+        cfg_zero_star=True,
+        zero_init_steps=1,
         shift=ShiftSettings("exponential"),
     ),
     # Helios-Distilled: pyramid DMD 2/2/2, no CFG, first chunk amplified (official §2.5).
     "helios-distilled": SamplerSettings(
-        name="helios-distilled", sampler="dmd", pyramid_steps=(2, 2, 2), guidance_scale=1.0,
-        amplify_first_chunk=True, shift=ShiftSettings("linear"),
+        name="helios-distilled",
+        sampler="dmd",
+        pyramid_steps=(2, 2, 2),
+        guidance_scale=1.0,
+        amplify_first_chunk=True,
+        shift=ShiftSettings("linear"),
     ),
 }
 
@@ -310,7 +318,7 @@ class TrainConfig:
             raise ValueError("lora_alpha needs lora_rank")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         nested = {"history": HistorySettings, "corruption": CorruptionSettings, "history_drop": HistoryDropSettings}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -330,7 +338,7 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
+    def from_file(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"training config not found: {path}")

@@ -9,8 +9,16 @@ from helios.bench.speed import run_benchmark
 
 def test_speed_benchmark_with_diffusers_comparison(tmp_path, cpu_cholesky, capsys):
     out = tmp_path / "speed.json"
-    results = run_benchmark("tiny", "helios-distilled", frames=66, device="cpu", compare="diffusers",
-                            out=str(out), dtype=__import__("torch").float32, steps=1)
+    results = run_benchmark(
+        "tiny",
+        "helios-distilled",
+        frames=66,
+        device="cpu",
+        compare="diffusers",
+        out=str(out),
+        dtype=__import__("torch").float32,
+        steps=1,
+    )
     printed = capsys.readouterr().out
     assert "end-to-end FPS" in printed and "speed-up over diffusers" in printed
     ours, with_timers, theirs = results
@@ -23,37 +31,29 @@ def test_speed_benchmark_with_diffusers_comparison(tmp_path, cpu_cholesky, capsy
     assert data["meta"]["card"] == "cpu" and len(data["results"]) == 3
 
 
-def test_speed_cli_with_fast_paths(tmp_path):
-    import subprocess
-    import sys
+def bench_speed(arguments: str, out) -> dict:
+    """``helios bench speed`` through the CLI's entry function; returns the JSON it wrote."""
+    from helios.cli import main
 
-    out = tmp_path / "fast.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "helios.cli", "bench", "speed", "--size", "tiny", "--device", "cpu", "--dtype", "fp32",
-         "--preset", "helios-mid", "--steps", "1", "--frames", "33", "--fuse-qkv", "--batched-cfg",
-         "--attention", "math", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+    assert main(["bench", "speed", "--size", "tiny", "--device", "cpu", *arguments.split(), "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_speed_cli_with_fast_paths(tmp_path):
+    data = bench_speed(
+        "--dtype fp32 --preset helios-mid --steps 1 --frames 33 --fuse-qkv --batched-cfg --attention math",
+        tmp_path / "fast.json",
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads(out.read_text())
     assert data["meta"]["fast_paths"]["fuse_qkv"] and data["meta"]["fast_paths"]["batched_cfg"]
     assert "fuse_qkv+batched_cfg+attention=math" in data["results"][0]["implementation"]
 
 
 def test_speed_cli_with_fp8_overlap_and_offload(tmp_path):
     """The FP8 GEMM, the overlapped decode and the block-offload memory mode run end to end."""
-    import subprocess
-    import sys
-
-    out = tmp_path / "modes.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "helios.cli", "bench", "speed", "--size", "tiny", "--device", "cpu",
-         "--steps", "1", "--frames", "66", "--fp8", "per_row", "--overlap-vae", "--vae-channels-last", "--offload", "all", "--no-breakdown",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+    data = bench_speed(
+        "--steps 1 --frames 66 --fp8 per_row --overlap-vae --vae-channels-last --offload all --no-breakdown",
+        tmp_path / "modes.json",
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads(out.read_text())
     assert len(data["results"]) == 1 and data["results"][0]["returned_frames"] == 65
     assert "overlap_vae+vae_channels_last+offload=all+fp8=per_row" in data["results"][0]["implementation"]
 
@@ -65,11 +65,9 @@ def test_speed_matrix_script_runs_its_steps_in_order(tmp_path):
 
     script = Path(__file__).parents[2] / "benchmarks" / "speed_matrix.py"
     out = tmp_path / "matrix.json"
-    result = subprocess.run(
-        [sys.executable, str(script), "--size", "tiny", "--device", "cpu", "--frames", "33", "--out", str(out),
-         "ours", "fp8-report", "ours:fp8=per_row,overlap_vae"],
-        capture_output=True, text=True, timeout=600,
-    )
+    steps = "ours fp8-report ours:fp8=per_row,overlap_vae".split()
+    command = [sys.executable, str(script), *"--size tiny --device cpu --frames 33".split(), "--out", str(out), *steps]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     steps = json.loads(out.read_text())["steps"]
     assert [s["step"] for s in steps] == ["ours", "fp8-report", "ours:fp8=per_row,overlap_vae"]

@@ -20,15 +20,32 @@ def model(tmp_path_factory):
     return tiny_model_folder(tmp_path_factory.mktemp("cli") / "Helios-Tiny")
 
 
+# A two-chunk run of the tiny model folder on the CPU.
+TINY_RUN = ["--prompt", "a red circle moves right", "--frames", "40"] + (
+    "--height 64 --width 64 --steps 1 --dtype fp32 --device cpu".split()
+)
+
+
 def helios(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "helios.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    """The real entry point in a new interpreter (used where the process itself matters)."""
+    return subprocess.run(
+        [sys.executable, "-m", "helios.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+def helios_here(capsys, *args) -> tuple[int, str, str]:
+    """``helios.cli.main`` in this process: the same code without an interpreter start per case."""
+    from helios.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_generate_writes_a_playable_mp4_and_frames(model, tmp_path):
     out = tmp_path / "out.mp4"
-    result = helios("generate", "--model", model, "--prompt", "a red circle moves right", "--frames", 40,
-                    "--height", 64, "--width", 64, "--steps", 1, "--dtype", "fp32", "--device", "cpu",
-                    "--out", out, "--frames-dir", tmp_path / "png")
+    result = helios("generate", "--model", model, *TINY_RUN, "--out", out, "--frames-dir", tmp_path / "png")
     assert result.returncode == 0, result.stderr
     frames, fps = read_video(out)
     assert frames.shape == (65, 64, 64, 3) and fps == 24
@@ -37,12 +54,14 @@ def test_generate_writes_a_playable_mp4_and_frames(model, tmp_path):
     assert "wrote" in result.stdout and "65 frames" in result.stdout and "FPS" in result.stdout
 
 
-def test_prompt_schedule_file(model, tmp_path):
+def test_prompt_schedule_file(model, tmp_path, capsys):
     schedule = tmp_path / "prompts.json"
     schedule.write_text(json.dumps([{"prompt": "a red circle", "frame": 0}, {"prompt": "a blue square", "frame": 33}]))
-    result = helios("generate", "--model", model, "--prompts", schedule, "--frames", 66, "--height", 64, "--width", 64,
-                    "--steps", 1, "--dtype", "fp32", "--device", "cpu", "--out", tmp_path / "s.mp4")
-    assert result.returncode == 0, result.stderr
+    tiny = ["--height", 64, "--width", 64, "--steps", 1, "--dtype", "fp32", "--device", "cpu"]
+    code, _, err = helios_here(
+        capsys, "generate", "--model", model, "--prompts", schedule, "--frames", 66, *tiny, "--out", tmp_path / "s.mp4"
+    )
+    assert code == 0, err
     assert read_video(tmp_path / "s.mp4")[0].shape[0] == 65
 
 
@@ -56,49 +75,64 @@ def test_prompt_schedule_file(model, tmp_path):
         (["--prompt", "x", "--frames", "0"], "--frames must be at least 1"),
     ],
 )
-def test_errors_are_one_clear_line(model, tmp_path, args, message):
+def test_errors_are_one_clear_line(model, tmp_path, capsys, args, message):
     if "--model" not in args:
         args = ["--model", str(model), *args]
-    result = helios("generate", *args, "--device", "cpu", "--dtype", "fp32", "--out", tmp_path / "x.mp4")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("helios: error: ") and message in lines[0], result.stderr
+    code, _, err = helios_here(
+        capsys, "generate", *args, "--device", "cpu", "--dtype", "fp32", "--out", tmp_path / "x.mp4"
+    )
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("helios: error: ") and message in lines[0], err
 
 
-def test_bad_prompt_file_is_one_clear_line(model, tmp_path):
+def test_bad_prompt_file_is_one_clear_line(model, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"prompt": "a", "frame": 0}, {"prompt": "b", "frame": "soon"}]))
-    result = helios("generate", "--model", model, "--prompts", bad, "--device", "cpu", "--out", tmp_path / "x.mp4")
-    assert result.returncode == 2
-    assert "entry 2 has a non-integer chunk, frame or transition" in result.stderr
+    code, _, err = helios_here(
+        capsys, "generate", "--model", model, "--prompts", bad, "--device", "cpu", "--out", tmp_path / "x.mp4"
+    )
+    assert code == 2
+    assert "entry 2 has a non-integer chunk, frame or transition" in err
 
 
 def test_default_model_needs_no_model_argument(tmp_path):
     """What `make demo` runs, shortened to one chunk."""
     out = tmp_path / "demo.mp4"
-    result = helios("generate", "--device", "cpu", "--frames", 33, "--out", out,
-                    "--prompt", "a large red circle moves right slowly on a black background")
+    prompt = "a large red circle moves right slowly on a black background"
+    result = helios("generate", "--device", "cpu", "--frames", 33, "--out", out, "--prompt", prompt)
     assert result.returncode == 0, result.stderr
     frames, _ = read_video(out)
     assert frames.shape == (33, 128, 192, 3)
 
 
-def test_generate_with_fast_paths_and_memory_modes(model, tmp_path):
+def test_generate_with_fast_paths_and_memory_modes(model, tmp_path, capsys):
     """FP8 GEMMs, block offload of the transformer and UMT5, a bf16 channels-last VAE and the
     overlapped decode, switched on from the command line (the GPU figures are in benchmarks/)."""
     out = tmp_path / "fast.mp4"
-    result = helios("generate", "--model", model, "--prompt", "a red circle moves right", "--frames", 40,
-                    "--height", 64, "--width", 64, "--steps", 1, "--dtype", "fp32", "--device", "cpu", "--out", out,
-                    "--fp8", "per_row", "--offload", "all", "--vae-dtype", "bf16", "--vae-channels-last", "--overlap-vae")
-    assert result.returncode == 0, result.stderr
+    fast = "--fp8 per_row --offload all --vae-dtype bf16 --vae-channels-last --overlap-vae".split()
+    code, _, err = helios_here(capsys, "generate", "--model", model, *TINY_RUN, "--out", out, *fast)
+    assert code == 0, err
     assert read_video(out)[0].shape == (65, 64, 64, 3)
 
 
-def test_vae_options_on_a_model_without_the_wan_vae_are_one_clear_line(tmp_path):
-    result = helios("generate", "--device", "cpu", "--frames", 33, "--prompt", "x", "--vae-dtype", "bf16",
-                    "--out", tmp_path / "x.mp4")
-    assert result.returncode == 2
-    assert result.stderr.strip() == "helios: error: the VAE options apply to the Wan VAE; this model's codec is WorldCodec"
+def test_vae_options_on_a_model_without_the_wan_vae_are_one_clear_line(tmp_path, capsys):
+    code, _, err = helios_here(
+        capsys,
+        "generate",
+        "--device",
+        "cpu",
+        "--frames",
+        33,
+        "--prompt",
+        "x",
+        "--vae-dtype",
+        "bf16",
+        "--out",
+        tmp_path / "x.mp4",
+    )
+    assert code == 2
+    assert err.strip() == "helios: error: the VAE options apply to the Wan VAE; this model's codec is WorldCodec"
 
 
 def test_fast_path_combinations_that_cannot_work_are_refused_before_any_change():

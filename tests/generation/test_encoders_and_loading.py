@@ -80,8 +80,9 @@ def test_sampler_from_configs_reads_the_scheduler_shift():
         {"use_dynamic_shifting": False, "scheduler_type": "dmd"},
     )
     assert settings.sampler == "dmd" and settings.shift.kind is None
-    base = sampler_from_configs({"_class_name": "HeliosPipeline"}, {"stages": 1, "use_dynamic_shifting": True,
-                                                                    "time_shift_type": "exponential"})
+    base = sampler_from_configs(
+        {"_class_name": "HeliosPipeline"}, {"stages": 1, "use_dynamic_shifting": True, "time_shift_type": "exponential"}
+    )
     assert base.pyramid_steps is None and base.shift.kind == "exponential"
 
 
@@ -107,4 +108,6 @@ def test_missing_folder_and_missing_default_model(tmp_path):
 
 def test_scheduler_config_written_by_diffusers_is_json(tmp_path):
     folder = tiny_model_folder(tmp_path / "m")
-    assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == "HeliosDMDScheduler"
+    assert (
+        json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == "HeliosDMDScheduler"
+    )

@@ -18,8 +18,8 @@ FAST = dict(steps=1)  # one DMD step per stage keeps the CPU tests quick
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    return tiny_pipeline(tmp_path_factory.mktemp("pipe"))
+def pipeline():
+    return tiny_pipeline()
 
 
 def record_text_embeddings(pipeline, monkeypatch):
@@ -54,7 +54,9 @@ def test_same_seed_same_video_other_seed_other_video(pipeline):
     assert not torch.equal(a.latents, c.latents)
 
 
-@pytest.mark.parametrize("requested, chunks, returned", [(1, 1, 33), (33, 1, 33), (50, 2, 65), (231, 7, 229), (240, 8, 261)])
+@pytest.mark.parametrize(
+    "requested, chunks, returned", [(1, 1, 33), (33, 1, 33), (50, 2, 65), (231, 7, 229), (240, 8, 261)]
+)
 def test_output_length_rule(requested, chunks, returned):
     assert output_frame_count(requested, 33, 4) == returned
     assert returned == (chunks * 33 - 1) // 4 * 4 + 1
@@ -93,7 +95,9 @@ def test_prompt_schedule_interpolates_and_holds_the_last_prompt(pipeline, monkey
     per_chunk = [seen[s] for s in starts[:-1]]
     assert torch.equal(per_chunk[0], a) and torch.equal(per_chunk[1], a)
     assert torch.allclose(per_chunk[2], torch.lerp(a, b, 0.5))
-    assert torch.equal(per_chunk[3], b) and torch.equal(per_chunk[4], b)  # past the schedule: last prompt, not the first
+    assert torch.equal(per_chunk[3], b) and torch.equal(
+        per_chunk[4], b
+    )  # past the schedule: last prompt, not the first
 
 
 def test_live_prompt_update_takes_effect_at_the_next_chunk(pipeline, monkeypatch):
@@ -110,7 +114,7 @@ def test_live_prompt_update_takes_effect_at_the_next_chunk(pipeline, monkeypatch
 
 
 def test_cfg_zero_init_skips_the_forwards_it_zeroes(tmp_path):
-    pipe = tiny_pipeline(tmp_path, sampler="helios-mid")
+    pipe = tiny_pipeline(sampler="helios-mid")
     sampler_calls = []
     original = pipe.transformer.forward
     pipe.transformer.forward = lambda *a, **k: sampler_calls.append(1) or original(*a, **k)
@@ -174,9 +178,18 @@ def test_empty_prompt_is_an_error(pipeline):
 def test_presets_reproduce_the_released_settings():
     base, mid, distilled = (sampler_preset(n) for n in ("helios-base", "helios-mid", "helios-distilled"))
     assert (base.pyramid_steps, base.steps, base.guidance_scale, base.cfg_zero_star) == (None, 50, 5.0, False)
-    assert (mid.pyramid_steps, mid.guidance_scale, mid.cfg_zero_star, mid.zero_init_steps) == ((20, 20, 20), 5.0, True, 1)
+    assert (mid.pyramid_steps, mid.guidance_scale, mid.cfg_zero_star, mid.zero_init_steps) == (
+        (20, 20, 20),
+        5.0,
+        True,
+        1,
+    )
     assert (distilled.sampler, distilled.pyramid_steps, distilled.guidance_scale, distilled.amplify_first_chunk) == (
-        "dmd", (2, 2, 2), 1.0, True)
+        "dmd",
+        (2, 2, 2),
+        1.0,
+        True,
+    )
     assert not distilled.uses_cfg and mid.uses_cfg
 
 
@@ -190,7 +203,7 @@ def test_skip_first_chunk_re_anchors_on_chunk_one(pipeline):
 
 
 def test_batched_cfg_equals_two_forwards(tmp_path):
-    pipe = tiny_pipeline(tmp_path, sampler="helios-mid")
+    pipe = tiny_pipeline(sampler="helios-mid")
     separate = pipe.generate("x", num_frames=66, seed=3, steps=2)
     pipe.batched_cfg = True
     batched = pipe.generate("x", num_frames=66, seed=3, steps=2)
@@ -201,7 +214,7 @@ def test_batched_cfg_survives_a_preset_choice(tmp_path):
     # Regression: batched CFG lived in the sampler settings, so choosing a preset dropped it silently.
     from helios.generation.fast_paths import FastPaths
 
-    pipe = tiny_pipeline(tmp_path, sampler="helios-distilled")
+    pipe = tiny_pipeline(sampler="helios-distilled")
     FastPaths(batched_cfg=True).apply(pipe)
     batches = []
     forward = pipe.transformer.forward

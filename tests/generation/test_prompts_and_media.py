@@ -12,11 +12,16 @@ from helios.media import MediaError, read_image, read_video, write_mp4
 
 
 def test_json_csv_and_text_schedules(tmp_path):
-    (tmp_path / "p.json").write_text(json.dumps([{"prompt": "a", "frame": 0}, {"prompt": "b", "frame": 70, "transition": 2}]))
+    (tmp_path / "p.json").write_text(
+        json.dumps([{"prompt": "a", "frame": 0}, {"prompt": "b", "frame": 70, "transition": 2}])
+    )
     (tmp_path / "p.csv").write_text("prompt,chunk\na,0\nb,2\n")
     (tmp_path / "p.txt").write_text("a\n\nb\n")
     assert read_prompt_file(tmp_path / "p.json", 33) == [PromptChange(0, "a", 3), PromptChange(2, "b", 2)]
-    assert read_prompt_file(tmp_path / "p.csv", 33, default_transition=1) == [PromptChange(0, "a", 1), PromptChange(2, "b", 1)]
+    assert read_prompt_file(tmp_path / "p.csv", 33, default_transition=1) == [
+        PromptChange(0, "a", 1),
+        PromptChange(2, "b", 1),
+    ]
     assert read_prompt_file(tmp_path / "p.txt", 33) == [PromptChange(0, "a", 3), PromptChange(1, "b", 3)]
 
 

@@ -27,11 +27,16 @@ def _call(model, seed=0, batch=1):
         return torch.randn(*shape, generator=g, device="cuda", dtype=dtype)
 
     return dict(
-        hidden_states=randn(batch, 16, 9, 8, 8), timestep=torch.tensor([700 - seed], device="cuda"),
-        encoder_hidden_states=randn(batch, 5, 32), indices_hidden_states=torch.arange(20, 29)[None],
-        indices_latents_history_short=torch.tensor([[0, 19]]), indices_latents_history_mid=torch.tensor([[17, 18]]),
-        indices_latents_history_long=torch.arange(1, 17)[None], latents_history_short=randn(batch, 16, 2, 16, 16),
-        latents_history_mid=randn(batch, 16, 2, 16, 16), latents_history_long=randn(batch, 16, 16, 16, 16),
+        hidden_states=randn(batch, 16, 9, 8, 8),
+        timestep=torch.tensor([700 - seed], device="cuda"),
+        encoder_hidden_states=randn(batch, 5, 32),
+        indices_hidden_states=torch.arange(20, 29)[None],
+        indices_latents_history_short=torch.tensor([[0, 19]]),
+        indices_latents_history_mid=torch.tensor([[17, 18]]),
+        indices_latents_history_long=torch.arange(1, 17)[None],
+        latents_history_short=randn(batch, 16, 2, 16, 16),
+        latents_history_mid=randn(batch, 16, 2, 16, 16),
+        latents_history_long=randn(batch, 16, 16, 16, 16),
     )
 
 

@@ -82,4 +82,6 @@ def test_backend_is_a_setting_of_each_model_not_of_the_process():
     hidden, text = torch.randn(1, 16, 2, 4, 4), torch.randn(1, 5, 32)
     second.load_state_dict(first.state_dict())
     with torch.no_grad():
-        assert torch.allclose(first(hidden, torch.tensor([500]), text), second(hidden, torch.tensor([500]), text), atol=1e-5)
+        assert torch.allclose(
+            first(hidden, torch.tensor([500]), text), second(hidden, torch.tensor([500]), text), atol=1e-5
+        )

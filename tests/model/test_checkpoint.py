@@ -41,7 +41,9 @@ def test_unexpected_key_is_named(folder):
 
 def test_wrong_shape_is_an_error_not_a_skip(folder):
     rewrite_weights(folder, lambda s: s.update({"proj_out.bias": torch.zeros(65)}))
-    with pytest.raises(CheckpointError, match=r"wrongly shaped keys \(proj_out\.bias: checkpoint \[65\] vs model \[64\]\)"):
+    with pytest.raises(
+        CheckpointError, match=r"wrongly shaped keys \(proj_out\.bias: checkpoint \[65\] vs model \[64\]\)"
+    ):
         HeliosTransformer.from_pretrained(folder)
 
 
@@ -181,7 +183,9 @@ def test_wan_t2v_folder_loads_as_helios_and_matches_wan_without_history(tmp_path
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
-    wan = WanTransformer3DModel(num_attention_heads=2, attention_head_dim=12, text_dim=32, ffn_dim=64, num_layers=2).eval()
+    wan = WanTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=12, text_dim=32, ffn_dim=64, num_layers=2
+    ).eval()
     wan.save_pretrained(tmp_path / "wan")
     model = HeliosTransformer.from_wan(tmp_path / "wan", dtype=torch.float32)
     assert model.config.rope_dim == (4, 4, 4)

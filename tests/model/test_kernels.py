@@ -10,7 +10,7 @@ import pytest
 
 triton = pytest.importorskip("triton")
 
-SCRIPT = r'''
+SCRIPT = r"""
 import os, torch
 from helios import HeliosTransformer
 from helios.config import TINY
@@ -28,7 +28,8 @@ grads = []
 for fused in (False, True):
     mod = SegmentModulation(table, [p_hist, p_cur], [3, 4])
     if fused:
-        y = kernel.norm_modulate(x, [v[0] for v in mod.vectors], [v[1] for v in mod.vectors], mod.lengths, 1e-6, x.dtype)
+        shifts, scales = [v[0] for v in mod.vectors], [v[1] for v in mod.vectors]
+        y = kernel.norm_modulate(x, shifts, scales, mod.lengths, 1e-6, x.dtype)
     else:
         y = mod.modulate(layer_norm_fp32(x, 1e-6), shift=0, scale=1, dtype=x.dtype)
     weight = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
@@ -57,7 +58,8 @@ for indices in (torch.tensor([[0, 3, 7]]), torch.tensor([[0, 3, 7], [1, 2, 9]]))
 model = HeliosTransformer.from_config(TINY)
 generator = torch.Generator().manual_seed(2)
 hidden, text = torch.randn(2, 16, 3, 8, 8, generator=generator), torch.randn(2, 5, 32, generator=generator)
-kwargs = dict(indices_latents_history_short=torch.tensor([[0, 5]]), latents_history_short=torch.randn(2, 16, 2, 8, 8, generator=generator))
+short = torch.randn(2, 16, 2, 8, 8, generator=generator)
+kwargs = dict(indices_latents_history_short=torch.tensor([[0, 5]]), latents_history_short=short)
 results = []
 for fused in (False, True):
     use_fused_kernels(model, fused)
@@ -71,7 +73,7 @@ assert g_ref.keys() == g_fused.keys() and "blocks.0.scale_shift_table" in g_fuse
 for name in g_ref:
     assert torch.allclose(g_ref[name], g_fused[name], atol=1e-4, rtol=1e-3), name
 print("ok")
-'''
+"""
 
 
 def test_fused_norm_modulation_matches_reference_forward_and_backward():

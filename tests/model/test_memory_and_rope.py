@@ -10,9 +10,9 @@ from helios import HeliosTransformer
 from helios.config import TINY
 from helios.model.memory import init_memory_from_patch_embedding
 from helios.model.offload import offload_model_blocks
+from helios.model.rope import apply_rope, rope_table
 from helios.model.speed import compile_blocks, fuse_qkv
 from helios.model.window import HistoryInputs
-from helios.model.rope import apply_rope, rope_table
 
 
 def test_memory_patch_init_is_average_pool_then_patch_embed():
@@ -90,7 +90,10 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     model = HeliosTransformer.from_config(TINY)
     hidden = torch.randn(1, 16, 2, 4, 4)
     text = torch.randn(1, 4, 32)
-    short = {"latents_history_short": torch.randn(1, 16, 2, 8, 8), "indices_latents_history_short": torch.tensor([[0, 3]])}
+    short = {
+        "latents_history_short": torch.randn(1, 16, 2, 8, 8),
+        "indices_latents_history_short": torch.tensor([[0, 3]]),
+    }
     grads = []
     for enabled in (False, True):
         model.zero_grad()
@@ -184,11 +187,17 @@ def test_fp8_quantisation_error_is_reported_per_layer_and_end_to_end(scales):
     torch.manual_seed(0)
     model = HeliosTransformer.from_config(TINY).eval()
     quantized = quantize_linears(model, scales)
-    assert isinstance(quantized.blocks[0].attn1.to_q, FP8Linear) and quantized.blocks[0].attn1.to_q.weight_fp8.dtype == torch.float8_e4m3fn
+    assert (
+        isinstance(quantized.blocks[0].attn1.to_q, FP8Linear)
+        and quantized.blocks[0].attn1.to_q.weight_fp8.dtype == torch.float8_e4m3fn
+    )
     assert isinstance(model.blocks[0].attn1.to_q, torch.nn.Linear)  # the original is untouched
     generator = torch.Generator().manual_seed(1)
-    inputs = dict(hidden_states=torch.randn(1, 16, 3, 8, 8, generator=generator), timestep=torch.tensor([500]),
-                  encoder_hidden_states=torch.randn(1, 5, 32, generator=generator))
+    inputs = dict(
+        hidden_states=torch.randn(1, 16, 3, 8, 8, generator=generator),
+        timestep=torch.tensor([500]),
+        encoder_hidden_states=torch.randn(1, 5, 32, generator=generator),
+    )
     with torch.no_grad():
         expected_output = quantized(**inputs)
     report = fp8_error_report(model, inputs, scales)
@@ -269,9 +278,18 @@ def test_block_offload_of_the_umt5_encoder_layers():
     from helios.model.offload import offload_model_blocks
 
     torch.manual_seed(0)
-    config = UMT5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=3, num_heads=4,
-                        relative_attention_num_buckets=8, relative_attention_max_distance=16,
-                        feed_forward_proj="gated-gelu", is_gated_act=True)
+    config = UMT5Config(
+        vocab_size=64,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=3,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+        feed_forward_proj="gated-gelu",
+        is_gated_act=True,
+    )
     model = UMT5EncoderModel(config).eval()
     ids = torch.randint(0, 64, (1, 10))
     with torch.no_grad():

@@ -19,7 +19,9 @@ def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-def run_both(reference, ours, batch=1, size=(6, 10), history_size=(24, 40), timestep=None, history=True, seed=1, **extra):
+def run_both(
+    reference, ours, batch=1, size=(6, 10), history_size=(24, 40), timestep=None, history=True, seed=1, **extra
+):
     generator = torch.Generator().manual_seed(seed)
     hidden = torch.randn(batch, 16, 9, *size, generator=generator)
     text = torch.randn(batch, 20, reference.config.text_dim, generator=generator)

@@ -81,7 +81,9 @@ def _diffusers_scheduler(**config):
 @pytest.mark.parametrize("shift_kind", [None, "exponential", "linear"])
 def test_pyramid_unipc_matches_diffusers(steps, shift_kind):
     reference = _diffusers_scheduler(
-        stages=3, scheduler_type="unipc", use_dynamic_shifting=shift_kind is not None,
+        stages=3,
+        scheduler_type="unipc",
+        use_dynamic_shifting=shift_kind is not None,
         time_shift_type=shift_kind or "exponential",
     )
     generator = torch.Generator().manual_seed(steps)
@@ -105,7 +107,9 @@ def test_single_stage_unipc_matches_diffusers(shift_kind):
     import numpy as np
 
     reference = _diffusers_scheduler(
-        stages=1, scheduler_type="unipc", use_dynamic_shifting=shift_kind is not None,
+        stages=1,
+        scheduler_type="unipc",
+        use_dynamic_shifting=shift_kind is not None,
         time_shift_type=shift_kind or "exponential",
     )
     steps, mu = 6, calculate_shift(8640)
@@ -130,9 +134,11 @@ def test_dmd_steps_match_diffusers(amplified):
     reference = HeliosDMDScheduler(use_dynamic_shifting=True)
     generator = torch.Generator().manual_seed(1)
     for stage in range(3):
-        mu = calculate_shift(540 * 4**max(stage - 1, 0))
+        mu = calculate_shift(540 * 4 ** max(stage - 1, 0))
         reference.set_timesteps(2, stage, mu=mu, is_amplify_first_chunk=amplified)
-        schedule = pyramid_stage_schedule(CONSTANTS, stage, 4 if amplified else 2, ShiftSettings("linear"), mu=mu, distilled=True)
+        schedule = pyramid_stage_schedule(
+            CONSTANTS, stage, 4 if amplified else 2, ShiftSettings("linear"), mu=mu, distilled=True
+        )
         assert torch.equal(schedule.timesteps, reference.timesteps)
         assert torch.equal(schedule.sigmas, reference.sigmas)
         start = torch.randn(1, 4, 2, 3, 3, generator=generator)
@@ -140,8 +146,15 @@ def test_dmd_steps_match_diffusers(amplified):
         for i, t in enumerate(reference.timesteps):
             velocity = torch.randn(1, 4, 2, 3, 3, generator=generator)
             sample_ref = reference.step(
-                velocity, t, sample_ref, return_dict=False, cur_sampling_step=i, dmd_noisy_tensor=start,
-                dmd_sigmas=reference.sigmas, dmd_timesteps=reference.timesteps, all_timesteps=reference.timesteps,
+                velocity,
+                t,
+                sample_ref,
+                return_dict=False,
+                cur_sampling_step=i,
+                dmd_noisy_tensor=start,
+                dmd_sigmas=reference.sigmas,
+                dmd_timesteps=reference.timesteps,
+                all_timesteps=reference.timesteps,
             )[0]
             sample_ours = dmd_step(schedule, i, velocity, sample_ours, start)
             assert torch.equal(sample_ours, sample_ref)

@@ -10,7 +10,9 @@ import pytest
 from helios.media import read_video
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed"
+)
 
 
 @pytest.fixture
@@ -21,8 +23,15 @@ def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -38,7 +47,8 @@ def test_page_plays_changes_prompt_stops_and_downloads(serve, browser, tmp_path)
     page.click("#start")
     page.wait_for_function("Number(document.getElementById('shown').textContent) >= 10", timeout=120_000)
     painted = page.evaluate(
-        "() => { const c = document.getElementById('player'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "() => { const c = document.getElementById('player');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
         " let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2]; return s; }"
     )
     assert painted > 0  # frames were drawn on the canvas
@@ -47,8 +57,9 @@ def test_page_plays_changes_prompt_stops_and_downloads(serve, browser, tmp_path)
     page.fill("#newprompt", "a small yellow square moves up quickly on a gray background")
     page.select_option("#transition", "1")
     page.click("#apply")
-    page.wait_for_function("document.getElementById('current').textContent.startsWith('a small yellow square')",
-                           timeout=120_000)
+    page.wait_for_function(
+        "document.getElementById('current').textContent.startsWith('a small yellow square')", timeout=120_000
+    )
     page.click("#stop")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=120_000)
     screenshot = os.environ.get("HELIOS_SCREENSHOT") or str(tmp_path / "page.png")

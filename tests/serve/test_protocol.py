@@ -33,8 +33,16 @@ def receive_until(ws, kind, timeout=120.0):
 def test_chunks_arrive_in_order_with_timing(serve):
     host, _ = serve()
     with connect(f"ws://{host}/v1/stream") as ws:
-        ws.send(json.dumps({"type": "start", "prompt": "a large red circle moves right slowly on a black background",
-                            "frames": 99, **FAST}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "start",
+                    "prompt": "a large red circle moves right slowly on a black background",
+                    "frames": 99,
+                    **FAST,
+                }
+            )
+        )
         started = receive(ws)
         assert started["type"] == "started" and started["fps"] == 24 and started["frames"] == 99
         messages = receive_until(ws, "done")
@@ -50,13 +58,28 @@ def test_chunks_arrive_in_order_with_timing(serve):
 def test_prompt_change_pause_resume_stop(serve):
     host, _ = serve()
     with connect(f"ws://{host}/v1/stream") as ws:
-        ws.send(json.dumps({"type": "start", "prompt": "a small blue square moves up quickly on a gray background",
-                            "frames": None, **FAST}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "start",
+                    "prompt": "a small blue square moves up quickly on a gray background",
+                    "frames": None,
+                    **FAST,
+                }
+            )
+        )
         assert receive(ws)["type"] == "started"
         first = receive_until(ws, "chunk")[-1]
         assert first["index"] == 0
-        ws.send(json.dumps({"type": "prompt", "prompt": "a large green triangle moves left slowly on a navy background",
-                            "transition": 1}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "prompt",
+                    "prompt": "a large green triangle moves left slowly on a navy background",
+                    "transition": 1,
+                }
+            )
+        )
         scheduled = receive_until(ws, "prompt_scheduled")[-1]
         change_at = scheduled["chunk"]
         messages = []
@@ -154,8 +177,10 @@ def test_session_video_download(serve, tmp_path):
 def test_http_job_api_end_to_end(serve, tmp_path):
     host, _ = serve()
     base = f"http://{host}"
-    created = httpx.post(f"{base}/v1/videos", json={"prompt": "a small white triangle moves down quickly on a black background",
-                                                   "frames": 33, "steps": 1})
+    created = httpx.post(
+        f"{base}/v1/videos",
+        json={"prompt": "a small white triangle moves down quickly on a black background", "frames": 33, "steps": 1},
+    )
     assert created.status_code == 202
     job = created.json()["id"]
     deadline = time.time() + 120
@@ -187,8 +212,12 @@ def test_slow_client_policies(default_pipeline, policy):
     from helios.generation import GenerationRequest
     from helios.serve.session import Session
 
-    session = Session(default_pipeline, GenerationRequest(prompt="a red circle", num_frames=33 * 5, steps=1), queue_size=1,
-                      slow_client=policy)
+    session = Session(
+        default_pipeline,
+        GenerationRequest(prompt="a red circle", num_frames=33 * 5, steps=1),
+        queue_size=1,
+        slow_client=policy,
+    )
     session.start()
     time.sleep(6.0)  # nobody reads the queue
     if policy == "wait":

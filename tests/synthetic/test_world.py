@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from helios.encoders import TextEncoder, VideoCodec
-from helios.media import read_video
 from helios.encoders.world_codec import WorldCodec
-from helios.synthetic.evaluate import psnr
-from helios.synthetic.detector import adherence, detect
 from helios.encoders.world_text import WorldTextEncoder
+from helios.media import read_video
+from helios.synthetic.detector import adherence, detect
+from helios.synthetic.evaluate import psnr
 from helios.synthetic.world import Event, ObjectSpec, Scene, export_dataset, render, sample_scene, vocabulary
 
 
@@ -118,7 +118,9 @@ def test_drift_summary_compares_quarters_not_single_chunks():
     from helios.synthetic.evaluate import drift_summary
 
     # Steady colour with one bright last chunk: the quarters barely move, the last chunk does.
-    chunks = [{"mean_rgb": [20.0, 20.0, 20.0], "objects": 2} for _ in range(11)] + [{"mean_rgb": [40.0, 40.0, 40.0], "objects": 1}]
+    chunks = [{"mean_rgb": [20.0, 20.0, 20.0], "objects": 2} for _ in range(11)] + [
+        {"mean_rgb": [40.0, 40.0, 40.0], "objects": 1}
+    ]
     summary = drift_summary(chunks)
     assert summary["chunks"] == 12
     assert summary["mean_rgb_shift_first_to_last_chunk"] == 20.0

@@ -11,7 +11,12 @@ from helios.synthetic.world import export_dataset, vocabulary
 from helios.training.offload import offload
 
 TINY_WORLD_TRANSFORMER = dict(
-    num_attention_heads=2, attention_head_dim=16, text_dim=64, ffn_dim=64, num_layers=2, rope_dim=(6, 6, 4),
+    num_attention_heads=2,
+    attention_head_dim=16,
+    text_dim=64,
+    ffn_dim=64,
+    num_layers=2,
+    rope_dim=(6, 6, 4),
 )
 
 
@@ -21,13 +26,26 @@ def world_shards(tmp_path_factory):
     manifest = export_dataset(root / "videos", count=4, num_frames=66, seed=0, height=64, width=64)
     torch.manual_seed(0)
     codec = WorldCodec().eval()
-    return offload(manifest, root / "shards", codec, WorldTextEncoder(vocabulary()), height=64, width=64), codec, manifest
+    return (
+        offload(manifest, root / "shards", codec, WorldTextEncoder(vocabulary()), height=64, width=64),
+        codec,
+        manifest,
+    )
 
 
 def train_config(shards, out, **changes):
     from helios.config import TrainConfig
 
-    values = dict(data=str(shards), output_dir=str(out), transformer=TINY_WORLD_TRANSFORMER, batch_size=2,
-                  max_steps=6, learning_rate=1e-3, log_every=1, checkpoint_every=3, seed=1)
+    values = dict(
+        data=str(shards),
+        output_dir=str(out),
+        transformer=TINY_WORLD_TRANSFORMER,
+        batch_size=2,
+        max_steps=6,
+        learning_rate=1e-3,
+        log_every=1,
+        checkpoint_every=3,
+        seed=1,
+    )
     values.update(changes)
     return TrainConfig(**values)

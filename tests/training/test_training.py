@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from helios import HeliosTransformer
 from helios.config import CorruptionSettings, HistoryDropSettings, TrainConfig
-from helios.media import read_video, to_model_pixels
 from helios.encoders.world_text import WorldTextEncoder
+from helios.media import read_video, to_model_pixels
 from helios.synthetic.world import vocabulary
 from helios.training.corruption import choose_modes, corrupt_history, drop_history
 from helios.training.data import LatentShards
@@ -101,8 +101,16 @@ def _mean(values):
 @pytest.mark.parametrize("stage", [1, 2])
 def test_loss_falls(world_shards, tmp_path, stage):
     shards, _, _ = world_shards
-    config = train_config(shards, tmp_path, stage=stage, max_steps=40, checkpoint_every=100, learning_rate=2e-3,
-                          corruption=CorruptionSettings(clean_prob=1.0), history_drop=HistoryDropSettings(0, 0, 0))
+    config = train_config(
+        shards,
+        tmp_path,
+        stage=stage,
+        max_steps=40,
+        checkpoint_every=100,
+        learning_rate=2e-3,
+        corruption=CorruptionSettings(clean_prob=1.0),
+        history_drop=HistoryDropSettings(0, 0, 0),
+    )
     records = Trainer(config).train()
     losses = [r["loss"] for r in records]
     assert _mean(losses[-8:]) < 0.8 * _mean(losses[:8]), losses
@@ -127,8 +135,17 @@ def test_resume_is_exact(world_shards, tmp_path):
 
 def test_lora_trains_adapters_and_patches_and_merges_on_export(world_shards, tmp_path):
     shards, _, _ = world_shards
-    trainer = Trainer(train_config(shards, tmp_path, lora_rank=4, lora_alpha=4, max_steps=4,
-                                   gradient_checkpointing=True, mixed_precision="bf16"))
+    trainer = Trainer(
+        train_config(
+            shards,
+            tmp_path,
+            lora_rank=4,
+            lora_alpha=4,
+            max_steps=4,
+            gradient_checkpointing=True,
+            mixed_precision="bf16",
+        )
+    )
     names = set(trainer.trainable)
     assert names and all("lora_" in n or n.startswith(("patch_short", "patch_mid", "patch_long")) for n in names)
     assert any("blocks.1.attn1.to_q.lora_A" in n for n in names)
@@ -171,9 +188,23 @@ def test_two_process_training(world_shards, tmp_path, mode):
     path.write_text(json.dumps(config.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "helios.cli", "train", "--config", str(path)],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "helios.cli",
+            "train",
+            "--config",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

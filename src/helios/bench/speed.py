@@ -37,13 +37,38 @@ from ..model.transformer import HeliosTransformer
 
 PROMPT = "A red fox runs through fresh snow in a pine forest at sunrise, cinematic tracking shot."
 SIZES = {
-    "14b": dict(transformer=HELIOS_14B, umt5=dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
-                                                 num_heads=64, relative_attention_num_buckets=32,
-                                                 relative_attention_max_distance=128),
-                vae=dict(), height=384, width=640),
-    "tiny": dict(transformer=TINY, umt5=dict(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                                            relative_attention_num_buckets=8, relative_attention_max_distance=16),
-                 vae=dict(base_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1), height=64, width=64),
+    "14b": dict(
+        transformer=HELIOS_14B,
+        umt5=dict(
+            vocab_size=256384,
+            d_model=4096,
+            d_kv=64,
+            d_ff=10240,
+            num_layers=24,
+            num_heads=64,
+            relative_attention_num_buckets=32,
+            relative_attention_max_distance=128,
+        ),
+        vae=dict(),
+        height=384,
+        width=640,
+    ),
+    "tiny": dict(
+        transformer=TINY,
+        umt5=dict(
+            vocab_size=64,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=16,
+        ),
+        vae=dict(base_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1),
+        height=64,
+        width=64,
+    ),
 }
 
 
@@ -78,8 +103,14 @@ def word_tokenizer(text: str = PROMPT):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def build_pipeline(size: str, preset: str | SamplerSettings, device: str, dtype: torch.dtype,
-                   vae_dtype: torch.dtype = torch.float32, text_length: int = 512) -> HeliosPipeline:
+def build_pipeline(
+    size: str,
+    preset: str | SamplerSettings,
+    device: str,
+    dtype: torch.dtype,
+    vae_dtype: torch.dtype = torch.float32,
+    text_length: int = 512,
+) -> HeliosPipeline:
     from diffusers import AutoencoderKLWan
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -89,14 +120,24 @@ def build_pipeline(size: str, preset: str | SamplerSettings, device: str, dtype:
     try:
         with torch.device(device):
             transformer = HeliosTransformer.from_config(spec["transformer"]).cast(dtype).eval()
-            umt5 = UMT5EncoderModel(UMT5Config(**spec["umt5"], feed_forward_proj="gated-gelu", dense_act_fn="gelu_new",
-                                               is_gated_act=True, pad_token_id=0, eos_token_id=1)).eval()
+            umt5 = UMT5EncoderModel(
+                UMT5Config(
+                    **spec["umt5"],
+                    feed_forward_proj="gated-gelu",
+                    dense_act_fn="gelu_new",
+                    is_gated_act=True,
+                    pad_token_id=0,
+                    eos_token_id=1,
+                )
+            ).eval()
     finally:
         torch.set_default_dtype(previous)
     with torch.device(device):
         vae = AutoencoderKLWan(**spec["vae"]).to(vae_dtype).eval()
     text = UMT5TextEncoder(word_tokenizer(), umt5, max_length=text_length)
-    return HeliosPipeline(transformer, text, WanVideoCodec(vae), sampler=preset, height=spec["height"], width=spec["width"])
+    return HeliosPipeline(
+        transformer, text, WanVideoCodec(vae), sampler=preset, height=spec["height"], width=spec["width"]
+    )
 
 
 @contextmanager
@@ -134,8 +175,10 @@ def measure_ours(pipeline: HeliosPipeline, frames: int, seed: int = 0, breakdown
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     transformer, vae = {"seconds": 0.0, "calls": 0}, {"seconds": 0.0, "calls": 0}
-    with _timed_calls(pipeline.transformer, "forward", transformer, device) if breakdown else _null(), \
-            _timed_calls(pipeline.codec, "decode", vae, device) if breakdown else _null():
+    with (
+        _timed_calls(pipeline.transformer, "forward", transformer, device) if breakdown else _null(),
+        _timed_calls(pipeline.codec, "decode", vae, device) if breakdown else _null(),
+    ):
         started = time.perf_counter()
         video = pipeline.generate(PROMPT, num_frames=frames, seed=seed + 1)
         wall = time.perf_counter() - started
@@ -143,9 +186,13 @@ def measure_ours(pipeline: HeliosPipeline, frames: int, seed: int = 0, breakdown
     steady = latencies[1:] or latencies
     return SpeedResult(
         implementation="helios" + ("" if not breakdown else " (breakdown timers on)"),
-        preset=pipeline.sampler.name, returned_frames=len(video.frames), wall_seconds=wall,
-        end_to_end_fps=len(video.frames) / wall, time_to_first_chunk_s=video.chunks[0].since_start_seconds,
-        chunk_latency_s=latencies, chunk_jitter_s=statistics.pstdev(steady) if len(steady) > 1 else 0.0,
+        preset=pipeline.sampler.name,
+        returned_frames=len(video.frames),
+        wall_seconds=wall,
+        end_to_end_fps=len(video.frames) / wall,
+        time_to_first_chunk_s=video.chunks[0].since_start_seconds,
+        chunk_latency_s=latencies,
+        chunk_jitter_s=statistics.pstdev(steady) if len(steady) > 1 else 0.0,
         transformer_seconds=transformer["seconds"] if breakdown else None,
         transformer_calls=transformer["calls"] if breakdown else None,
         vae_seconds=vae["seconds"] if breakdown else None,
@@ -163,14 +210,15 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
-def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0, compile: bool = False,
-                      attention: str | None = None) -> SpeedResult:
+def measure_diffusers(
+    pipeline: HeliosPipeline, frames: int, seed: int = 0, compile: bool = False, attention: str | None = None
+) -> SpeedResult:
     """diffusers' Helios pipeline on the *same* weights (its transformer shares our parameter tensors),
     the same VAE and prompt embeddings from the same encoder; timed the same way. ``compile``: its
     own regional compilation (``compile_repeated_blocks``); ``attention``: a diffusers attention
     backend name (e.g. ``_native_cudnn``)."""
-    from diffusers import HeliosDMDScheduler, HeliosPipeline as DiffusersBase, HeliosPyramidPipeline, HeliosScheduler
-    from diffusers import HeliosTransformer3DModel
+    from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline, HeliosScheduler, HeliosTransformer3DModel
+    from diffusers import HeliosPipeline as DiffusersBase
 
     settings = pipeline.sampler
     device = pipeline.device
@@ -178,8 +226,9 @@ def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0, comp
         reference = HeliosTransformer3DModel(**asdict(pipeline.transformer.config))
     reference.load_state_dict(pipeline.transformer.state_dict(), assign=True)
     with torch.device(device):  # its RoPE frequencies are non-persistent buffers, not in the state dict
-        reference.rope = type(reference.rope)(rope_dim=pipeline.transformer.config.rope_dim,
-                                              theta=pipeline.transformer.config.rope_theta)
+        reference.rope = type(reference.rope)(
+            rope_dim=pipeline.transformer.config.rope_dim, theta=pipeline.transformer.config.rope_theta
+        )
     reference.eval()
     if attention:
         reference.set_attention_backend(attention)
@@ -189,14 +238,29 @@ def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0, comp
     shift = settings.shift
     scheduler_kwargs = dict(use_dynamic_shifting=shift.kind is not None, time_shift_type=shift.kind or "linear")
     if settings.sampler == "dmd":
-        pipe = HeliosPyramidPipeline(None, None, vae, HeliosDMDScheduler(**scheduler_kwargs), reference, is_distilled=True)
-        kwargs = dict(pyramid_num_inference_steps_list=list(settings.pyramid_steps), guidance_scale=1.0,
-                      is_amplify_first_chunk=settings.amplify_first_chunk)
+        pipe = HeliosPyramidPipeline(
+            None, None, vae, HeliosDMDScheduler(**scheduler_kwargs), reference, is_distilled=True
+        )
+        kwargs = dict(
+            pyramid_num_inference_steps_list=list(settings.pyramid_steps),
+            guidance_scale=1.0,
+            is_amplify_first_chunk=settings.amplify_first_chunk,
+        )
     elif settings.pyramid_steps is not None:
-        pipe = HeliosPyramidPipeline(None, None, vae, HeliosScheduler(stages=3, **scheduler_kwargs), reference,
-                                     is_cfg_zero_star=settings.cfg_zero_star)
-        kwargs = dict(pyramid_num_inference_steps_list=list(settings.pyramid_steps), guidance_scale=settings.guidance_scale,
-                      use_zero_init=settings.zero_init_steps is not None, zero_steps=settings.zero_init_steps or 0)
+        pipe = HeliosPyramidPipeline(
+            None,
+            None,
+            vae,
+            HeliosScheduler(stages=3, **scheduler_kwargs),
+            reference,
+            is_cfg_zero_star=settings.cfg_zero_star,
+        )
+        kwargs = dict(
+            pyramid_num_inference_steps_list=list(settings.pyramid_steps),
+            guidance_scale=settings.guidance_scale,
+            use_zero_init=settings.zero_init_steps is not None,
+            zero_steps=settings.zero_init_steps or 0,
+        )
     else:
         pipe = DiffusersBase(None, None, vae, HeliosScheduler(stages=1, **scheduler_kwargs), reference)
         kwargs = dict(num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale)
@@ -204,11 +268,20 @@ def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0, comp
 
     def run(num_frames: int, run_seed: int):
         prompt = pipeline.text_encoder.encode([PROMPT]).to(device, pipeline.transformer.dtype)
-        negative = pipeline.text_encoder.encode([""]).to(device, pipeline.transformer.dtype) if settings.uses_cfg else None
+        negative = (
+            pipeline.text_encoder.encode([""]).to(device, pipeline.transformer.dtype) if settings.uses_cfg else None
+        )
         with torch.no_grad():
-            return pipe(prompt_embeds=prompt, negative_prompt_embeds=negative, height=pipeline.height, width=pipeline.width,
-                        num_frames=num_frames, generator=torch.Generator().manual_seed(run_seed), output_type="np",
-                        **kwargs).frames
+            return pipe(
+                prompt_embeds=prompt,
+                negative_prompt_embeds=negative,
+                height=pipeline.height,
+                width=pipeline.width,
+                num_frames=num_frames,
+                generator=torch.Generator().manual_seed(run_seed),
+                output_type="np",
+                **kwargs,
+            ).frames
 
     run(pipeline.chunk_frames, seed)
     _sync(device)
@@ -218,19 +291,33 @@ def measure_diffusers(pipeline: HeliosPipeline, frames: int, seed: int = 0, comp
     video = run(frames, seed + 1)
     wall = time.perf_counter() - started
     returned = video.shape[1]
-    label = "+".join(part for part in ("compile" if compile else "", f"attention={attention}" if attention else "",
-                                       "vae=bf16" if vae.dtype == torch.bfloat16 else "") if part)
+    label = "+".join(
+        part
+        for part in (
+            "compile" if compile else "",
+            f"attention={attention}" if attention else "",
+            "vae=bf16" if vae.dtype == torch.bfloat16 else "",
+        )
+        if part
+    )
     return SpeedResult(
-        implementation=f"diffusers 0.42.1 [{label or 'eager'}]", preset=settings.name, returned_frames=returned, wall_seconds=wall,
-        end_to_end_fps=returned / wall, time_to_first_chunk_s=None,
+        implementation=f"diffusers 0.42.1 [{label or 'eager'}]",
+        preset=settings.name,
+        returned_frames=returned,
+        wall_seconds=wall,
+        end_to_end_fps=returned / wall,
+        time_to_first_chunk_s=None,
         peak_gpu_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         peak_host_rss_gib=_peak_rss_gib(),
     )
 
 
 def format_table(results: list[SpeedResult]) -> str:
-    lines = ["| implementation | preset | frames | wall s | end-to-end FPS | first chunk s | chunk s (± jitter) | transformer s (calls) | VAE s | peak GPU GiB | peak RSS GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| implementation | preset | frames | wall s | end-to-end FPS | first chunk s | chunk s (± jitter) "
+        "| transformer s (calls) | VAE s | peak GPU GiB | peak RSS GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def f(value, fmt):
         return "–" if value is None else format(value, fmt)
@@ -239,26 +326,52 @@ def format_table(results: list[SpeedResult]) -> str:
         steady = r.chunk_latency_s[1:] or r.chunk_latency_s
         chunk = f"{statistics.mean(steady):.2f} (±{r.chunk_jitter_s:.2f})" if steady else "–"
         calls = f"{r.transformer_seconds:.1f} ({r.transformer_calls})" if r.transformer_seconds is not None else "–"
-        lines.append(f"| {r.implementation} | {r.preset} | {r.returned_frames} | {r.wall_seconds:.2f} | {r.end_to_end_fps:.2f} | "
-                     f"{f(r.time_to_first_chunk_s, '.2f')} | {chunk} | {calls} | {f(r.vae_seconds, '.2f')} | "
-                     f"{f(r.peak_gpu_gib, '.1f')} | {f(r.peak_host_rss_gib, '.2f')} |")
+        lines.append(
+            f"| {r.implementation} | {r.preset} | {r.returned_frames} | {r.wall_seconds:.2f} | "
+            f"{r.end_to_end_fps:.2f} | "
+            f"{f(r.time_to_first_chunk_s, '.2f')} | {chunk} | {calls} | {f(r.vae_seconds, '.2f')} | "
+            f"{f(r.peak_gpu_gib, '.1f')} | {f(r.peak_host_rss_gib, '.2f')} |"
+        )
     return "\n".join(lines)
 
 
-def run_benchmark(size: str, preset: str, frames: int, device: str, compare: str | None, out: str | None,
-                  dtype: torch.dtype = torch.bfloat16, steps: list[int] | int | None = None,
-                  fast: FastPaths = FastPaths(), breakdown: bool = True) -> list[SpeedResult]:
+def run_benchmark(
+    size: str,
+    preset: str,
+    frames: int,
+    device: str,
+    compare: str | None,
+    out: str | None,
+    dtype: torch.dtype = torch.bfloat16,
+    steps: list[int] | int | None = None,
+    fast: FastPaths = FastPaths(),
+    breakdown: bool = True,
+) -> list[SpeedResult]:
     from dataclasses import replace
 
     settings = sampler_preset(preset)
     if steps is not None:
-        settings = replace(settings, **({"pyramid_steps": tuple(steps) if isinstance(steps, list) else (steps,) * 3}
-                                        if settings.pyramid_steps else {"steps": int(steps)}))
+        settings = replace(
+            settings,
+            **(
+                {"pyramid_steps": tuple(steps) if isinstance(steps, list) else (steps,) * 3}
+                if settings.pyramid_steps
+                else {"steps": int(steps)}
+            ),
+        )
     vae_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[fast.vae_dtype]
     pipeline = build_pipeline(size, settings, device, dtype, vae_dtype=vae_dtype)
     # diffusers first: our fast paths (FP8 in place, offload) change the shared weights.
-    baseline = measure_diffusers(pipeline, frames, compile=compare == "diffusers-compiled",
-                                 attention="_native_cudnn" if compare == "diffusers-compiled" else None) if compare else None
+    baseline = (
+        measure_diffusers(
+            pipeline,
+            frames,
+            compile=compare == "diffusers-compiled",
+            attention="_native_cudnn" if compare == "diffusers-compiled" else None,
+        )
+        if compare
+        else None
+    )
     fast.apply(pipeline)
     results = [measure_ours(pipeline, frames, breakdown=False)]
     if breakdown:
@@ -268,14 +381,27 @@ def run_benchmark(size: str, preset: str, frames: int, device: str, compare: str
     if baseline is not None:
         results.append(baseline)
     table = format_table(results)
-    print(__doc__.split("Definitions")[1].split("Components")[0].strip().replace("(printed with every result):", "Definitions:"))
+    print(
+        __doc__.split("Definitions")[1]
+        .split("Components")[0]
+        .strip()
+        .replace("(printed with every result):", "Definitions:")
+    )
     print(table)
     if baseline is not None:
         print(f"speed-up over {baseline.implementation}: {results[0].end_to_end_fps / baseline.end_to_end_fps:.2f}×")
     if out:
-        meta = dict(size=size, preset=preset, frames=frames, device=str(pipeline.device), fast_paths=asdict(fast),
-                    card=torch.cuda.get_device_name() if pipeline.device.type == "cuda" else "cpu",
-                    torch=torch.__version__, date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv))
+        meta = dict(
+            size=size,
+            preset=preset,
+            frames=frames,
+            device=str(pipeline.device),
+            fast_paths=asdict(fast),
+            card=torch.cuda.get_device_name() if pipeline.device.type == "cuda" else "cpu",
+            torch=torch.__version__,
+            date=time.strftime("%Y-%m-%d"),
+            command=" ".join(sys.argv),
+        )
         with open(out, "w") as f:
             json.dump({"meta": meta, "results": [asdict(r) for r in results]}, f, indent=2)
     return results

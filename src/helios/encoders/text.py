@@ -43,7 +43,9 @@ class UMT5TextEncoder:
         root = Path(root)
         for sub in ("tokenizer", "text_encoder"):
             if not (root / sub).is_dir():
-                raise FileNotFoundError(f"{root} has no {sub}/ folder (a Helios model folder needs tokenizer/ and text_encoder/)")
+                raise FileNotFoundError(
+                    f"{root} has no {sub}/ folder (a Helios model folder needs tokenizer/ and text_encoder/)"
+                )
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
         model = UMT5EncoderModel.from_pretrained(root / "text_encoder", torch_dtype=dtype)
         # The released config says tie_word_embeddings=false but only `shared.weight` is stored.
@@ -59,8 +61,13 @@ class UMT5TextEncoder:
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(
-            [clean_prompt(p) for p in prompts], padding="max_length", max_length=self.max_length,
-            truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
+            [clean_prompt(p) for p in prompts],
+            padding="max_length",
+            max_length=self.max_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
         )
         device = next(self.model.parameters()).device
         mask = batch.attention_mask.to(device)

@@ -35,7 +35,7 @@ class WanVideoCodec:
             raise FileNotFoundError(f"{root} has no vae/ folder")
         return cls(AutoencoderKLWan.from_pretrained(folder, torch_dtype=dtype).to(device))
 
-    def channels_last(self, enabled: bool = True) -> "WanVideoCodec":
+    def channels_last(self, enabled: bool = True) -> WanVideoCodec:
         """Store the 3-D convolution weights channels-last (cuDNN then runs NDHWC kernels: ~10 %
         faster decoding in bf16 on an H100, benchmarks/vae_decode.py). Same results within rounding."""
         layout = torch.channels_last_3d if enabled else torch.contiguous_format
@@ -52,7 +52,7 @@ class WanVideoCodec:
     def dtype(self) -> torch.dtype:
         return self.vae.dtype
 
-    def to_dtype(self, dtype: torch.dtype) -> "WanVideoCodec":
+    def to_dtype(self, dtype: torch.dtype) -> WanVideoCodec:
         """The same VAE in ``dtype`` (its latent statistics follow), e.g. bf16 for faster decoding."""
         return self if self.vae.dtype == dtype else WanVideoCodec(self.vae.to(dtype))
 

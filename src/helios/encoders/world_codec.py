@@ -32,22 +32,35 @@ class _ResBlock(nn.Module):
 def _encoder(channels: tuple[int, ...], latent: int) -> nn.Sequential:
     c1, c2, c3 = channels
     return nn.Sequential(
-        nn.Conv2d(3 * GROUP, c1, 3, padding=1), _ResBlock(c1),
-        nn.Conv2d(c1, c2, 4, stride=2, padding=1), _ResBlock(c2),
-        nn.Conv2d(c2, c3, 4, stride=2, padding=1), _ResBlock(c3),
-        nn.Conv2d(c3, c3, 4, stride=2, padding=1), _ResBlock(c3),
-        nn.SiLU(), nn.Conv2d(c3, latent, 3, padding=1),
+        nn.Conv2d(3 * GROUP, c1, 3, padding=1),
+        _ResBlock(c1),
+        nn.Conv2d(c1, c2, 4, stride=2, padding=1),
+        _ResBlock(c2),
+        nn.Conv2d(c2, c3, 4, stride=2, padding=1),
+        _ResBlock(c3),
+        nn.Conv2d(c3, c3, 4, stride=2, padding=1),
+        _ResBlock(c3),
+        nn.SiLU(),
+        nn.Conv2d(c3, latent, 3, padding=1),
     )
 
 
 def _decoder(channels: tuple[int, ...], latent: int) -> nn.Sequential:
     c1, c2, c3 = channels
     return nn.Sequential(
-        nn.Conv2d(latent, c3, 3, padding=1), _ResBlock(c3),
-        nn.Upsample(scale_factor=2), nn.Conv2d(c3, c3, 3, padding=1), _ResBlock(c3),
-        nn.Upsample(scale_factor=2), nn.Conv2d(c3, c2, 3, padding=1), _ResBlock(c2),
-        nn.Upsample(scale_factor=2), nn.Conv2d(c2, c1, 3, padding=1), _ResBlock(c1),
-        nn.SiLU(), nn.Conv2d(c1, 3 * GROUP, 3, padding=1),
+        nn.Conv2d(latent, c3, 3, padding=1),
+        _ResBlock(c3),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(c3, c3, 3, padding=1),
+        _ResBlock(c3),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(c3, c2, 3, padding=1),
+        _ResBlock(c2),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(c2, c1, 3, padding=1),
+        _ResBlock(c1),
+        nn.SiLU(),
+        nn.Conv2d(c1, 3 * GROUP, 3, padding=1),
     )
 
 
@@ -106,7 +119,7 @@ class WorldCodec(PretrainedMixin, nn.Module):
         with torch.no_grad():
             z = self.encode_raw(video.to(self.latent_mean.device))
         shape = (1, -1, 1, 1, 1)
-        return ((z.float() - self.latent_mean.view(shape)) / self.latent_std.view(shape))
+        return (z.float() - self.latent_mean.view(shape)) / self.latent_std.view(shape)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         shape = (1, -1, 1, 1, 1)
@@ -117,12 +130,16 @@ class WorldCodec(PretrainedMixin, nn.Module):
     # ---------------------------------------------------------------- files
 
     @classmethod
-    def build_from_config(cls, data: dict) -> "WorldCodec":
+    def build_from_config(cls, data: dict) -> WorldCodec:
         unknown = sorted(set(data) - {"latent_channels", "channels"})
         if unknown:
             raise ValueError(f"unknown world codec config keys: {', '.join(unknown)}")
         channels = data.get("channels", (32, 64, 96))
-        if not isinstance(channels, (list, tuple)) or len(channels) != 3 or not all(isinstance(c, int) and c > 0 for c in channels):
+        if (
+            not isinstance(channels, (list, tuple))
+            or len(channels) != 3
+            or not all(isinstance(c, int) and c > 0 for c in channels)
+        ):
             raise ValueError(f"channels must be three positive integers, got {channels!r}")
         latent = data.get("latent_channels", 16)
         if not isinstance(latent, int) or latent < 1:

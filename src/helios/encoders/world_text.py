@@ -22,7 +22,11 @@ class WorldTextEncoder:
     """``vocabulary``: the known words in a fixed order (the order seeds each word's vector)."""
 
     def __init__(self, vocabulary: list[str], dim: int = 64, max_length: int = 32, seed: int = 0):
-        if not vocabulary or not all(isinstance(w, str) and w for w in vocabulary) or len(set(vocabulary)) != len(vocabulary):
+        if (
+            not vocabulary
+            or not all(isinstance(w, str) and w for w in vocabulary)
+            or len(set(vocabulary)) != len(vocabulary)
+        ):
             raise ValueError("a world text encoder needs a list of distinct, non-empty words")
         self.dim, self.max_length, self.seed = dim, max_length, seed
         self.vocabulary = list(vocabulary)

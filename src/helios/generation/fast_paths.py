@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import torch
 
 from ..encoders.video import WanVideoCodec
+from ..model import speed
 from ..model.attention import check_attention_backend, set_attention_backend
 from ..model.fp8 import quantize_linears
 from ..model.graphs import cuda_graphs_of, enable_cuda_graphs
 from ..model.offload import offload_model_blocks
-from ..model import speed
 from .pipeline import HeliosPipeline
 
 
@@ -35,12 +35,25 @@ class FastPaths:
     fp8: str | None = None  # "per_row" or "per_tensor": block linears through the FP8 GEMM
     cuda_graphs: bool = False  # one graph per transformer input shape
     overlap_vae: bool = False  # decode on a second stream while the next chunk is denoised
-    offload: str | None = None  # "text" (UMT5 layers) or "all" (and the transformer blocks): streamed from pinned host memory
+    offload: str | None = (
+        None  # "text" (UMT5 layers) or "all" (and the transformer blocks): streamed from pinned host memory
+    )
     memory_limit_gib: float | None = None  # cap the process's GPU memory (simulates a smaller card)
 
     def label(self) -> str:
-        parts = [name for name in ("fused_kernels", "fuse_qkv", "compile", "cuda_graphs", "batched_cfg", "overlap_vae",
-                                   "vae_channels_last") if getattr(self, name)]
+        parts = [
+            name
+            for name in (
+                "fused_kernels",
+                "fuse_qkv",
+                "compile",
+                "cuda_graphs",
+                "batched_cfg",
+                "overlap_vae",
+                "vae_channels_last",
+            )
+            if getattr(self, name)
+        ]
         parts += [f"offload={self.offload}"] if self.offload else []
         parts += [f"fp8={self.fp8}"] if self.fp8 else []
         parts += [f"attention={self.attention}"] if self.attention else []
@@ -92,12 +105,18 @@ class FastPaths:
         if self.offload not in (None, "text", "all"):
             raise ValueError(f"offload must be 'text' or 'all', got {self.offload!r}")
         if self.offload == "text" and not hasattr(pipeline.text_encoder, "enable_block_offload"):
-            raise ValueError(f"offload='text' needs a layered text encoder (UMT5); this model has "
-                             f"{type(pipeline.text_encoder).__name__}")
+            raise ValueError(
+                f"offload='text' needs a layered text encoder (UMT5); this model has "
+                f"{type(pipeline.text_encoder).__name__}"
+            )
         if self.offload == "all" and (self.compile or self.cuda_graphs):
-            raise ValueError("offload='all' streams weights between eager blocks: it cannot be combined with compile or cuda_graphs")
+            raise ValueError(
+                "offload='all' streams weights between eager blocks: it cannot be combined with compile or cuda_graphs"
+            )
         if (self.vae_dtype == "bf16" or self.vae_channels_last) and not isinstance(pipeline.codec, WanVideoCodec):
-            raise ValueError(f"the VAE options apply to the Wan VAE; this model's codec is {type(pipeline.codec).__name__}")
+            raise ValueError(
+                f"the VAE options apply to the Wan VAE; this model's codec is {type(pipeline.codec).__name__}"
+            )
         if self.fp8 not in (None, "per_row", "per_tensor"):
             raise ValueError(f"fp8 must be 'per_row' or 'per_tensor', got {self.fp8!r}")
         if self.attention:

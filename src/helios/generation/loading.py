@@ -28,8 +28,10 @@ def _read_json(path: Path) -> dict:
 def sampler_from_configs(model_index: dict, scheduler: dict) -> SamplerSettings:
     """The released model's sampler, from ``model_index.json`` and ``scheduler_config.json``."""
     pyramid = model_index.get("_class_name") != "HeliosPipeline" or scheduler.get("stages", 3) > 1
-    distilled = bool(model_index.get("is_distilled")) or scheduler.get("scheduler_type") == "dmd" or (
-        scheduler.get("_class_name") == "HeliosDMDScheduler"
+    distilled = (
+        bool(model_index.get("is_distilled"))
+        or scheduler.get("scheduler_type") == "dmd"
+        or (scheduler.get("_class_name") == "HeliosDMDScheduler")
     )
     if distilled:
         settings = sampler_preset("helios-distilled")
@@ -40,13 +42,16 @@ def sampler_from_configs(model_index: dict, scheduler: dict) -> SamplerSettings:
         settings = sampler_preset("helios-base")
     if scheduler:
         kind = scheduler.get("time_shift_type", settings.shift.kind) if scheduler.get("use_dynamic_shifting") else None
-        settings = replace(settings, shift=ShiftSettings(
-            kind=kind,
-            base_seq_len=scheduler.get("base_image_seq_len", 256),
-            max_seq_len=scheduler.get("max_image_seq_len", 4096),
-            base_shift=scheduler.get("base_shift", 0.5),
-            max_shift=scheduler.get("max_shift", 1.15),
-        ))
+        settings = replace(
+            settings,
+            shift=ShiftSettings(
+                kind=kind,
+                base_seq_len=scheduler.get("base_image_seq_len", 256),
+                max_seq_len=scheduler.get("max_image_seq_len", 4096),
+                base_shift=scheduler.get("base_shift", 0.5),
+                max_shift=scheduler.get("max_shift", 1.15),
+            ),
+        )
     return settings
 
 
@@ -90,12 +95,22 @@ def load_world_folder(cls, root: Path, device: torch.device, preset: str | None)
     if sampler_values.get("pyramid_steps") is not None:
         sampler_values["pyramid_steps"] = tuple(sampler_values["pyramid_steps"])
     settings = sampler_preset(preset) if preset else SamplerSettings(**sampler_values, shift=shift)
-    history = HistorySettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in index.get("history", {}).items()})
+    history = HistorySettings(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in index.get("history", {}).items()}
+    )
     transformer = HeliosTransformer.from_pretrained(root / "transformer", dtype=torch.float32, device=device)
     codec = WorldCodec.from_pretrained(root / "codec", dtype=torch.float32, device=device)
     text = WorldTextEncoder(**_read_json(root / "text_encoder.json"))
-    return cls(transformer, text, codec, sampler=settings, history=history,
-               height=index["height"], width=index["width"], fps=index.get("fps", 24))
+    return cls(
+        transformer,
+        text,
+        codec,
+        sampler=settings,
+        history=history,
+        height=index["height"],
+        width=index["width"],
+        fps=index.get("fps", 24),
+    )
 
 
 def load_default_pipeline(cls, device: torch.device, preset: str | None):

@@ -59,8 +59,9 @@ class ChunkDecoder:
         return DecodedFrames(host, ready)
 
 
-def run_ahead(produce: Iterator[Any], submit: Callable[[Any], Any], stop: Callable[[], None],
-              ahead: int = 1) -> Iterator[Any]:
+def run_ahead(
+    produce: Iterator[Any], submit: Callable[[Any], Any], stop: Callable[[], None], ahead: int = 1
+) -> Iterator[Any]:
     """Iterate ``produce`` on a worker thread, passing each item through ``submit`` there; yield the
     submitted results in order. Closing the returned iterator calls ``stop`` and joins the worker;
     an exception in the worker is raised here."""

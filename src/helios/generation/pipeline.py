@@ -80,7 +80,7 @@ class Video:
 class LiveStream:
     """Iterate to receive chunks as they finish; change the prompt or stop while it runs."""
 
-    def __init__(self, run: Iterator[VideoChunk], schedule: PromptSchedule, state: "_StreamState"):
+    def __init__(self, run: Iterator[VideoChunk], schedule: PromptSchedule, state: _StreamState):
         self._run = run
         self._schedule = schedule
         self._state = state
@@ -176,13 +176,15 @@ class HeliosPipeline:
         dtype: torch.dtype = torch.bfloat16,
         device: str | torch.device | None = None,
         preset: str | None = None,
-    ) -> "HeliosPipeline":
+    ) -> HeliosPipeline:
         """Load a diffusers-layout Helios folder (``model_index.json``, ``transformer/``, ``vae/``,
         ``text_encoder/``, ``tokenizer/``, ``scheduler/``), or the embedded default model when no
         path is given."""
         from .loading import load_default_pipeline, load_pipeline_folder
 
-        device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = (
+            torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
         if path is None:
             return load_default_pipeline(cls, device=device, preset=preset)
         return load_pipeline_folder(cls, Path(path), dtype=dtype, device=device, preset=preset)
@@ -266,9 +268,15 @@ class HeliosPipeline:
                 frames = frames[: total_frames - emitted]
             now = time.perf_counter()
             yield VideoChunk(
-                index=chunk.index, frames=frames, first_frame=emitted, latents=chunk.latents,
-                generation_seconds=now - chunk.started, since_start_seconds=now - started,
-                prompt=chunk.prompt, prompt_weight=chunk.prompt_weight, drift=chunk.drift,
+                index=chunk.index,
+                frames=frames,
+                first_frame=emitted,
+                latents=chunk.latents,
+                generation_seconds=now - chunk.started,
+                since_start_seconds=now - started,
+                prompt=chunk.prompt,
+                prompt_weight=chunk.prompt_weight,
+                drift=chunk.drift,
             )
             emitted += len(frames)
 
@@ -340,7 +348,10 @@ class HeliosPipeline:
             if settings.pyramid_steps is not None:
                 per_stage = (steps,) * len(settings.pyramid_steps) if isinstance(steps, int) else tuple(steps)
                 if len(per_stage) != len(settings.pyramid_steps):
-                    raise ValueError(f"steps needs {len(settings.pyramid_steps)} values (one per pyramid stage), got {len(per_stage)}")
+                    raise ValueError(
+                        f"steps needs {len(settings.pyramid_steps)} values (one per pyramid stage), "
+                        f"got {len(per_stage)}"
+                    )
                 changes["pyramid_steps"] = tuple(int(s) for s in per_stage)
             else:
                 if not isinstance(steps, int):
@@ -370,7 +381,9 @@ class HeliosPipeline:
             if still and tensor.ndim == 4:
                 tensor = tensor.unsqueeze(2)
             if tensor.ndim != 5 or tensor.shape[1] != 3 or tuple(tensor.shape[-2:]) != (height, width):
-                raise ValueError(f"a pixel tensor must be (1, 3, T, {height}, {width}) in [-1, 1]; got {tuple(source.shape)}")
+                raise ValueError(
+                    f"a pixel tensor must be (1, 3, T, {height}, {width}) in [-1, 1]; got {tuple(source.shape)}"
+                )
             return tensor.float()
         if isinstance(source, (str, Path)):
             array = read_image(source) if still else read_video(source)[0]

@@ -120,7 +120,9 @@ def read_prompt_file(path: str | Path, chunk_frames: int, default_transition: in
         if chunk < 0:
             raise ValueError(f"{path}: entry {n} starts before the video")
         if changes and chunk <= changes[-1].start_chunk:
-            raise ValueError(f"{path}: entry {n} must start after entry {n - 1} (chunk {chunk} ≤ {changes[-1].start_chunk})")
+            raise ValueError(
+                f"{path}: entry {n} must start after entry {n - 1} (chunk {chunk} ≤ {changes[-1].start_chunk})"
+            )
         changes.append(PromptChange(chunk, str(row["prompt"]).strip(), transition))
     if changes[0].start_chunk != 0:
         raise ValueError(f"{path}: the first prompt must start at frame 0")

@@ -71,7 +71,8 @@ def _flash_attn_package(module_name: str) -> Callable[..., torch.Tensor]:
 # Resolved backends by name; the packaged ones are added when first asked for. A plain dict (not an
 # lru_cache) so that torch.compile reads it as a constant instead of tracing the lookup.
 _RESOLVED: dict[str, Callable[..., torch.Tensor]] = {
-    "sdpa": _sdpa, **{name: _sdpa_with(kernel) for name, kernel in _SDPA_KERNELS.items()},
+    "sdpa": _sdpa,
+    **{name: _sdpa_with(kernel) for name, kernel in _SDPA_KERNELS.items()},
 }
 _PACKAGES = {"flash_attn": "flash_attn", "flash_attn3": "flash_attn_interface"}
 

@@ -139,8 +139,15 @@ def _read_config(folder: Path) -> dict:
     return data
 
 
-def load_weights(model: nn.Module, folder: Path, dtype: torch.dtype, device, weights_name: str = WEIGHTS_NAME,
-                 keep_fp32=lambda name: False, optional: frozenset = frozenset()) -> nn.Module:
+def load_weights(
+    model: nn.Module,
+    folder: Path,
+    dtype: torch.dtype,
+    device,
+    weights_name: str = WEIGHTS_NAME,
+    keep_fp32=lambda name: False,
+    optional: frozenset = frozenset(),
+) -> nn.Module:
     """Fill a meta-device ``model`` from ``folder``: every key and shape checked from the headers
     first, then tensors copied one at a time to ``device`` (``keep_fp32`` names stay fp32).
     ``optional`` keys may be absent from the files; they are zero-filled for the caller to set."""
@@ -174,8 +181,12 @@ def load_weights(model: nn.Module, folder: Path, dtype: torch.dtype, device, wei
     return model.eval()
 
 
-def save_weights(state: dict[str, torch.Tensor], folder: Path, weights_name: str = WEIGHTS_NAME,
-                 max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
+def save_weights(
+    state: dict[str, torch.Tensor],
+    folder: Path,
+    weights_name: str = WEIGHTS_NAME,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+) -> None:
     """Safetensors weights, sharded with an index above ``max_shard_bytes``; each file written atomically."""
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
@@ -252,9 +263,23 @@ class PretrainedMixin:
 
 
 WAN_CLASS_NAME = "WanTransformer3DModel"
-MEMORY_PATCH_KEYS = frozenset(f"patch_{part}.{kind}" for part in ("short", "mid", "long") for kind in ("weight", "bias"))
-_WAN_SHARED_KEYS = ("patch_size", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels",
-                    "text_dim", "freq_dim", "ffn_dim", "num_layers", "cross_attn_norm", "qk_norm", "eps")
+MEMORY_PATCH_KEYS = frozenset(
+    f"patch_{part}.{kind}" for part in ("short", "mid", "long") for kind in ("weight", "bias")
+)
+_WAN_SHARED_KEYS = (
+    "patch_size",
+    "num_attention_heads",
+    "attention_head_dim",
+    "in_channels",
+    "out_channels",
+    "text_dim",
+    "freq_dim",
+    "ffn_dim",
+    "num_layers",
+    "cross_attn_norm",
+    "qk_norm",
+    "eps",
+)
 
 
 def config_from_wan(data: dict) -> TransformerConfig:

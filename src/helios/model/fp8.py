@@ -63,8 +63,13 @@ class FP8Linear(nn.Module):
             # Row-wise scaling wants (M, 1) activation and (1, N) weight scales and a bf16 result; the
             # weight's transpose is the column-major right operand the GEMM expects.
             weight_scale = self.weight_scale.view(1, -1) if self.scales == "per_row" else self.weight_scale
-            out = torch._scaled_mm(x_fp8, self.weight_fp8.t(), scale_a=activation_scale, scale_b=weight_scale,
-                                   out_dtype=torch.bfloat16 if self.scales == "per_row" else out_dtype)
+            out = torch._scaled_mm(
+                x_fp8,
+                self.weight_fp8.t(),
+                scale_a=activation_scale,
+                scale_b=weight_scale,
+                out_dtype=torch.bfloat16 if self.scales == "per_row" else out_dtype,
+            )
             out = out.to(out_dtype)
             if self.bias is not None:
                 out = out + self.bias.to(out_dtype)
@@ -76,11 +81,14 @@ class FP8Linear(nn.Module):
 
 
 def block_linear_names(model: nn.Module) -> list[str]:
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and name.startswith("blocks.")]
+    return [
+        name for name, module in model.named_modules() if isinstance(module, nn.Linear) and name.startswith("blocks.")
+    ]
 
 
-def quantize_linears(model: nn.Module, scales: str = "per_row", kernel: str = "scaled_mm",
-                     inplace: bool = False) -> nn.Module:
+def quantize_linears(
+    model: nn.Module, scales: str = "per_row", kernel: str = "scaled_mm", inplace: bool = False
+) -> nn.Module:
     """``model`` (or a copy) with its block linear layers in FP8; the embedders, the modulation tables
     and the head stay as they are. ``inplace`` frees each 16-bit weight as it is replaced, so the
     14B model can be quantised on a card that cannot hold both copies."""
@@ -108,6 +116,7 @@ def fp8_error_report(model: nn.Module, inputs: dict, scales: str = "per_row", ke
         def hook(module, args, out):
             fp8 = FP8Linear(module, scales, kernel)(args[0])
             per_layer[name] = max(per_layer.get(name, 0.0), _relative(fp8, out))
+
         return hook
 
     hooks = [model.get_submodule(name).register_forward_hook(compare(name)) for name in block_linear_names(model)]
@@ -117,9 +126,15 @@ def fp8_error_report(model: nn.Module, inputs: dict, scales: str = "per_row", ke
         for hook in hooks:
             hook.remove()
     if not per_layer:
-        raise RuntimeError("no block linear layer ran eagerly (compiled blocks hide them): "
-                           "measure before compile_blocks(), or after compile_blocks(False)")
+        raise RuntimeError(
+            "no block linear layer ran eagerly (compiled blocks hide them): "
+            "measure before compile_blocks(), or after compile_blocks(False)"
+        )
     quantize_linears(model, scales, kernel, inplace=True)
     got = model(**inputs)
-    return {"end_to_end": _relative(got, expected), "per_layer": per_layer,
-            "worst_layer": max(per_layer, key=per_layer.get), "mean_layer": sum(per_layer.values()) / len(per_layer)}
+    return {
+        "end_to_end": _relative(got, expected),
+        "per_layer": per_layer,
+        "worst_layer": max(per_layer, key=per_layer.get),
+        "mean_layer": sum(per_layer.values()) / len(per_layer),
+    }

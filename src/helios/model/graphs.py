@@ -34,7 +34,11 @@ def _signature(inputs: dict) -> tuple:
         if value is None:
             parts.append((name, None))
         elif isinstance(value, torch.Tensor):
-            values = tuple(value.flatten().tolist()) if value.device.type == "cpu" and not value.is_floating_point() else None
+            values = (
+                tuple(value.flatten().tolist())
+                if value.device.type == "cpu" and not value.is_floating_point()
+                else None
+            )
             parts.append((name, tuple(value.shape), value.dtype, value.device.type, values))
         else:
             parts.append((name, value))

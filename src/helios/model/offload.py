@@ -29,13 +29,16 @@ class BlockOffload:
             raise ValueError("block offload needs blocks of identical parameter shapes")
         pin = self.device.type == "cuda"
         with torch.no_grad():
-            self.host = [[p.detach().to("cpu").pin_memory() if pin else p.detach().to("cpu").clone() for p in params]
-                         for params in self.params]
+            self.host = [
+                [p.detach().to("cpu").pin_memory() if pin else p.detach().to("cpu").clone() for p in params]
+                for params in self.params
+            ]
             for params, host in zip(self.params, self.host):
                 for p, h in zip(params, host):
                     p.data = h  # the device copy of each block is dropped here
-        self.slots = [[torch.empty(shape, dtype=dtype, device=self.device) for shape, dtype in shapes[0]]
-                      for _ in range(slots)]
+        self.slots = [
+            [torch.empty(shape, dtype=dtype, device=self.device) for shape, dtype in shapes[0]] for _ in range(slots)
+        ]
         cuda = self.device.type == "cuda"
         self.copy_stream = torch.cuda.Stream(self.device) if cuda else None
         self.loaded = [torch.cuda.Event() for _ in range(slots)] if cuda else None  # copy into slot done
@@ -82,6 +85,7 @@ class BlockOffload:
             following = (index + 1) % len(self.blocks)
             if following % len(self.slots) != slot:  # (wrapping round, block 0 may share this block's slot)
                 self._fetch(following)  # overlaps with this block's compute
+
         return hook
 
     def _after(self, index: int):
@@ -91,6 +95,7 @@ class BlockOffload:
                 self.released[slot] = torch.cuda.current_stream(self.device).record_event()
             for p, host in zip(self.params[index], self.host[index]):
                 p.data = host  # the slot may now be refilled; the block points back at its host copy
+
         return hook
 
     def remove(self) -> None:

@@ -25,7 +25,7 @@ class RopeTable:
     sin: torch.Tensor
 
     @staticmethod
-    def cat(tables: list["RopeTable"]) -> "RopeTable":
+    def cat(tables: list[RopeTable]) -> RopeTable:
         batch = max(t.cos.shape[0] for t in tables)
         cos = torch.cat([t.cos.expand(batch, -1, -1) for t in tables], dim=1)
         sin = torch.cat([t.sin.expand(batch, -1, -1) for t in tables], dim=1)
@@ -119,8 +119,15 @@ class RopeCache:
     def table(self, indices: torch.Tensor, height: int, width: int, device: torch.device, pool: int = 1) -> RopeTable:
         if indices.device.type != "cpu":
             return rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool)
-        key = (tuple(indices.shape), tuple(indices.flatten().tolist()), height, width, pool, str(device),
-               torch.is_inference_mode_enabled())
+        key = (
+            tuple(indices.shape),
+            tuple(indices.flatten().tolist()),
+            height,
+            width,
+            pool,
+            str(device),
+            torch.is_inference_mode_enabled(),
+        )
         table = self.tables.get(key)
         if table is None:
             table = rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool)

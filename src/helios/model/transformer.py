@@ -98,9 +98,7 @@ class SegmentModulation:
         return x.split(self.lengths, dim=1) if len(self.lengths) > 1 else (x,)
 
     def modulate(self, normed: torch.Tensor, shift: int, scale: int, dtype: torch.dtype) -> torch.Tensor:
-        parts = [
-            (part * (1 + v[scale]) + v[shift]).to(dtype) for part, v in zip(self._parts(normed), self.vectors)
-        ]
+        parts = [(part * (1 + v[scale]) + v[shift]).to(dtype) for part, v in zip(self._parts(normed), self.vectors)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def gated_residual(self, x: torch.Tensor, update: torch.Tensor, gate: int) -> torch.Tensor:
@@ -220,8 +218,9 @@ class HeliosBlock(nn.Module):
             from .kernels import norm_modulate as kernel
 
             if kernel.available(x.device):
-                return kernel.norm_modulate(x, [v[shift] for v in mod.vectors], [v[scale] for v in mod.vectors],
-                                            mod.lengths, self.eps, x.dtype)
+                return kernel.norm_modulate(
+                    x, [v[shift] for v in mod.vectors], [v[scale] for v in mod.vectors], mod.lengths, self.eps, x.dtype
+                )
         return mod.modulate(layer_norm_fp32(x, self.eps), shift=shift, scale=scale, dtype=x.dtype)
 
     def _cross_attend(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -270,9 +269,13 @@ class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
         super().__init__()
         self.config = config
         dim = config.inner_dim
-        self.patch_embedding = nn.Conv3d(config.in_channels, dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.patch_embedding = nn.Conv3d(
+            config.in_channels, dim, kernel_size=config.patch_size, stride=config.patch_size
+        )
         if config.has_multi_term_memory_patch:
-            self.patch_short, self.patch_mid, self.patch_long = memory_patches(config.in_channels, dim, config.patch_size)
+            self.patch_short, self.patch_mid, self.patch_long = memory_patches(
+                config.in_channels, dim, config.patch_size
+            )
         self.condition_embedder = ConditionEmbedder(dim, config.freq_dim, config.text_dim)
         self.blocks = nn.ModuleList([HeliosBlock(config) for _ in range(config.num_layers)])
         self.norm_out = OutputHead(dim, config.eps)
@@ -284,7 +287,7 @@ class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
         self._zero_time_cache: dict = {}
 
     @classmethod
-    def from_config(cls, config: TransformerConfig | dict[str, Any]) -> "HeliosTransformer":
+    def from_config(cls, config: TransformerConfig | dict[str, Any]) -> HeliosTransformer:
         """Build with random weights from a :class:`TransformerConfig` or a diffusers config dict.
 
         Works under ``with torch.device("meta"):`` to get a weightless skeleton.
@@ -331,10 +334,13 @@ class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
         if return_dict:
             raise ValueError("return_dict=True is not supported: the velocity tensor is returned directly")
         keywords = dict(
-            indices_hidden_states=indices_hidden_states, indices_latents_history_short=indices_latents_history_short,
+            indices_hidden_states=indices_hidden_states,
+            indices_latents_history_short=indices_latents_history_short,
             indices_latents_history_mid=indices_latents_history_mid,
-            indices_latents_history_long=indices_latents_history_long, latents_history_short=latents_history_short,
-            latents_history_mid=latents_history_mid, latents_history_long=latents_history_long,
+            indices_latents_history_long=indices_latents_history_long,
+            latents_history_short=latents_history_short,
+            latents_history_mid=latents_history_mid,
+            latents_history_long=latents_history_long,
         )
         if history is None:
             history = HistoryInputs.from_diffusers(**keywords)
@@ -343,8 +349,9 @@ class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
         velocity = self.predict(hidden_states, timestep, encoder_hidden_states, history)
         return (velocity,) if return_dict is False else velocity
 
-    def predict(self, hidden_states: torch.Tensor, timestep: torch.Tensor | float, text: torch.Tensor,
-                history: HistoryInputs) -> torch.Tensor:
+    def predict(
+        self, hidden_states: torch.Tensor, timestep: torch.Tensor | float, text: torch.Tensor, history: HistoryInputs
+    ) -> torch.Tensor:
         """The network: noisy latents, timestep(s), text embedding and history → velocity."""
         batch = hidden_states.shape[0]
         dtype = self.dtype
@@ -384,7 +391,9 @@ class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
         out = self.proj_out(self.norm_out(x[:, segments.history :], temb))
         return self._unpatchify(out, grid)
 
-    def _zero_time_projections(self, timestep_dtype: torch.dtype, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def _zero_time_projections(
+        self, timestep_dtype: torch.dtype, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
         """The t = 0 modulation of history tokens; cached outside autograd, keyed by the weights' versions."""
         zero = torch.zeros(1, dtype=timestep_dtype, device=device)
         if torch.is_grad_enabled():
@@ -404,7 +413,8 @@ class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
         _, ph, pw = self.config.patch_size
         if latents.shape[-2] % ph or latents.shape[-1] % pw:
             raise ValueError(
-                f"{name}: latent size {latents.shape[-2]}×{latents.shape[-1]} is not divisible by the patch size {ph}×{pw}"
+                f"{name}: latent size {latents.shape[-2]}×{latents.shape[-1]} "
+                f"is not divisible by the patch size {ph}×{pw}"
             )
 
     @staticmethod

@@ -41,7 +41,7 @@ class HistoryInputs:
     indices_current: torch.Tensor | None = None
 
     @classmethod
-    def from_diffusers(cls, **keywords: torch.Tensor | None) -> "HistoryInputs":
+    def from_diffusers(cls, **keywords: torch.Tensor | None) -> HistoryInputs:
         """From diffusers' keyword names (``latents_history_short=…``, ``indices_hidden_states=…``)."""
         by_diffusers_name = {v: k for k, v in DIFFUSERS_NAMES.items()}
         return cls(**{by_diffusers_name[name]: value for name, value in keywords.items()})
@@ -71,16 +71,22 @@ class HistoryInputs:
         if self.short is None and (self.mid is not None or self.long is not None):
             raise ValueError("mid/long history needs the short history: their positions use its token grid")
 
-    def to(self, device: torch.device, dtype: torch.dtype) -> "HistoryInputs":
+    def to(self, device: torch.device, dtype: torch.dtype) -> HistoryInputs:
         """Latents to ``device``/``dtype``; indices stay where they are (CPU indices key the RoPE cache)."""
-        moved = {term: getattr(self, term).to(device=device, dtype=dtype) for term in HISTORY_TERMS
-                 if getattr(self, term) is not None}
+        moved = {
+            term: getattr(self, term).to(device=device, dtype=dtype)
+            for term in HISTORY_TERMS
+            if getattr(self, term) is not None
+        }
         return replace(self, **moved)
 
-    def expand(self, batch: int) -> "HistoryInputs":
+    def expand(self, batch: int) -> HistoryInputs:
         """The same history for ``batch`` samples (batched CFG: one history serves both halves)."""
-        grown = {term: getattr(self, term).expand(batch, *getattr(self, term).shape[1:]) for term in HISTORY_TERMS
-                 if getattr(self, term) is not None}
+        grown = {
+            term: getattr(self, term).expand(batch, *getattr(self, term).shape[1:])
+            for term in HISTORY_TERMS
+            if getattr(self, term) is not None
+        }
         return replace(self, **grown)
 
 
@@ -106,12 +112,14 @@ def window_indices(settings: HistorySettings) -> HistoryInputs:
         short = torch.cat([prefix, newest_i])
     else:
         long_i, mid_i, short, current = torch.arange(total + chunk).split([long, mid, newest, chunk])
-    return HistoryInputs(indices_short=short[None], indices_mid=mid_i[None], indices_long=long_i[None],
-                         indices_current=current[None])
+    return HistoryInputs(
+        indices_short=short[None], indices_mid=mid_i[None], indices_long=long_i[None], indices_current=current[None]
+    )
 
 
-def window_history(window: torch.Tensor, anchor: torch.Tensor | None, settings: HistorySettings,
-                   dtype: torch.dtype) -> HistoryInputs:
+def window_history(
+    window: torch.Tensor, anchor: torch.Tensor | None, settings: HistorySettings, dtype: torch.dtype
+) -> HistoryInputs:
     """The transformer's history from the newest window frames (B, C, ≥n, h, w) and the anchor
     (B, C, 1, h, w; None = zeros). Used by inference and training alike."""
     split = window_split(settings)

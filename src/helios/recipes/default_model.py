@@ -37,10 +37,19 @@ from ..training.trainer import Trainer
 
 FRAMES = 165  # five 33-frame chunks per training video
 TRANSFORMER = dict(
-    num_attention_heads=4, attention_head_dim=32, text_dim=64, ffn_dim=512, num_layers=8, rope_dim=(12, 10, 10),
+    num_attention_heads=4,
+    attention_head_dim=32,
+    text_dim=64,
+    ffn_dim=512,
+    num_layers=8,
+    rope_dim=(12, 10, 10),
 )
 DEFAULT_SAMPLER = SamplerSettings(
-    name="world-mid", pyramid_steps=(8, 8, 8), guidance_scale=4.0, cfg_zero_star=True, zero_init_steps=0,
+    name="world-mid",
+    pyramid_steps=(8, 8, 8),
+    guidance_scale=4.0,
+    cfg_zero_star=True,
+    zero_init_steps=0,
     shift=ShiftSettings("exponential"),
 )
 
@@ -64,8 +73,17 @@ def _clips(videos: torch.Tensor, batch: int, length: int, generator: torch.Gener
     return clips.to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (B, 3, T, H, W)
 
 
-def train_codec(videos: np.ndarray, held_out: np.ndarray, steps: int, device: str, log, lr: float = 1e-3,
-                batch: int = 8, start: WorldCodec | None = None, minutes: float | None = None) -> tuple[WorldCodec, float]:
+def train_codec(
+    videos: np.ndarray,
+    held_out: np.ndarray,
+    steps: int,
+    device: str,
+    log,
+    lr: float = 1e-3,
+    batch: int = 8,
+    start: WorldCodec | None = None,
+    minutes: float | None = None,
+) -> tuple[WorldCodec, float]:
     """Train the codec from scratch, or, given ``start``, fine-tune only its decoder: the encoder and
     so every latent (and every model trained on them) stay exactly as they were. With ``minutes`` the
     cosine schedule follows whichever runs out first, the steps or the time."""
@@ -151,13 +169,25 @@ def train_stage(config: TrainConfig, minutes: float, log) -> Path:
     return trainer.export(Path(config.output_dir) / "export")
 
 
-def stage_config(stage: int, shards: Path, out: Path, init: str | dict, steps: int, batch_size: int = 32,
-                 **changes) -> TrainConfig:
+def stage_config(
+    stage: int, shards: Path, out: Path, init: str | dict, steps: int, batch_size: int = 32, **changes
+) -> TrainConfig:
     values = dict(
-        stage=stage, data=str(shards), output_dir=str(out), transformer=init, batch_size=batch_size,
-        learning_rate=3e-4 if stage == 1 else 1e-4, warmup_steps=200 if stage == 1 else 50, max_steps=steps,
-        mixed_precision="bf16", ema_decay=0.999, ema_start=300 if stage == 1 else 0, log_every=50,
-        checkpoint_every=500, seed=stage, init_memory_patches=stage == 1,
+        stage=stage,
+        data=str(shards),
+        output_dir=str(out),
+        transformer=init,
+        batch_size=batch_size,
+        learning_rate=3e-4 if stage == 1 else 1e-4,
+        warmup_steps=200 if stage == 1 else 50,
+        max_steps=steps,
+        mixed_precision="bf16",
+        ema_decay=0.999,
+        ema_start=300 if stage == 1 else 0,
+        log_every=50,
+        checkpoint_every=500,
+        seed=stage,
+        init_memory_patches=stage == 1,
     )
     values.update(changes)
     return TrainConfig(**values)
@@ -172,19 +202,34 @@ def package(target: Path, codec_dir: Path, transformer_dir: Path, sampler: Sampl
     WorldCodec.from_pretrained(codec_dir).cast(torch.float16).save_pretrained(target / "codec")
     (target / "text_encoder.json").write_text(json.dumps(world_text_encoder().settings()))
     (target / "sampler.json").write_text(json.dumps(asdict(sampler), indent=1))
-    (target / "model_index.json").write_text(json.dumps({
-        "_class_name": "HeliosWorldPipeline", "height": HEIGHT, "width": WIDTH, "fps": 24, "report": report,
-    }, indent=1))
+    (target / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "HeliosWorldPipeline",
+                "height": HEIGHT,
+                "width": WIDTH,
+                "fps": 24,
+                "report": report,
+            },
+            indent=1,
+        )
+    )
     return target
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True)
-    parser.add_argument("--phase", nargs="+", required=True,
-                        choices=["codec", "offload", "base", "mid", "refine", "ablations", "package"])
+    parser.add_argument(
+        "--phase",
+        nargs="+",
+        required=True,
+        choices=["codec", "offload", "base", "mid", "refine", "ablations", "package"],
+    )
     parser.add_argument("--from-model", help="phase refine: a packaged world model to continue (stage 2)")
-    parser.add_argument("--codec-from", help="a trained codec folder: used as is, or with phase codec, its decoder fine-tuned")
+    parser.add_argument(
+        "--codec-from", help="a trained codec folder: used as is, or with phase codec, its decoder fine-tuned"
+    )
     parser.add_argument("--videos", type=int, default=600)
     parser.add_argument("--codec-steps", type=int, default=3000)
     parser.add_argument("--codec-lr", type=float, default=1e-3)
@@ -196,11 +241,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--base-minutes", type=float, default=3.5, help="time budget of stage 1")
     parser.add_argument("--mid-minutes", type=float, default=2.0, help="time budget of stage 2")
-    parser.add_argument("--ablation", nargs="+", default=["full", "no_anchor", "no_corrupt"],
-                        choices=["full", "no_anchor", "no_corrupt"], help="phase ablations: which variants to train")
+    parser.add_argument(
+        "--ablation",
+        nargs="+",
+        default=["full", "no_anchor", "no_corrupt"],
+        choices=["full", "no_anchor", "no_corrupt"],
+        help="phase ablations: which variants to train",
+    )
     parser.add_argument("--ablation-minutes", type=float, default=1.5, help="time budget of each ablation")
-    parser.add_argument("--report", default="report.json", help="file under --work that collects the results "
-                        "(give concurrent runs their own)")
+    parser.add_argument(
+        "--report",
+        default="report.json",
+        help="file under --work that collects the results (give concurrent runs their own)",
+    )
     parser.add_argument("--package-to", help="default-model folder to write (phase package)")
     args = parser.parse_args()
     work = Path(args.work)
@@ -225,9 +278,12 @@ def main() -> None:
         held_out, _ = render_corpus(32, seed=2, frames=33)
         start = WorldCodec.from_pretrained(args.codec_from) if args.codec_from else None
         if start is not None:
-            log(f"codec {args.codec_from}: held-out PSNR before {codec_psnr(start.to(device), held_out, device):.2f} dB")
-        codec, quality = train_codec(videos, held_out, args.codec_steps, device, log, args.codec_lr, args.codec_batch, start,
-                                     args.codec_minutes)
+            log(
+                f"codec {args.codec_from}: held-out PSNR before {codec_psnr(start.to(device), held_out, device):.2f} dB"
+            )
+        codec, quality = train_codec(
+            videos, held_out, args.codec_steps, device, log, args.codec_lr, args.codec_batch, start, args.codec_minutes
+        )
         if start is None:
             calibrate(codec, videos, device)
         codec.cpu().save_pretrained(work / "codec")
@@ -241,18 +297,38 @@ def main() -> None:
         config = stage_config(1, work / "shards", work / "base", TRANSFORMER, args.base_steps, args.batch_size)
         report["base"] = str(train_stage(config, args.base_minutes, log))
     if "mid" in args.phase:
-        config = stage_config(2, work / "shards", work / "mid", str(work / "base" / "export"), args.mid_steps, args.batch_size)
+        config = stage_config(
+            2, work / "shards", work / "mid", str(work / "base" / "export"), args.mid_steps, args.batch_size
+        )
         report["mid"] = str(train_stage(config, args.mid_minutes, log))
     if "refine" in args.phase:
-        config = stage_config(2, work / "shards", work / "refine", str(Path(args.from_model) / "transformer"),
-                              args.mid_steps, args.batch_size, caption_dropout=0.1)
+        config = stage_config(
+            2,
+            work / "shards",
+            work / "refine",
+            str(Path(args.from_model) / "transformer"),
+            args.mid_steps,
+            args.batch_size,
+            caption_dropout=0.1,
+        )
         report["refine"] = str(train_stage(config, args.mid_minutes, log))
     if "ablations" in args.phase:
-        variants = {"full": {}, "no_anchor": dict(history=HistorySettings(keep_first_frame=False)),
-                    "no_corrupt": dict(corruption=replace(CorruptionSettings(), clean_prob=1.0))}
+        variants = {
+            "full": {},
+            "no_anchor": dict(history=HistorySettings(keep_first_frame=False)),
+            "no_corrupt": dict(corruption=replace(CorruptionSettings(), clean_prob=1.0)),
+        }
         for name in args.ablation:
-            config = stage_config(1, work / "shards", work / "ablation" / name, TRANSFORMER, args.ablation_steps,
-                                  args.batch_size, caption_dropout=0.1, **variants[name])
+            config = stage_config(
+                1,
+                work / "shards",
+                work / "ablation" / name,
+                TRANSFORMER,
+                args.ablation_steps,
+                args.batch_size,
+                caption_dropout=0.1,
+                **variants[name],
+            )
             report[f"ablation_{name}"] = str(train_stage(config, args.ablation_minutes, log))
     if "package" in args.phase:
         target = Path(args.package_to or work / "default_model")

@@ -1,6 +1,6 @@
 """Evaluate a synthetic-world model (adherence, I2V/V2V conditioning, drift) with the world's detector.
 
-    python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 --out eval.json
+python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 --out eval.json
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ def main() -> None:
     pipeline = HeliosPipeline.from_pretrained(args.model, device="cpu")
     started = time.time()
     scenes = held_out_scenes(args.prompts)
-    result = {"adherence": evaluate_adherence(pipeline, scenes),
-              "conditioning": evaluate_conditioning(pipeline, scenes[: max(1, args.prompts // 5)])}
+    result = {
+        "adherence": evaluate_adherence(pipeline, scenes),
+        "conditioning": evaluate_conditioning(pipeline, scenes[: max(1, args.prompts // 5)]),
+    }
     if args.drift_frames:
         result["drift"] = evaluate_drift(pipeline, scenes[0], args.drift_frames)
     result["seconds"] = time.time() - started

@@ -35,8 +35,13 @@ class ChunkSampler:
     forwards run as one batch of two — faster on a GPU, equal up to float rounding.
     """
 
-    def __init__(self, settings: SamplerSettings, patch_size: tuple[int, int, int], model_dtype: torch.dtype,
-                 batched_cfg: bool = False):
+    def __init__(
+        self,
+        settings: SamplerSettings,
+        patch_size: tuple[int, int, int],
+        model_dtype: torch.dtype,
+        batched_cfg: bool = False,
+    ):
         self.settings = settings
         self.patch_size = patch_size
         self.model_dtype = model_dtype
@@ -47,19 +52,29 @@ class ChunkSampler:
         s = self.settings
         if not s.uses_cfg:
             return model(latents, timestep, text)
-        if s.cfg_zero_star and s.zero_init_steps is not None and zeroed_by_cfg_zero_init(stage, step, s.zero_init_steps):
+        if (
+            s.cfg_zero_star
+            and s.zero_init_steps is not None
+            and zeroed_by_cfg_zero_init(stage, step, s.zero_init_steps)
+        ):
             return torch.zeros(latents.shape, dtype=self.model_dtype, device=latents.device)
         if self.batched_cfg:
-            cond, uncond = model(torch.cat([latents, latents]), torch.cat([timestep, timestep]),
-                                 torch.cat([text, negative])).chunk(2)
+            cond, uncond = model(
+                torch.cat([latents, latents]), torch.cat([timestep, timestep]), torch.cat([text, negative])
+            ).chunk(2)
         else:
             cond = model(latents, timestep, text)
             uncond = model(latents, timestep, negative)
         return cfg_zero_star(cond, uncond, s.guidance_scale) if s.cfg_zero_star else cfg(cond, uncond, s.guidance_scale)
 
     def sample(
-        self, model: Denoiser, noise: torch.Tensor, text: torch.Tensor, negative: torch.Tensor | None,
-        draw: NoiseDraws, first_chunk: bool,
+        self,
+        model: Denoiser,
+        noise: torch.Tensor,
+        text: torch.Tensor,
+        negative: torch.Tensor | None,
+        draw: NoiseDraws,
+        first_chunk: bool,
     ) -> torch.Tensor:
         if self.settings.pyramid_steps is None:
             return self._single_stage(model, noise, text, negative)
@@ -85,7 +100,9 @@ class ChunkSampler:
             size_before_upsample = _token_count(latents, self.patch_size)
             if stage > 0:
                 latents = upsample_and_renoise(latents, stage, constants, draw.generator, self.model_dtype)
-            tokens = size_before_upsample if s.shift_convention == "diffusers" else _token_count(latents, self.patch_size)
+            tokens = (
+                size_before_upsample if s.shift_convention == "diffusers" else _token_count(latents, self.patch_size)
+            )
             mu = shift_mu(s.shift, tokens) if s.shift.kind else None
             distilled = s.sampler == "dmd"
             if distilled and s.amplify_first_chunk and first_chunk:

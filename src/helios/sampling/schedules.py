@@ -38,7 +38,9 @@ def time_shift(kind: ShiftType, mu: float, sigmas: torch.Tensor) -> torch.Tensor
 
 
 def shift_mu(settings: ShiftSettings, seq_len: int) -> float:
-    return calculate_shift(seq_len, settings.base_seq_len, settings.max_seq_len, settings.base_shift, settings.max_shift)
+    return calculate_shift(
+        seq_len, settings.base_seq_len, settings.max_seq_len, settings.base_shift, settings.max_shift
+    )
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,9 @@ class UniPC:
         h = _lambda(sigma_t) - lambda_s0
         alpha_t = 1 - sigma_t
         h_phi_1, b_h, _ = _phi_coefficients(h, self.order)
-        out = torch.clamp(sigma_t, min=SIGMA_FLOOR) / torch.clamp(sigma_s0, min=SIGMA_FLOOR) * x - alpha_t * h_phi_1 * m0
+        out = (
+            torch.clamp(sigma_t, min=SIGMA_FLOOR) / torch.clamp(sigma_s0, min=SIGMA_FLOOR) * x - alpha_t * h_phi_1 * m0
+        )
         if self.order == 2:
             rk = (_lambda(self.sigmas[i - 1]) - lambda_s0) / h
             d1 = (self.x0_history[-2] - m0) / rk
@@ -88,7 +90,10 @@ class UniPC:
         h = _lambda(sigma_t) - lambda_s0
         alpha_t = 1 - sigma_t
         h_phi_1, b_h, rhs = _phi_coefficients(h, self.order)
-        out = torch.clamp(sigma_t, min=SIGMA_FLOOR) / torch.clamp(sigma_s0, min=SIGMA_FLOOR) * x_before - alpha_t * h_phi_1 * m0
+        out = (
+            torch.clamp(sigma_t, min=SIGMA_FLOOR) / torch.clamp(sigma_s0, min=SIGMA_FLOOR) * x_before
+            - alpha_t * h_phi_1 * m0
+        )
         d1_t = x0_now - m0
         if self.order == 1:
             rho_last = torch.tensor([0.5], dtype=x_before.dtype)[-1]

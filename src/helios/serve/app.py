@@ -3,70 +3,19 @@ HTTP job API (``jobs.py``) and session downloads. Protocol: ``docs/streaming.md`
 
 from __future__ import annotations
 
-import secrets
-import threading
-from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse, Response
 
 from ..generation import HeliosPipeline
-from .jobs import JobQueue, QueueFull, mp4_bytes
+from .jobs import QueueFull, mp4_bytes
 from .protocol import StreamConnection
 from .schema import ProtocolError, request_from_message
-from .session import Session
+from .state import ServerState, ServeSettings
 
 STATIC = Path(__file__).parent / "static"
-
-
-@dataclass
-class ServeSettings:
-    max_sessions: int = 1
-    queue_size: int = 4
-    slow_client: str = "wait"  # "wait" (backpressure) | "drop"
-    max_message_bytes: int = 8 * 2**20  # an I2V image or a short V2V clip fits; more is refused
-    max_frames: int = 24 * 60 * 10  # per request; None in a start message means "until stopped"
-    token: str | None = None  # required (query ?token= or "Authorization: Bearer") when set
-    max_jobs: int = 32  # finished HTTP jobs kept for download
-
-
-class _RecentSessions:
-    """Sessions that ended stay downloadable for a while (the last ``limit`` of them)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.ended: OrderedDict[str, Session] = OrderedDict()
-
-    def remember(self, session: Session) -> None:
-        self.ended[session.id] = session
-        while len(self.ended) > self.limit:
-            self.ended.popitem(last=False)
-
-    def get(self, session_id: str) -> Session | None:
-        return self.ended.get(session_id)
-
-
-@dataclass
-class ServerState:
-    """What every connection and route of one server shares."""
-
-    pipeline: HeliosPipeline
-    settings: ServeSettings
-    sessions: dict[str, Session] = field(default_factory=dict)
-    finished_sessions: _RecentSessions = field(default_factory=lambda: _RecentSessions(limit=8))
-
-    def __post_init__(self) -> None:
-        self.slots = threading.BoundedSemaphore(self.settings.max_sessions)
-        self.jobs = JobQueue(self.pipeline, self.settings.max_jobs)
-
-    def authorised(self, headers, query) -> bool:
-        if self.settings.token is None:
-            return True
-        given = query.get("token") or headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return secrets.compare_digest(given or "", self.settings.token)
 
 
 def create_app(pipeline: HeliosPipeline, settings: ServeSettings | None = None) -> FastAPI:
@@ -93,9 +42,15 @@ def create_app(pipeline: HeliosPipeline, settings: ServeSettings | None = None) 
 
     @app.get("/v1/info")
     def info() -> dict:
-        return {"fps": pipeline.fps, "height": pipeline.height, "width": pipeline.width,
-                "chunk_frames": pipeline.chunk_frames, "sampler": pipeline.sampler.name,
-                "max_sessions": state.settings.max_sessions, "active_sessions": len(state.sessions)}
+        return {
+            "fps": pipeline.fps,
+            "height": pipeline.height,
+            "width": pipeline.width,
+            "chunk_frames": pipeline.chunk_frames,
+            "sampler": pipeline.sampler.name,
+            "max_sessions": state.settings.max_sessions,
+            "active_sessions": len(state.sessions),
+        }
 
     @app.websocket("/v1/stream")
     async def stream(socket: WebSocket) -> None:
@@ -107,8 +62,11 @@ def create_app(pipeline: HeliosPipeline, settings: ServeSettings | None = None) 
         session = state.sessions.get(session_id) or state.finished_sessions.get(session_id)
         if session is None:
             raise HTTPException(404, f"no session {session_id}")
-        return Response(mp4_bytes(session.video(), pipeline.fps), media_type="video/mp4",
-                        headers={"Content-Disposition": f'attachment; filename="helios-{session_id}.mp4"'})
+        return Response(
+            mp4_bytes(session.video(), pipeline.fps),
+            media_type="video/mp4",
+            headers={"Content-Disposition": f'attachment; filename="helios-{session_id}.mp4"'},
+        )
 
     @app.post("/v1/videos", status_code=202)
     async def create_job(request: Request) -> dict:
@@ -149,7 +107,9 @@ def create_app(pipeline: HeliosPipeline, settings: ServeSettings | None = None) 
     return app
 
 
-def run(pipeline: HeliosPipeline, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None) -> None:
+def run(
+    pipeline: HeliosPipeline, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None
+) -> None:
     import uvicorn
 
     uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level="info")

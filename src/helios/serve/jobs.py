@@ -43,8 +43,13 @@ class JobQueue:
                 if oldest is None:
                     raise QueueFull("too many jobs in progress")
                 self.jobs.pop(oldest)
-            self.jobs[job_id] = {"id": job_id, "status": "queued", "chunks_done": 0,
-                                 "chunks_total": self.pipeline.chunks_for(request.num_frames), "prompt": request.prompt}
+            self.jobs[job_id] = {
+                "id": job_id,
+                "status": "queued",
+                "chunks_done": 0,
+                "chunks_total": self.pipeline.chunks_for(request.num_frames),
+                "prompt": request.prompt,
+            }
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="helios-jobs", daemon=True)
                 self._worker.start()

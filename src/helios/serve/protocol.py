@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from .schema import ProtocolError, request_from_message
 from .session import Session
-
-if TYPE_CHECKING:
-    from .app import ServerState
+from .state import ServerState
 
 
 class StreamConnection:
-    def __init__(self, socket: WebSocket, server: "ServerState"):
+    def __init__(self, socket: WebSocket, server: ServerState):
         self.socket = socket
         self.server = server
         self.session: Session | None = None
@@ -35,8 +32,9 @@ class StreamConnection:
             return
         if not server.slots.acquire(blocking=False):
             limit = server.settings.max_sessions
-            await socket.send_json({"type": "error", "code": "busy",
-                                    "message": f"all {limit} session slots are in use; try again later"})
+            await socket.send_json(
+                {"type": "error", "code": "busy", "message": f"all {limit} session slots are in use; try again later"}
+            )
             await socket.close(code=4429)
             return
         try:
@@ -67,8 +65,9 @@ class StreamConnection:
             await self.socket.send_json(message)
         if session.error:
             await self.socket.send_json({"type": "error", "code": "generation_failed", "message": session.error})
-        await self.socket.send_json({"type": "done", "frames": session.recorded_frames, "dropped": session.dropped,
-                                     "session": session.id})
+        await self.socket.send_json(
+            {"type": "done", "frames": session.recorded_frames, "dropped": session.dropped, "session": session.id}
+        )
 
     async def _read_messages(self) -> None:
         while True:
@@ -114,14 +113,17 @@ class StreamConnection:
                 session.stop()
                 await self.socket.send_json({"type": "stopping"})
         else:
-            raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected start, prompt, pause, resume or stop")
+            raise ProtocolError(
+                "unknown_type", f"unknown message type {kind!r}; expected start, prompt, pause, resume or stop"
+            )
 
     async def _start(self, message: dict) -> None:
         server, loop = self.server, asyncio.get_running_loop()
         if self.session is not None and not self.session.finished.is_set():
             raise ProtocolError("bad_state", "a generation is already running in this session; stop it first")
-        request = await loop.run_in_executor(None, request_from_message, message, server.pipeline,
-                                             server.settings.max_frames)
+        request = await loop.run_in_executor(
+            None, request_from_message, message, server.pipeline, server.settings.max_frames
+        )
         session = Session(server.pipeline, request, server.settings.queue_size, server.settings.slow_client)
         try:
             await loop.run_in_executor(None, session.start)
@@ -130,8 +132,16 @@ class StreamConnection:
         self.session = session
         server.sessions[session.id] = session
         pipeline = server.pipeline
-        await self.socket.send_json({"type": "started", "session": session.id, "fps": pipeline.fps,
-                                     "frames": request.num_frames, "height": pipeline.height, "width": pipeline.width})
+        await self.socket.send_json(
+            {
+                "type": "started",
+                "session": session.id,
+                "fps": pipeline.fps,
+                "frames": request.num_frames,
+                "height": pipeline.height,
+                "width": pipeline.width,
+            }
+        )
         self.forward = asyncio.create_task(self._forward_chunks(session))
 
     async def _change_prompt(self, session: Session, message: dict) -> None:
@@ -141,5 +151,6 @@ class StreamConnection:
         if not isinstance(transition, int) or transition < 1:
             raise ProtocolError("bad_input", "transition is a number of chunks ≥ 1 (1 = hard cut)")
         chunk = await asyncio.get_running_loop().run_in_executor(None, session.update_prompt, prompt, transition)
-        await self.socket.send_json({"type": "prompt_scheduled", "chunk": chunk, "prompt": prompt,
-                                     "transition": transition})
+        await self.socket.send_json(
+            {"type": "prompt_scheduled", "chunk": chunk, "prompt": prompt, "transition": transition}
+        )

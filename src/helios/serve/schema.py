@@ -38,16 +38,20 @@ def decode_media(data: str, still: bool) -> np.ndarray:
 def _schedule(prompts, chunk_frames: int) -> tuple[PromptChange, ...]:
     try:
         return tuple(
-            PromptChange(int(p.get("chunk", int(p.get("frame", 0)) // chunk_frames)), str(p["prompt"]),
-                         int(p.get("transition", 1)))
+            PromptChange(
+                int(p.get("chunk", int(p.get("frame", 0)) // chunk_frames)),
+                str(p["prompt"]),
+                int(p.get("transition", 1)),
+            )
             for p in prompts
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ProtocolError("bad_input", "prompts must be a list of {prompt, chunk|frame, transition?}") from None
 
 
-def request_from_message(message: dict, pipeline: HeliosPipeline, max_frames: int,
-                         default_frames: int | None = None) -> GenerationRequest:
+def request_from_message(
+    message: dict, pipeline: HeliosPipeline, max_frames: int, default_frames: int | None = None
+) -> GenerationRequest:
     """The request of a ``start`` message or an HTTP job body."""
     chunk_frames = pipeline.chunk_frames
     frames = message.get("frames", default_frames if default_frames is not None else 4 * chunk_frames)
@@ -62,9 +66,13 @@ def request_from_message(message: dict, pipeline: HeliosPipeline, max_frames: in
     steps = message.get("steps")
     try:
         return GenerationRequest(
-            prompt=prompt, prompts=_schedule(prompts, chunk_frames) if prompts is not None else None,
-            num_frames=frames, seed=int(message.get("seed", 0)), preset=message.get("preset"),
-            steps=tuple(steps) if isinstance(steps, list) else steps, guidance_scale=message.get("guidance_scale"),
+            prompt=prompt,
+            prompts=_schedule(prompts, chunk_frames) if prompts is not None else None,
+            num_frames=frames,
+            seed=int(message.get("seed", 0)),
+            preset=message.get("preset"),
+            steps=tuple(steps) if isinstance(steps, list) else steps,
+            guidance_scale=message.get("guidance_scale"),
             image=decode_media(message["image"], still=True) if message.get("image") else None,
             video=decode_media(message["video"], still=False) if message.get("video") else None,
         )

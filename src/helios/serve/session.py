@@ -96,12 +96,19 @@ class Session:
                 except StopIteration:
                     break
                 self._record(chunk.frames)
-                self._deliver({
-                    "type": "chunk", "index": chunk.index, "first_frame": chunk.first_frame,
-                    "frames": [encode_jpeg(f) for f in chunk.frames], "generation_seconds": chunk.generation_seconds,
-                    "since_start_seconds": time.perf_counter() - self.started_at, "prompt": chunk.prompt,
-                    "prompt_weight": chunk.prompt_weight, "dropped": self.dropped,
-                })
+                self._deliver(
+                    {
+                        "type": "chunk",
+                        "index": chunk.index,
+                        "first_frame": chunk.first_frame,
+                        "frames": [encode_jpeg(f) for f in chunk.frames],
+                        "generation_seconds": chunk.generation_seconds,
+                        "since_start_seconds": time.perf_counter() - self.started_at,
+                        "prompt": chunk.prompt,
+                        "prompt_weight": chunk.prompt_weight,
+                        "dropped": self.dropped,
+                    }
+                )
         except Exception as exc:  # reported to the client as a message, never a dropped socket
             self.error = f"{type(exc).__name__}: {exc}"
         finally:

@@ -86,8 +86,11 @@ def detect(frames: np.ndarray) -> list[Detection]:
         direction = None
         if speed > 0.25:
             direction = max(DIRECTIONS, key=lambda d: DIRECTIONS[d][0] * velocity[0] + DIRECTIONS[d][1] * velocity[1])
-        detections.append(Detection(name, _shape(float(np.median(fills))), direction, speed,
-                                    float(counts[seen].mean()), float(seen.mean())))
+        detections.append(
+            Detection(
+                name, _shape(float(np.median(fills))), direction, speed, float(counts[seen].mean()), float(seen.mean())
+            )
+        )
     return detections
 
 

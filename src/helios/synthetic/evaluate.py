@@ -65,14 +65,21 @@ def evaluate_drift(pipeline, scene: Scene, frames: int, seed: int = 0) -> dict:
     chunks = []
     for chunk in pipeline.stream(scene.caption(), num_frames=frames, seed=seed):
         pixels = chunk.frames.reshape(-1, 3).astype(np.float32)
-        chunks.append({
-            "index": chunk.index,
-            "mean_rgb": pixels.mean(0).round(2).tolist(),
-            "std_rgb": pixels.std(0).round(2).tolist(),
-            "objects": len(detect(chunk.frames)),
-        })
-    return {"caption": scene.caption(), "frames": frames, **drift_summary(chunks),
-            "expected_objects": len(scene.objects), "per_chunk": chunks}
+        chunks.append(
+            {
+                "index": chunk.index,
+                "mean_rgb": pixels.mean(0).round(2).tolist(),
+                "std_rgb": pixels.std(0).round(2).tolist(),
+                "objects": len(detect(chunk.frames)),
+            }
+        )
+    return {
+        "caption": scene.caption(),
+        "frames": frames,
+        **drift_summary(chunks),
+        "expected_objects": len(scene.objects),
+        "per_chunk": chunks,
+    }
 
 
 def drift_summary(chunks: list[dict]) -> dict:

@@ -84,7 +84,7 @@ class Scene:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Scene":
+    def from_dict(cls, data: dict) -> Scene:
         return cls(
             background=data["background"],
             objects=tuple(ObjectSpec(**o) for o in data["objects"]),
@@ -92,8 +92,9 @@ class Scene:
         )
 
 
-def sample_scene(rng: np.random.Generator, max_objects: int = 2, event_probability: float = 0.3,
-                 num_frames: int = 165) -> Scene:
+def sample_scene(
+    rng: np.random.Generator, max_objects: int = 2, event_probability: float = 0.3, num_frames: int = 165
+) -> Scene:
     """A random scene. Objects start away from the wall they move toward, so the first chunk
     shows the captioned direction before any bounce."""
     background = str(rng.choice(list(BACKGROUNDS)))
@@ -103,14 +104,33 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 2, event_probabili
     for i in range(count):
         direction = str(rng.choice(list(DIRECTIONS)))
         dx, dy = DIRECTIONS[direction]
-        x = float(rng.uniform(0.2, 0.4)) if dx > 0 else float(rng.uniform(0.6, 0.8)) if dx < 0 else float(rng.uniform(0.2, 0.8))
-        y = float(rng.uniform(0.3, 0.45)) if dy > 0 else float(rng.uniform(0.55, 0.7)) if dy < 0 else float(rng.uniform(0.3, 0.7))
+        x = (
+            float(rng.uniform(0.2, 0.4))
+            if dx > 0
+            else float(rng.uniform(0.6, 0.8))
+            if dx < 0
+            else float(rng.uniform(0.2, 0.8))
+        )
+        y = (
+            float(rng.uniform(0.3, 0.45))
+            if dy > 0
+            else float(rng.uniform(0.55, 0.7))
+            if dy < 0
+            else float(rng.uniform(0.3, 0.7))
+        )
         if count == 2 and dx == 0:  # keep two vertical movers apart
             x = 0.3 if i == 0 else 0.7
-        objects.append(ObjectSpec(
-            shape=str(rng.choice(SHAPES)), color=str(colors[i]), size=str(rng.choice(list(SIZES))),
-            direction=direction, speed=str(rng.choice(list(SPEEDS))), x=x, y=y,
-        ))
+        objects.append(
+            ObjectSpec(
+                shape=str(rng.choice(SHAPES)),
+                color=str(colors[i]),
+                size=str(rng.choice(list(SIZES))),
+                direction=direction,
+                speed=str(rng.choice(list(SPEEDS))),
+                x=x,
+                y=y,
+            )
+        )
     events = []
     if rng.random() < event_probability and num_frames > 66:
         target = int(rng.integers(count))
@@ -144,7 +164,9 @@ def _shape_alpha(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> n
     return np.clip(0.5 - distance, 0.0, 1.0)
 
 
-def trajectory(obj: ObjectSpec, events: list[Event], target: int, num_frames: int, height: int, width: int) -> np.ndarray:
+def trajectory(
+    obj: ObjectSpec, events: list[Event], target: int, num_frames: int, height: int, width: int
+) -> np.ndarray:
     """Centre positions (num_frames, 2) in pixels, bouncing off the walls."""
     radius = SIZES[obj.size] * height
     x, y = obj.x * width, obj.y * height
@@ -194,8 +216,9 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
-def export_dataset(out_dir: str | Path, count: int, num_frames: int = 165, seed: int = 0,
-                   height: int = HEIGHT, width: int = WIDTH) -> Path:
+def export_dataset(
+    out_dir: str | Path, count: int, num_frames: int = 165, seed: int = 0, height: int = HEIGHT, width: int = WIDTH
+) -> Path:
     """Write ``count`` captioned videos as MP4 plus ``manifest.json`` (fields ``path``, ``cap``,
     ``num_frames``, ``fps``, ``height``, ``width``, and the scene with its caption timeline)."""
     from ..media import write_mp4
@@ -208,10 +231,18 @@ def export_dataset(out_dir: str | Path, count: int, num_frames: int = 165, seed:
         scene = sample_scene(rng, num_frames=num_frames)
         relative = f"videos/{i:06d}.mp4"
         write_mp4(render(scene, num_frames, height, width), out / relative, FPS)
-        entries.append({
-            "path": relative, "cap": scene.caption(0), "num_frames": num_frames, "fps": FPS,
-            "height": height, "width": width, "timeline": scene.timeline(), "scene": scene.to_dict(),
-        })
+        entries.append(
+            {
+                "path": relative,
+                "cap": scene.caption(0),
+                "num_frames": num_frames,
+                "fps": FPS,
+                "height": height,
+                "width": width,
+                "timeline": scene.timeline(),
+                "scene": scene.to_dict(),
+            }
+        )
     manifest = out / "manifest.json"
     manifest.write_text(json.dumps(entries, indent=1))
     return manifest

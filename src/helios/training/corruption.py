@@ -25,7 +25,9 @@ def choose_modes(frames: int, settings: CorruptionSettings, generator: torch.Gen
     return [MODES[1 + int((value >= edges).sum())] if value < edges[-1] else "clean" for value in u]
 
 
-def corrupt_frames(frames: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
+def corrupt_frames(
+    frames: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator
+) -> tuple[torch.Tensor, list[str]]:
     """Corrupt each frame of (C, T, h, w) by its own mode and strength."""
     modes = choose_modes(frames.shape[1], settings, generator)
     out = frames.clone()
@@ -47,14 +49,18 @@ def corrupt_frames(frames: torch.Tensor, settings: CorruptionSettings, generator
 def saturate(frames: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator) -> torch.Tensor:
     """Scale deviations from the per-position channel mean by a factor in U[lo, 1) or U(1, hi] (50/50)."""
     low, high = settings.saturation_range
-    factor = float(_uniform(low, 1.0, (1,), generator)) if torch.rand(1, generator=generator) < 0.5 else float(
-        _uniform(1.0, high, (1,), generator))
+    factor = (
+        float(_uniform(low, 1.0, (1,), generator))
+        if torch.rand(1, generator=generator) < 0.5
+        else float(_uniform(1.0, high, (1,), generator))
+    )
     mean = frames.mean(dim=0, keepdim=True)
     return mean + (frames - mean) * factor
 
 
-def corrupt_history(history: torch.Tensor, anchor: torch.Tensor, settings: CorruptionSettings,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def corrupt_history(
+    history: torch.Tensor, anchor: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample of (B, C, T, h, w): with ``clean_prob`` untouched, else Frame-Aware Corrupt per frame
     (anchor separately), then optional saturation of the history (anchor excluded)."""
     history, anchor = history.clone(), anchor.clone()
@@ -68,8 +74,9 @@ def corrupt_history(history: torch.Tensor, anchor: torch.Tensor, settings: Corru
     return history, anchor
 
 
-def drop_history(history: torch.Tensor, anchor: torch.Tensor, settings: HistoryDropSettings, chunk: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def drop_history(
+    history: torch.Tensor, anchor: torch.Tensor, settings: HistoryDropSettings, chunk: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Per sample: T2V (no history, no anchor) w.p. t2v; else I2V-like (anchor + newest frame) w.p. i2v;
     else V2V-like (the oldest 1 + r·chunk frames zeroed) w.p. v2v; else the full window."""
     history, anchor = history.clone(), anchor.clone()

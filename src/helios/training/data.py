@@ -25,7 +25,7 @@ class Batch:
     anchor: torch.Tensor  # (B, C, 1, h, w)
     text: torch.Tensor  # (B, L, D)
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         return Batch(*(t.to(device) for t in (self.target, self.history, self.anchor, self.text)))
 
 

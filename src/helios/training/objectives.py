@@ -29,8 +29,17 @@ def _predict(model, noisy, timestep, text, history, anchor, settings: HistorySet
     return model(noisy.to(dtype), timestep, text.to(dtype), history=inputs)
 
 
-def flow_matching_loss(model, target, history, anchor, text, settings: HistorySettings, generator: torch.Generator,
-                       logit_normal: tuple[float, float] = (0.0, 1.0), dtype=torch.float32) -> torch.Tensor:
+def flow_matching_loss(
+    model,
+    target,
+    history,
+    anchor,
+    text,
+    settings: HistorySettings,
+    generator: torch.Generator,
+    logit_normal: tuple[float, float] = (0.0, 1.0),
+    dtype=torch.float32,
+) -> torch.Tensor:
     """Stage 1: x_t = (1 − σ)·x0 + σ·ε, predict ε − x0 (MSE)."""
     batch = target.shape[0]
     sigma = logit_normal_sigmas(batch, *logit_normal, generator).to(target.device).view(batch, 1, 1, 1, 1)
@@ -40,9 +49,18 @@ def flow_matching_loss(model, target, history, anchor, text, settings: HistorySe
     return F.mse_loss(prediction.float(), (noise - target).float())
 
 
-def pyramid_flow_matching_loss(model, target, history, anchor, text, settings: HistorySettings,
-                               generator: torch.Generator, constants: PyramidConstants,
-                               sample_ratios: tuple[int, ...] = (1, 1, 1), dtype=torch.float32) -> torch.Tensor:
+def pyramid_flow_matching_loss(
+    model,
+    target,
+    history,
+    anchor,
+    text,
+    settings: HistorySettings,
+    generator: torch.Generator,
+    constants: PyramidConstants,
+    sample_ratios: tuple[int, ...] = (1, 1, 1),
+    dtype=torch.float32,
+) -> torch.Tensor:
     """Stage 2 (paper eq. 5–7): each pyramid stage learns the straight path from its start (noise, or
     the upsampled previous level re-noised to the stage's start σ) to its end (the next level's start
     point, or the clean latent at the last stage); the target is start − end."""

@@ -1,7 +1,8 @@
 """``helios offload``: precompute per-chunk latents and caption embeddings for training.
 
 Reads a manifest (JSON list with ``path`` and ``cap``/``caption`` per video, paths relative to the
-manifest), cuts each video into whole chunks (33 frames for the released models), encodes every chunk on its own with the codec
+manifest), cuts each video into whole chunks (33 frames for the released models), encodes every chunk on its
+own with the codec
 and the caption with the text encoder, and writes one safetensors file per video plus ``index.json``.
 """
 
@@ -33,23 +34,33 @@ def read_manifest(path: str | Path) -> list[dict]:
 
 
 @torch.no_grad()
-def encode_video(frames, caption: str, codec: VideoCodec, text_encoder: TextEncoder, height: int, width: int,
-                 history: HistorySettings = HistorySettings()) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_video(
+    frames,
+    caption: str,
+    codec: VideoCodec,
+    text_encoder: TextEncoder,
+    height: int,
+    width: int,
+    history: HistorySettings = HistorySettings(),
+) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 frames (T, H, W, 3) → per-chunk latents (S, C, 9, h, w) and the caption embedding (L, D)."""
     chunk_frames = history.chunk_video_frames(codec.temporal_factor)
     chunks = len(frames) // chunk_frames
     if chunks == 0:
         raise ValueError(f"{len(frames)} frames, fewer than one {chunk_frames}-frame chunk")
     pixels = to_model_pixels(frames[: chunks * chunk_frames], height, width)
-    latents = torch.stack([
-        codec.encode(pixels[:, :, i * chunk_frames : (i + 1) * chunk_frames])[0] for i in range(chunks)
-    ])
+    latents = torch.stack(
+        [codec.encode(pixels[:, :, i * chunk_frames : (i + 1) * chunk_frames])[0] for i in range(chunks)]
+    )
     return latents, text_encoder.encode([caption])[0]
 
 
 def write_shard(folder: Path, name: str, latents: torch.Tensor, text: torch.Tensor, caption: str, source: str) -> dict:
-    save_file({"latents": latents.half().cpu().contiguous(), "text": text.float().cpu().contiguous()},
-              str(folder / name), metadata={"caption": caption, "source": source})
+    save_file(
+        {"latents": latents.half().cpu().contiguous(), "text": text.float().cpu().contiguous()},
+        str(folder / name),
+        metadata={"caption": caption, "source": source},
+    )
     return {"file": name, "caption": caption, "sections": int(latents.shape[0])}
 
 
@@ -57,8 +68,15 @@ def write_index(folder: Path, files: list[dict], height: int, width: int) -> Non
     (folder / INDEX_NAME).write_text(json.dumps({"files": files, "height": height, "width": width}, indent=1))
 
 
-def offload(manifest: str | Path, out_dir: str | Path, codec: VideoCodec, text_encoder: TextEncoder,
-            height: int, width: int, history: HistorySettings = HistorySettings()) -> Path:
+def offload(
+    manifest: str | Path,
+    out_dir: str | Path,
+    codec: VideoCodec,
+    text_encoder: TextEncoder,
+    height: int,
+    width: int,
+    history: HistorySettings = HistorySettings(),
+) -> Path:
     manifest = Path(manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,9 @@ def linear_layer_names(model: nn.Module) -> list[str]:
 def add_lora(model: HeliosTransformer, rank: int, alpha: int) -> HeliosTransformer:
     from peft import LoraConfig, inject_adapter_in_model
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=linear_layer_names(model))
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=linear_layer_names(model)
+    )
     model = inject_adapter_in_model(config, model)
     for name, param in model.named_parameters():
         param.requires_grad = "lora_" in name
@@ -95,10 +97,13 @@ class Trainer:
         self.wrapped = _wrap(self.model, config.distributed, self.device)
         # After wrapping: FSDP2 replaces parameters with sharded ones.
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        self.ema = {n: _full(p).detach().float().clone() for n, p in self.trainable.items()} if config.ema_decay else None
+        self.ema = (
+            {n: _full(p).detach().float().clone() for n, p in self.trainable.items()} if config.ema_decay else None
+        )
         params = [p for p in self.wrapped.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.betas,
-                                           weight_decay=config.weight_decay, eps=config.adam_eps)
+        self.optimizer = torch.optim.AdamW(
+            params, lr=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay, eps=config.adam_eps
+        )
         self.data = LatentShards(config.data)
         self.constants = PyramidConstants(stages=len(config.pyramid_sample_ratios)) if config.stage == 2 else None
         self.out = Path(config.output_dir)
@@ -133,13 +138,26 @@ class Trainer:
         step, tensors, generator = pending.result() if pending is not None else self._prepare(self.step)
         self._prefetch = self._pool.submit(self._prepare, self.step + 1)
         target, history, anchor, text = (t.to(self.device, non_blocking=True) for t in tensors)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if c.mixed_precision == "bf16" else nullcontext()
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if c.mixed_precision == "bf16" else nullcontext()
+        )
         with autocast:
             if c.stage == 1:
-                loss = flow_matching_loss(self.wrapped, target, history, anchor, text, c.history, generator, c.logit_normal)
+                loss = flow_matching_loss(
+                    self.wrapped, target, history, anchor, text, c.history, generator, c.logit_normal
+                )
             else:
-                loss = pyramid_flow_matching_loss(self.wrapped, target, history, anchor, text, c.history, generator,
-                                                  self.constants, c.pyramid_sample_ratios)
+                loss = pyramid_flow_matching_loss(
+                    self.wrapped,
+                    target,
+                    history,
+                    anchor,
+                    text,
+                    c.history,
+                    generator,
+                    self.constants,
+                    c.pyramid_sample_ratios,
+                )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.wrapped.parameters() if p.requires_grad]
@@ -149,7 +167,12 @@ class Trainer:
         self.optimizer.step()
         self._update_ema()
         self.step += 1
-        return {"step": self.step, "loss": _global_mean(loss.detach()), "grad_norm": float(grad_norm), "lr": self._lr(self.step - 1)}
+        return {
+            "step": self.step,
+            "loss": _global_mean(loss.detach()),
+            "grad_norm": float(grad_norm),
+            "lr": self._lr(self.step - 1),
+        }
 
     def _update_ema(self) -> None:
         if self.ema is None or self.step < self.config.ema_start:
@@ -227,7 +250,9 @@ class Trainer:
         saved = load_file(str(folder / "trainable.safetensors"))
         missing = sorted(set(self.trainable) - set(saved))
         if missing or set(saved) - set(self.trainable):
-            raise ValueError(f"checkpoint {folder} does not match this run's trainable parameters ({len(missing)} missing)")
+            raise ValueError(
+                f"checkpoint {folder} does not match this run's trainable parameters ({len(missing)} missing)"
+            )
         with torch.no_grad():
             for name, param in self.trainable.items():
                 _load_into(param, saved[name])
@@ -307,7 +332,9 @@ def _optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, mode: s
     if mode == "fsdp":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-        return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_optimizer_state_dict(
+            model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
     return optimizer.state_dict()
 
 

@@ -39,8 +39,23 @@ if triton is not None:
         return row, row // L, row % L, cols, cols < D
 
     @triton.jit
-    def _forward_kernel(X, Y, MEAN, RSTD, SHIFT_H, SCALE_H, SHIFT_C, SCALE_C, stride_h, stride_c,
-                        L, HISTORY, D, eps, BLOCK: tl.constexpr):
+    def _forward_kernel(
+        X,
+        Y,
+        MEAN,
+        RSTD,
+        SHIFT_H,
+        SCALE_H,
+        SHIFT_C,
+        SCALE_C,
+        stride_h,
+        stride_c,
+        L,
+        HISTORY,
+        D,
+        eps,
+        BLOCK: tl.constexpr,
+    ):
         row, batch, position, cols, mask = _row(L, D, BLOCK)
         x = tl.load(X + row * D + cols, mask=mask, other=0.0).to(tl.float32)
         mean = tl.sum(x, axis=0) / D
@@ -60,8 +75,9 @@ if triton is not None:
         tl.store(RSTD + row, rstd)
 
     @triton.jit
-    def _backward_kernel(X, DY, DX, MEAN, RSTD, SCALE_H, SCALE_C, stride_h, stride_c,
-                         L, HISTORY, D, BLOCK: tl.constexpr):
+    def _backward_kernel(
+        X, DY, DX, MEAN, RSTD, SCALE_H, SCALE_C, stride_h, stride_c, L, HISTORY, D, BLOCK: tl.constexpr
+    ):
         row, batch, position, cols, mask = _row(L, D, BLOCK)
         x = tl.load(X + row * D + cols, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(DY + row * D + cols, mask=mask, other=0.0).to(tl.float32)
@@ -103,8 +119,9 @@ class _NormModulate(torch.autograd.Function):
         (sh, stride_h), (sch, _) = _rows(shift_h, batch), _rows(scale_h, batch)
         (sc, stride_c), (scc, _) = _rows(shift_c, batch), _rows(scale_c, batch)
         block = triton.next_power_of_2(dim)
-        _forward_kernel[(batch * length,)](x_rows, y, mean, rstd, sh, sch, sc, scc, stride_h, stride_c,
-                                           length, history, dim, eps, BLOCK=block)
+        _forward_kernel[(batch * length,)](
+            x_rows, y, mean, rstd, sh, sch, sc, scc, stride_h, stride_c, length, history, dim, eps, BLOCK=block
+        )
         ctx.save_for_backward(x_rows, mean, rstd, sch, scc, shift_h, scale_h, shift_c, scale_c)
         ctx.history, ctx.strides, ctx.block = history, (stride_h, stride_c), block
         return y
@@ -115,8 +132,9 @@ class _NormModulate(torch.autograd.Function):
         batch, length, dim = x.shape
         dy = dy.contiguous()
         dx = torch.empty_like(x)
-        _backward_kernel[(batch * length,)](x, dy, dx, mean, rstd, sch, scc, *ctx.strides, length, ctx.history,
-                                            dim, BLOCK=ctx.block)
+        _backward_kernel[(batch * length,)](
+            x, dy, dx, mean, rstd, sch, scc, *ctx.strides, length, ctx.history, dim, BLOCK=ctx.block
+        )
         g = dy.float()
         normed = (x.float() - mean.view(batch, length, 1)) * rstd.view(batch, length, 1)
         weighted = g * normed
@@ -128,8 +146,14 @@ class _NormModulate(torch.autograd.Function):
         return dx, grads_history[0], grads_history[1], d_shift_c, d_scale_c, None, None, None
 
 
-def norm_modulate(x: torch.Tensor, shifts: list[torch.Tensor], scales: list[torch.Tensor], lengths: list[int],
-                  eps: float, out_dtype: torch.dtype) -> torch.Tensor:
+def norm_modulate(
+    x: torch.Tensor,
+    shifts: list[torch.Tensor],
+    scales: list[torch.Tensor],
+    lengths: list[int],
+    eps: float,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
     """y = LN(x)·(1 + scale) + shift per segment; ``shifts``/``scales`` hold (Bs, 1, D) vectors for the
     segments of ``lengths`` (one segment, or history then noisy)."""
     if len(lengths) == 1:

@@ -16,8 +16,9 @@ if triton is not None:
     import triton.language as tl
 
     @triton.jit
-    def _rope_kernel(X, Y, COS, SIN, L, table_batch_stride, HEADS, HALF, direction,
-                     BLOCK_H: tl.constexpr, BLOCK_P: tl.constexpr):
+    def _rope_kernel(
+        X, Y, COS, SIN, L, table_batch_stride, HEADS, HALF, direction, BLOCK_H: tl.constexpr, BLOCK_P: tl.constexpr
+    ):
         row = tl.program_id(0)  # one token of one sample
         batch = row // L
         position = row % L
@@ -39,8 +40,19 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, direction: fl
     x = x.contiguous()
     out = torch.empty_like(x)
     stride = length * (dim // 2) if cos.shape[0] > 1 else 0
-    _rope_kernel[(batch * length,)](x, out, cos, sin, length, stride, heads, dim // 2, direction,
-                                    BLOCK_H=triton.next_power_of_2(heads), BLOCK_P=triton.next_power_of_2(dim // 2))
+    _rope_kernel[(batch * length,)](
+        x,
+        out,
+        cos,
+        sin,
+        length,
+        stride,
+        heads,
+        dim // 2,
+        direction,
+        BLOCK_H=triton.next_power_of_2(heads),
+        BLOCK_P=triton.next_power_of_2(dim // 2),
+    )
     return out
 
 
