@@ -4,7 +4,7 @@
 
 Phases (each resumes from what ``--work`` already holds):
   codec      render the world, train the codec, report held-out PSNR, calibrate latent statistics
-  offload    encode every rendered video per 33-frame chunk (+ caption embeddings) into shards
+  offload    encode every rendered video chunk by chunk (+ caption embeddings) into shards
   base       stage 1 (flow matching with history) from scratch
   mid        stage 2 (pyramid flow matching) initialised from the base model
   refine     more stage 2, with caption dropout, from a packaged model (--from-model)
@@ -31,11 +31,11 @@ from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
 from ..model.transformer import HeliosTransformer
 from ..synthetic.evaluate import psnr
-from ..synthetic.world import HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
+from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
 from ..training.offload import encode_video, write_index, write_shard
 from ..training.trainer import Trainer
 
-FRAMES = 165  # five 33-frame chunks per training video
+FRAMES = 5 * CHUNK_FRAMES  # five chunks per training video
 TRANSFORMER = dict(
     num_attention_heads=4,
     attention_head_dim=32,
@@ -124,7 +124,7 @@ def train_codec(
 def codec_psnr(codec: WorldCodec, videos: np.ndarray, device) -> float:
     values = []
     for video in videos:
-        clip = torch.from_numpy(video[:33]).to(device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        clip = torch.from_numpy(video[:CHUNK_FRAMES]).to(device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
         values.append(psnr(codec.decode_raw(codec.encode_raw(clip)).clamp(-1, 1), clip))
     return float(np.mean(values))
 
@@ -134,7 +134,7 @@ def calibrate(codec: WorldCodec, videos: np.ndarray, device) -> None:
     """Per-channel latent mean/std over a sample of chunks, stored in the codec (Helios normalises latents)."""
     zs = []
     for video in videos[:64]:
-        clip = torch.from_numpy(video[:33]).to(device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        clip = torch.from_numpy(video[:CHUNK_FRAMES]).to(device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
         zs.append(codec.encode_raw(clip).float())
     z = torch.cat(zs, dim=2)
     codec.latent_mean.copy_(z.mean(dim=(0, 2, 3, 4)))
@@ -275,7 +275,7 @@ def main() -> None:
         videos, scenes = render_corpus(args.videos, seed=1)
         log(f"rendered {len(videos)} videos of {FRAMES} frames in {time.time() - started:.0f} s")
     if "codec" in args.phase:
-        held_out, _ = render_corpus(32, seed=2, frames=33)
+        held_out, _ = render_corpus(32, seed=2, frames=CHUNK_FRAMES)
         start = WorldCodec.from_pretrained(args.codec_from) if args.codec_from else None
         if start is not None:
             log(

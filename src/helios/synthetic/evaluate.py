@@ -34,8 +34,8 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     hits = {"color": 0, "shape": 0, "motion": 0, "all": 0}
     ceiling = {"color": 0, "shape": 0, "motion": 0, "all": 0}
     for i, scene in enumerate(scenes):
-        video = pipeline.generate(scene.caption(), num_frames=33, seed=seed + i)
-        for table, frames in ((hits, video.frames), (ceiling, render(scene, 33))):
+        video = pipeline.generate(scene.caption(), num_frames=pipeline.chunk_frames, seed=seed + i)
+        for table, frames in ((hits, video.frames), (ceiling, render(scene, pipeline.chunk_frames))):
             result = adherence(frames, scene)
             for key, ok in result.items():
                 table[key] += ok
@@ -55,7 +55,7 @@ def evaluate_conditioning(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
         clip = render(scene, 66)
         colors = {o.color for o in scene.objects}
         for mode, source in (("i2v", {"image": clip[0]}), ("v2v", {"video": clip})):
-            video = pipeline.generate(scene.caption(), num_frames=33, seed=seed + i, **source)
+            video = pipeline.generate(scene.caption(), num_frames=pipeline.chunk_frames, seed=seed + i, **source)
             found = {d.color for d in detect(video.frames)}
             kept[mode].append(len(colors & found) / len(colors))
     return {mode: float(np.mean(values)) for mode, values in kept.items()} | {"scenes": len(scenes)}

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import HistorySettings
+
 SHAPES = ("circle", "square", "triangle")
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (225, 45, 45),
@@ -31,6 +33,8 @@ SPEEDS: dict[str, float] = {"slowly": 0.006, "quickly": 0.014}  # fraction of th
 SIZES: dict[str, float] = {"small": 0.10, "large": 0.17}  # radius as a fraction of the frame height
 
 HEIGHT, WIDTH = 128, 192  # latent 16×24: divisible by 8, so the 3-stage pyramid works
+# Scenes change only at chunk boundaries of the released geometry (9 latent frames × 4 − 3).
+CHUNK_FRAMES = HistorySettings().chunk_video_frames(temporal_factor=4)
 FPS = 24
 
 
@@ -134,7 +138,7 @@ def sample_scene(
     events = []
     if rng.random() < event_probability and num_frames > 66:
         target = int(rng.integers(count))
-        frame = int(rng.integers(1, num_frames // 33)) * 33  # events start at chunk boundaries
+        frame = int(rng.integers(1, num_frames // CHUNK_FRAMES)) * CHUNK_FRAMES  # events start at chunk boundaries
         if rng.random() < 0.5:
             used = {o.color for o in objects}
             value = str(rng.choice([c for c in COLORS if c not in used]))
