@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -143,7 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="Helios model folder; default: the embedded default model")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--token", help="require this token from clients (needed when binding beyond loopback)")
+    serve.add_argument("--token", help="require this token from clients (needed beyond loopback; or set HELIOS_TOKEN)")
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="URL",
+        help="also accept WebSocket sessions from pages of this origin (repeatable)",
+    )
     serve.add_argument("--max-sessions", type=int, default=1)
     serve.add_argument("--queue", type=int, default=4, help="chunks buffered per session")
     serve.add_argument(
@@ -180,17 +187,32 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import socket
+
     import torch
 
     from .generation import HeliosPipeline
     from .serve.app import ServeSettings, run
 
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
-        raise UsageError(f"binding to {args.host} exposes the server: give --token")
-    pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=args.device)
+    token = args.token or os.environ.get("HELIOS_TOKEN") or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        raise UsageError(f"binding to {args.host} exposes the server: give --token (or set HELIOS_TOKEN)")
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 1 to 65535, got {args.port}")
     settings = ServeSettings(
-        max_sessions=args.max_sessions, queue_size=args.queue, slow_client=args.slow_client, token=args.token
+        max_sessions=args.max_sessions,
+        queue_size=args.queue,
+        slow_client=args.slow_client,
+        token=token,
+        allowed_origins=tuple(args.allow_origin or ()),
     )
+    device = _device(args.device)
+    try:  # the port is checked before the model loads, not after
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
     run(pipeline, args.host, args.port, settings)
     return 0
 
@@ -233,7 +255,64 @@ def _progress(index: int, total: int | None, seconds: float) -> None:
     stream.flush()
 
 
+def _device(name: str | None):
+    """The device a command runs on, refused clearly when it does not exist here."""
+    import torch
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {name}: only cpu and cuda devices are supported")
+    return device
+
+
+def _check_output_file(path: str, flag: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name such as {target / 'video.mp4'}")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise UsageError(f"{flag} {path}: {parent} is not writable")
+            break
+
+
+def _check_output_folder(path: str, flag: str) -> None:
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{flag} {path} is a file, not a folder")
+    _check_output_file(str(target / "x"), flag)
+
+
+def _warn_unknown_words(pipeline, prompts: list[str]) -> None:
+    """Models with a closed vocabulary (the default model) ignore words they do not know: say so."""
+    unknown_words = getattr(pipeline.text_encoder, "unknown_words", None)
+    if unknown_words is None:
+        return
+    unknown = sorted({word for prompt in prompts for word in unknown_words(prompt)})
+    if unknown:
+        vocabulary = ", ".join(getattr(pipeline.text_encoder, "vocabulary", []))
+        print(
+            f"helios: warning: the model does not know {', '.join(map(repr, unknown))}; it reads only: {vocabulary}",
+            file=sys.stderr,
+        )
+
+
 def run_generate(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
     import torch
 
@@ -241,16 +320,16 @@ def run_generate(args: argparse.Namespace) -> int:
     from .generation.prompts import read_prompt_file
     from .media import write_frames, write_mp4
 
-    if args.frames < 1:
-        raise UsageError(f"--frames must be at least 1, got {args.frames}")
-    if args.prompts:  # a malformed file fails before the model loads; frames map to chunks once it has
-        read_prompt_file(args.prompts, chunk_frames=1, default_transition=args.transition)
-    pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=args.device)
-    _fast_paths(args).apply(pipeline)
-    schedule = read_prompt_file(args.prompts, pipeline.chunk_frames, args.transition) if args.prompts else None
+    # Everything that can be checked without the model is checked first: a bad flag costs nothing.
+    device = _device(args.device)
+    _check_output_file(args.out, "--out")
+    if args.frames_dir:
+        _check_output_folder(args.frames_dir, "--frames-dir")
+    # A malformed prompt file fails here; its frames map to chunks once the model is known.
+    provisional = read_prompt_file(args.prompts, 1, args.transition) if args.prompts else None
     request = GenerationRequest(
         prompt=args.prompt,
-        prompts=schedule,
+        prompts=provisional,
         negative_prompt=args.negative_prompt,
         num_frames=args.frames,
         height=args.height,
@@ -264,6 +343,17 @@ def run_generate(args: argparse.Namespace) -> int:
         shift_convention=args.shift_convention,
         adaptive=args.adaptive,
     )
+    for flag, value in (("--image", args.image), ("--video", args.video)):
+        if value is not None and not Path(value).is_file():
+            what = "not found" if not Path(value).exists() else "is not a file"
+            raise UsageError(f"{flag} {value} {what}")
+    pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
+    _fast_paths(args).apply(pipeline)
+    if args.prompts:
+        request = dataclasses.replace(
+            request, prompts=read_prompt_file(args.prompts, pipeline.chunk_frames, args.transition)
+        )
+    _warn_unknown_words(pipeline, [c.prompt for c in request.prompt_changes()])
     started = time.perf_counter()
     stream = pipeline.run(request)
     total = pipeline.chunks_for(args.frames)
@@ -300,10 +390,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (UsageError, MediaError, CheckpointError, ModelFolderError, FileNotFoundError, ValueError) as exc:
+    except (UsageError, MediaError, CheckpointError, ModelFolderError, OSError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"helios: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("helios: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -54,9 +54,11 @@ class TransformerConfig:
     history_scale_mode: str = "per_head"  # "per_head" or "scalar"
 
     def __post_init__(self) -> None:
+        problems = _type_problems(self)
+        if problems:
+            raise ValueError("invalid transformer config: " + "; ".join(problems))
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         object.__setattr__(self, "rope_dim", tuple(int(d) for d in self.rope_dim))
-        problems = []
         if len(self.patch_size) != 3:
             problems.append(f"patch_size must have 3 entries, got {self.patch_size}")
         if len(self.rope_dim) != 3 or any(d % 2 for d in self.rope_dim):
@@ -100,6 +102,31 @@ class TransformerConfig:
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def _type_problems(config: TransformerConfig) -> list[str]:
+    """Fields whose value has the wrong type (a config file with "num_layers": "eight", say)."""
+    problems = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        default = f.default
+        if value is None or value == default:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        elif isinstance(default, tuple):
+            ok = isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+            )
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            problems.append(f"{f.name} = {value!r} is not a valid {type(default).__name__}")
+    return problems
 
 
 # The released Helios-{Base,Mid,Distilled} transformers all share this architecture.
@@ -305,6 +332,7 @@ class TrainConfig:
     history_drop: HistoryDropSettings = HistoryDropSettings()
     log_every: int = 10
     checkpoint_every: int = 50
+    keep_checkpoints: int | None = 3  # newest checkpoints kept on disk (None: all)
     distributed: str = "none"  # "none" | "ddp" | "fsdp" (launch with torchrun)
 
     def __post_init__(self) -> None:
@@ -314,6 +342,8 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if self.distributed not in ("none", "ddp", "fsdp"):
             raise ValueError(f"distributed must be 'none', 'ddp' or 'fsdp', got {self.distributed!r}")
+        if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be at least 1 (or null for all), got {self.keep_checkpoints}")
         if (self.lora_rank is None) != (self.lora_alpha is None) and self.lora_alpha is not None:
             raise ValueError("lora_alpha needs lora_rank")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -13,39 +14,105 @@ class MediaError(ValueError):
     """An input image or video that cannot be used; the message names the file."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as uint8 (H, W, 3)."""
+# Bounds checked from the file's header before any pixel is decoded (decompression-bomb guard): a tiny
+# PNG can declare 13000×13000 pixels, a tiny MP4 thousands of 1080p frames.
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_VIDEO_FRAME_PIXELS = 3840 * 2160
+MAX_VIDEO_FRAMES = 24 * 60 * 10
+
+
+def _input_file(path: str | Path, kind: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{kind} not found: {path}")
+    if not path.is_file():
+        raise MediaError(f"{kind} is not a file: {path}")
+    return path
+
+
+def _check_pixels(width: int, height: int, limit: int, what: str) -> None:
+    if width * height > limit:
+        raise MediaError(f"{what} is {width}×{height} pixels, more than the {limit:,} allowed")
+
+
+def _reduce(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Shrink a frame (H, W, 3) that is larger than needed to cover ``size`` (height, width), keeping its
+    aspect ratio; the final cover-resize and centre crop happen in :func:`to_model_pixels`."""
+    if size is None:
+        return frame
+    h, w = frame.shape[:2]
+    scale = max(size[0] / h, size[1] / w)
+    if scale >= 0.5:  # close enough: resizing twice would only cost precision
+        return frame
+    from PIL import Image
+
+    target = (max(size[1], round(w * scale * 2)), max(size[0], round(h * scale * 2)))  # keep 2× headroom
+    return np.asarray(Image.fromarray(frame).resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as uint8 (H, W, 3); larger than ``max_pixels`` is refused before decoding, and
+    with ``size`` (height, width) a much larger image is reduced as it is decoded."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"image not found: {path}")
+    path = _input_file(path, "image")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
+            _check_pixels(*image.size, max_pixels, f"image {path}")
+            if size is not None:  # JPEG: decode at a reduced scale directly
+                image.draft("RGB", (size[1], size[0]))
+            return _reduce(np.asarray(image.convert("RGB")), size)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+        if isinstance(exc, MediaError):
+            raise
         raise MediaError(f"cannot read image {path}: {exc}") from None
 
 
-def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """A video file as uint8 frames (T, H, W, 3) and its frame rate."""
+def read_video(
+    path: str | Path,
+    max_pixels: int = MAX_VIDEO_FRAME_PIXELS,
+    max_frames: int = MAX_VIDEO_FRAMES,
+    size: tuple[int, int] | None = None,
+    keep_last: int | None = None,
+) -> tuple[np.ndarray, float]:
+    """A video file as uint8 frames (T, H, W, 3) and its frame rate.
+
+    Frames larger than ``max_pixels`` or more than ``max_frames`` of them are refused (the frame size
+    is checked before decoding, the count as frames are decoded). With ``size`` (height, width) large
+    frames are reduced as they are decoded; with ``keep_last`` only the first frame and the last
+    ``keep_last`` frames are held, so memory stays bounded whatever the clip's length.
+    """
     import av
 
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"video not found: {path}")
+    path = _input_file(path, "video")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(f"{path} has no video stream")
             stream = container.streams.video[0]
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            _check_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels, f"video {path}")
+            if stream.frames and stream.frames > max_frames:
+                raise MediaError(f"video {path} has {stream.frames} frames, more than the {max_frames} allowed")
+            first, frames, count = None, deque(maxlen=keep_last), 0
+            for frame in container.decode(stream):
+                count += 1
+                if count > max_frames:
+                    raise MediaError(f"video {path} has more than the {max_frames} frames allowed")
+                _check_pixels(frame.width, frame.height, max_pixels, f"a frame of video {path}")
+                pixels = _reduce(frame.to_ndarray(format="rgb24"), size)
+                if first is None and keep_last is not None:
+                    first = pixels
+                else:
+                    frames.append(pixels)
             fps = float(stream.average_rate or stream.guessed_rate or 24)
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, ValueError) as exc:
+        if isinstance(exc, MediaError):
+            raise
         raise MediaError(f"cannot read video {path}: {exc}") from None
-    if not frames:
+    kept = ([first] if first is not None else []) + list(frames)
+    if not kept:
         raise MediaError(f"{path} contains no decodable frames")
-    return np.stack(frames), fps
+    return np.stack(kept), fps
 
 
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 24) -> Path:

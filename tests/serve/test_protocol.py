@@ -197,11 +197,18 @@ def test_http_job_api_end_to_end(serve, tmp_path):
 
 def test_token_is_required_when_set(serve):
     host, _ = serve(token="s3cret")
-    with connect(f"ws://{host}/v1/stream") as ws:
-        refusal = receive(ws)
-        assert refusal["code"] == "unauthorized"
-    with connect(f"ws://{host}/v1/stream?token=s3cret") as ws:
-        ws.send(json.dumps({"type": "start", "prompt": "a red circle", "frames": 33, **FAST}))
+    start = json.dumps({"type": "start", "prompt": "a red circle", "frames": 33, **FAST})
+    for url in (f"ws://{host}/v1/stream", f"ws://{host}/v1/stream?token=s3cret"):  # never taken from a URL
+        with connect(url) as ws:
+            ws.send(start)
+            assert receive(ws)["code"] == "unauthorized"
+    with connect(f"ws://{host}/v1/stream", additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+        ws.send(start)
+        assert receive(ws)["type"] == "started"
+        receive_until(ws, "done")
+    with connect(f"ws://{host}/v1/stream") as ws:  # what the page does: the token as the first message
+        ws.send(json.dumps({"type": "auth", "token": "s3cret"}))
+        ws.send(start)
         assert receive(ws)["type"] == "started"
         receive_until(ws, "done")
     assert httpx.post(f"http://{host}/v1/videos", json={"prompt": "x"}).status_code == 401

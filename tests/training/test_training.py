@@ -223,3 +223,42 @@ def test_shipped_configs_parse():
         assert config.stage in (1, 2)
     paper = TrainConfig.from_file(folder / "helios_14b_stage2_init.json")
     assert (paper.lora_rank, paper.learning_rate, paper.pyramid_sample_ratios) == (256, 1e-4, (1, 2, 1))
+
+
+def test_checkpoints_keep_the_newest_n_and_the_log_never_repeats_a_step(world_shards, tmp_path):
+    shards, _, _ = world_shards
+    config = train_config(shards, tmp_path / "run", checkpoint_every=1, keep_checkpoints=2, max_steps=5)
+    first = Trainer(config)
+    first.train(stop_after=3)
+    # A crash after step 4 was logged but before its checkpoint: the resumed run writes step 4 again.
+    log = tmp_path / "run" / "log.jsonl"
+    log.write_text(log.read_text() + json.dumps({"step": 4, "loss": 9.9}) + "\n" + '{"step": 5, "lo')
+    resumed = Trainer(config)
+    assert resumed.step == 3
+    resumed.train()
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")) == ["step_0000004", "step_0000005"]
+
+
+def test_saving_a_step_again_replaces_it_without_a_gap(world_shards, tmp_path, monkeypatch):
+    import os
+
+    from helios.training import trainer as trainer_module
+
+    shards, _, _ = world_shards
+    trainer = Trainer(train_config(shards, tmp_path / "run", max_steps=1, checkpoint_every=100))
+    trainer.train()
+    final = tmp_path / "run" / "checkpoints" / "step_0000001"
+    assert final.is_dir()
+    seen = []
+    real_replace = os.replace
+
+    def watching(source, target):  # at every rename, a complete step-1 checkpoint exists somewhere
+        seen.append(any((p / "state.json").is_file() for p in final.parent.glob("*step_0000001")))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(trainer_module.os, "replace", watching)
+    trainer.save_checkpoint()
+    assert seen and all(seen)
+    assert (final / "state.json").is_file() and not list(final.parent.glob(".old_*"))

@@ -25,6 +25,15 @@ def _read_json(path: Path) -> dict:
         raise ModelFolderError(str(exc)) from None
 
 
+def _read_object(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelFolderError(f"{path} is missing")
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def sampler_from_configs(model_index: dict, scheduler: dict) -> SamplerSettings:
     """The released model's sampler, from ``model_index.json`` and ``scheduler_config.json``."""
     pyramid = model_index.get("_class_name") != "HeliosPipeline" or scheduler.get("stages", 3) > 1
@@ -86,21 +95,27 @@ def load_world_folder(cls, root: Path, device: torch.device, preset: str | None)
     from ..encoders.world_codec import WorldCodec
     from ..encoders.world_text import WorldTextEncoder
 
-    index = _read_json(root / "model_index.json")
+    index = _read_object(root / "model_index.json")
     for part in ("transformer", "codec"):
         if not (root / part).is_dir():
             raise ModelFolderError(f"{root} lacks {part}/")
-    sampler_values = _read_json(root / "sampler.json")
-    shift = ShiftSettings(**sampler_values.pop("shift"))
-    if sampler_values.get("pyramid_steps") is not None:
-        sampler_values["pyramid_steps"] = tuple(sampler_values["pyramid_steps"])
-    settings = sampler_preset(preset) if preset else SamplerSettings(**sampler_values, shift=shift)
-    history = HistorySettings(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in index.get("history", {}).items()}
-    )
+    missing = [key for key in ("height", "width") if not isinstance(index.get(key), int) or index[key] < 1]
+    if missing:
+        raise ModelFolderError(f"{root / 'model_index.json'} needs a positive integer {' and '.join(missing)}")
+    try:
+        sampler_values = dict(_read_object(root / "sampler.json"))
+        shift = ShiftSettings(**sampler_values.pop("shift", {}))
+        if sampler_values.get("pyramid_steps") is not None:
+            sampler_values["pyramid_steps"] = tuple(sampler_values["pyramid_steps"])
+        settings = sampler_preset(preset) if preset else SamplerSettings(**sampler_values, shift=shift)
+        history = HistorySettings(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in index.get("history", {}).items()}
+        )
+        text = WorldTextEncoder(**_read_object(root / "text_encoder.json"))
+    except (TypeError, ValueError) as exc:
+        raise ModelFolderError(f"{root}: invalid settings ({exc})") from None
     transformer = HeliosTransformer.from_pretrained(root / "transformer", dtype=torch.float32, device=device)
     codec = WorldCodec.from_pretrained(root / "codec", dtype=torch.float32, device=device)
-    text = WorldTextEncoder(**_read_json(root / "text_encoder.json"))
     return cls(
         transformer,
         text,

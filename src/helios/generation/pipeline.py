@@ -27,6 +27,7 @@ from ..config import HistorySettings, SamplerSettings, sampler_preset
 from ..encoders.protocols import TextEncoder, VideoCodec
 from ..media import read_image, read_video, to_model_pixels, to_uint8_frames, write_frames, write_mp4
 from ..model.transformer import HeliosTransformer
+from ..model.window import window_frames
 from ..sampling.chunk import ChunkSampler
 from ..sampling.noise import NoiseDraws
 from .drift import DriftMonitor
@@ -100,7 +101,7 @@ class LiveStream:
         return start
 
     def stop(self) -> None:
-        """End the stream after the chunk in progress."""
+        """End the stream: the chunk in progress is abandoned at its next sampling step."""
         self._state.stopped = True
 
     @property
@@ -113,6 +114,10 @@ class _StreamState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: int = -1  # index of the chunk being generated (or last generated)
     stopped: bool = False
+
+
+class _Cancelled(Exception):
+    """Raised inside the sampling loop of a stopped stream; ends the loop without a chunk."""
 
 
 @dataclass
@@ -203,6 +208,12 @@ class HeliosPipeline:
     def chunks_for(self, num_frames: int) -> int:
         """Chunks generated for ``num_frames`` requested frames."""
         return max(1, math.ceil(num_frames / self.chunk_frames))
+
+    @property
+    def v2v_frames(self) -> int:
+        """Frames of an input video that can reach the history window: the last whole chunks that
+        cover it (plus the first frame, the anchor); older frames are not read into memory."""
+        return self.chunk_frames * (math.ceil(window_frames(self.history) / self.history.chunk_latent_frames) + 1)
 
     def output_frames(self, num_frames: int) -> int:
         """Frames returned for ``num_frames`` requested (see the module docstring)."""
@@ -313,12 +324,17 @@ class HeliosPipeline:
             text = schedule.embedding_for_chunk(k).to(device, dtype)
 
             def model(latents, timestep, embedding, history=history):
+                if state.stopped:  # a stopped stream (or a client that left) ends within one step
+                    raise _Cancelled
                 if latents.shape[0] > 1:  # batched CFG: one history serves both halves
                     history = history.expand(latents.shape[0])
                 return self.transformer(latents, timestep, embedding, history=history)
 
             noise = draw.normal((1, codec.latent_channels, self.history.chunk_latent_frames, latent_h, latent_w))
-            latents = sampler.sample(model, noise, text, negative, draw, first_chunk=k == 0)
+            try:
+                latents = sampler.sample(model, noise, text, negative, draw, first_chunk=k == 0)
+            except _Cancelled:
+                return
             if self.history.keep_first_frame and (
                 (k == 0 and window.anchor is None) or (request.skip_first_chunk and k == 1)
             ):
@@ -386,7 +402,11 @@ class HeliosPipeline:
                 )
             return tensor.float()
         if isinstance(source, (str, Path)):
-            array = read_image(source) if still else read_video(source)[0]
+            size = (height, width)
+            if still:
+                array = read_image(source, size=size)
+            else:
+                array = read_video(source, size=size, keep_last=self.v2v_frames)[0]
         else:
             array = np.asarray(source)
         if still:

@@ -6,12 +6,19 @@ The pipeline, the server (WebSocket sessions and HTTP jobs) and the command line
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..config import SamplerSettings
 from .drift import DriftSettings
 from .prompts import PromptChange
+
+MAX_SEED = 2**63 - 1  # the generators take a signed 64-bit seed
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,20 @@ class GenerationRequest:
             raise ValueError("prompt is empty")
         if self.image is not None and self.video is not None:
             raise ValueError("give either an image (I2V) or a video (V2V), not both")
-        if self.num_frames is not None and self.num_frames < 1:
-            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
+        if self.num_frames is not None and (not _is_int(self.num_frames) or self.num_frames < 1):
+            raise ValueError(f"num_frames must be an integer of at least 1, got {self.num_frames!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
+        if self.guidance_scale is not None and (
+            isinstance(self.guidance_scale, bool)
+            or not isinstance(self.guidance_scale, (int, float))
+            or not math.isfinite(self.guidance_scale)
+            or self.guidance_scale < 0
+        ):
+            raise ValueError(f"guidance_scale must be a finite number ≥ 0, got {self.guidance_scale!r}")
+        steps = self.steps if isinstance(self.steps, tuple) else (self.steps,) if self.steps is not None else ()
+        if any(not _is_int(s) or s < 1 for s in steps):
+            raise ValueError(f"steps must be whole numbers ≥ 1, got {self.steps!r}")
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

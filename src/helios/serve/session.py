@@ -3,7 +3,11 @@
 The worker produces chunks; the WebSocket side consumes them. When the client is slow the queue
 fills and the configured policy applies: ``wait`` (backpressure — generation pauses until the
 client catches up) or ``drop`` (the oldest undelivered chunk is discarded and counted). Pause holds
-the worker before its next chunk; stop (or a disconnect) ends it after the chunk in progress.
+the worker before its next chunk (for at most ``pause_timeout`` seconds, then the session ends);
+stop (or a disconnect) cancels it within one sampling step.
+
+The consumer is woken through ``notify`` (the server passes a callback that sets an asyncio event on
+its loop), so a waiting client holds no thread of the server's pool.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..generation import GenerationRequest, HeliosPipeline
+
+END = None  # the last message of a session's queue
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 85) -> str:
@@ -36,6 +43,8 @@ class Session:
     queue_size: int = 4
     slow_client: str = "wait"  # "wait" | "drop"
     max_recorded_frames: int = 24 * 600  # frames kept for the MP4 download (10 minutes at 24 fps)
+    pause_timeout: float = 600.0  # seconds a paused session waits before it ends
+    notify: Callable[[], None] = lambda: None  # called after each message is queued (any thread)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def __post_init__(self) -> None:
@@ -73,6 +82,7 @@ class Session:
         return not self._run_gate.is_set()
 
     def stop(self) -> None:
+        """End the generation: the chunk in progress is cancelled at its next sampling step."""
         self._stopping.set()
         if self.stream is not None:
             self.stream.stop()
@@ -88,7 +98,9 @@ class Session:
         try:
             iterator = iter(self.stream)
             while not self._stopping.is_set():
-                self._run_gate.wait()
+                if not self._run_gate.wait(self.pause_timeout):
+                    self.error = f"paused for more than {self.pause_timeout:g} s; the session ended"
+                    break
                 if self._stopping.is_set():
                     break
                 try:
@@ -112,8 +124,10 @@ class Session:
         except Exception as exc:  # reported to the client as a message, never a dropped socket
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
+            if self.stream is not None:
+                self.stream.stop()
             self.finished.set()
-            self._deliver(None)
+            self._deliver(END)
 
     def _record(self, frames: np.ndarray) -> None:
         self.recorded.append(frames)
@@ -122,23 +136,24 @@ class Session:
             self.recorded_frames -= len(self.recorded.pop(0))
 
     def _deliver(self, message: dict | None) -> None:
-        """Put a message on the bounded queue according to the slow-client policy (None ends the stream)."""
+        """Put a message on the bounded queue according to the slow-client policy (END always gets in)."""
         while True:
             try:
                 self.chunks.put(message, timeout=0.1)
-                return
+                break
             except queue.Full:
-                if message is not None and self._stopping.is_set():
+                if message is not END and self._stopping.is_set():
                     return  # stopped: no one needs more chunks
-                if message is None or self.slow_client == "drop":
+                if message is END or self.slow_client == "drop":
                     # The end marker always gets through; under "drop" a new chunk replaces the oldest.
                     try:
                         self.chunks.get_nowait()
-                        self.dropped += message is not None
+                        self.dropped += message is not END
                     except queue.Empty:
                         pass
+        self.notify()
 
     def video(self) -> np.ndarray:
         if not self.recorded:
-            raise ValueError("nothing has been generated yet")
+            raise LookupError("nothing has been generated yet")
         return np.concatenate(self.recorded)

@@ -233,13 +233,28 @@ class Trainer:
             save_file({n: t.cpu().contiguous() for n, t in self.ema.items()}, str(tmp / "ema.safetensors"))
         torch.save(optimizer, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": self.step, "config": self.config.to_dict()}, indent=1))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        for file in tmp.iterdir():  # on disk before the folder is published, so a crash never leaves it half-written
+            _fsync(file)
+        _fsync(tmp)
+        _replace_folder(tmp, final)
         latest_tmp = folder / f".{LATEST}.tmp"
         latest_tmp.write_text(final.name)
+        _fsync(latest_tmp)
         os.replace(latest_tmp, folder / LATEST)
+        _fsync(folder)
+        self._prune_checkpoints(keep=final)
         _barrier()
         return final
+
+    def _prune_checkpoints(self, keep: Path) -> None:
+        """Keep the newest ``keep_checkpoints`` checkpoints (None keeps all); never the one just written."""
+        limit = self.config.keep_checkpoints
+        if limit is None:
+            return
+        saved = sorted(p for p in (self.out / CHECKPOINTS).glob("step_*") if p.is_dir())
+        for old in saved[: max(0, len(saved) - limit)]:
+            if old != keep:
+                shutil.rmtree(old, ignore_errors=True)
 
     def _resume(self) -> None:
         pointer = self.out / CHECKPOINTS / LATEST
@@ -261,6 +276,7 @@ class Trainer:
         optimizer = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         _load_optimizer_state(self.wrapped, self.optimizer, optimizer, self.config.distributed)
         self.step = state["step"]
+        _truncate_log(self.out / "log.jsonl", self.step)
 
     # ------------------------------------------------------------------ export
 
@@ -358,6 +374,42 @@ def _global_mean(value: torch.Tensor) -> float:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') bytes to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target``; an existing ``target`` stays until ``new`` is in place, so at every
+    moment one complete checkpoint of this step exists."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".old_{target.name}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _truncate_log(log: Path, step: int) -> None:
+    """Drop log records past the checkpoint a run resumes from: they will be written again."""
+    if not log.is_file():
+        return
+    kept = []
+    for line in log.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the crash
+    log.write_text("".join(line + "\n" for line in kept))
 
 
 def _tensorboard(folder: Path):
