@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint browser install clean
 
 # torch 2.13.0 is pinned first so pip takes the CPU build these machines carry instead of a
 # multi-GB CUDA download; on a GPU machine install torch yourself, then `pip install -e .[dev]`.
@@ -22,7 +22,16 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) -m ruff format --check src tests benchmarks scripts
 
-test: lint
+# The browser test drives Debian's Chromium (Playwright downloads no browser here): install it when
+# missing, or stop with a message saying how (HELIOS_SKIP_BROWSER=1 skips that one test on purpose).
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$HELIOS_SKIP_BROWSER" = 1 ] || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "make test needs Debian's chromium for the browser test: run 'sudo apt-get install chromium'" \
+	         "or set HELIOS_SKIP_BROWSER=1 to skip that test"; exit 1; }
+
+test: lint browser
 	$(PY) -m pytest -q
 
 # A 10-second video (240 frames requested, 261 returned) from the embedded default model, on the CPU.

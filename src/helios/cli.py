@@ -353,9 +353,9 @@ def run_generate(args: argparse.Namespace) -> int:
         request = dataclasses.replace(
             request, prompts=read_prompt_file(args.prompts, pipeline.chunk_frames, args.transition)
         )
-    _warn_unknown_words(pipeline, [c.prompt for c in request.prompt_changes()])
     started = time.perf_counter()
-    stream = pipeline.run(request)
+    stream = pipeline.run(request)  # validates the request against the model before any work
+    _warn_unknown_words(pipeline, [c.prompt for c in request.prompt_changes()])
     total = pipeline.chunks_for(args.frames)
     frames, first_chunk = [], None
     for chunk in stream:

@@ -32,7 +32,7 @@ def _input_file(path: str | Path, kind: str) -> Path:
 
 def _check_pixels(width: int, height: int, limit: int, what: str) -> None:
     if width * height > limit:
-        raise MediaError(f"{what} is {width}×{height} pixels, more than the {limit:,} allowed")
+        raise MediaError(f"{what} is {width}×{height}, more than the {limit:,} pixels allowed")
 
 
 def _reduce(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -62,10 +62,13 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, size: tuple
             if size is not None:  # JPEG: decode at a reduced scale directly
                 image.draft("RGB", (size[1], size[0]))
             return _reduce(np.asarray(image.convert("RGB")), size)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+    except Image.DecompressionBombError:  # PIL's own guard, for sizes far past ours
+        raise MediaError(f"image {path} declares more than the {max_pixels:,} pixels allowed") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         if isinstance(exc, MediaError):
             raise
-        raise MediaError(f"cannot read image {path}: {exc}") from None
+        reason = "not an image file PIL can read" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise MediaError(f"cannot read image {path}: {reason}") from None
 
 
 def read_video(
@@ -92,7 +95,7 @@ def read_video(
             stream = container.streams.video[0]
             _check_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels, f"video {path}")
             if stream.frames and stream.frames > max_frames:
-                raise MediaError(f"video {path} has {stream.frames} frames, more than the {max_frames} allowed")
+                raise MediaError(f"video {path} has {stream.frames} frames, more than the {max_frames} frames allowed")
             first, frames, count = None, deque(maxlen=keep_last), 0
             for frame in container.decode(stream):
                 count += 1
@@ -108,7 +111,8 @@ def read_video(
     except (av.error.FFmpegError, ValueError) as exc:
         if isinstance(exc, MediaError):
             raise
-        raise MediaError(f"cannot read video {path}: {exc}") from None
+        reason = getattr(exc, "strerror", None) or str(exc)  # FFmpeg's own text repeats the file name
+        raise MediaError(f"cannot read video {path}: {reason}") from None
     kept = ([first] if first is not None else []) + list(frames)
     if not kept:
         raise MediaError(f"{path} contains no decodable frames")
@@ -132,7 +136,9 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 24) -> Path:
         stream = container.add_stream("libx264", rate=int(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
+        # mbtree off: with it this libx264 build gives different bytes (and pixels) for the same frames
+        # from run to run; without it the same frames always give the same file (tests/generation).
+        stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

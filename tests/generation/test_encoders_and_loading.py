@@ -111,3 +111,21 @@ def test_scheduler_config_written_by_diffusers_is_json(tmp_path):
     assert (
         json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == "HeliosDMDScheduler"
     )
+
+
+@pytest.mark.parametrize("component", ["vae", "text_encoder"])
+def test_vae_and_text_encoder_load_safetensors_only(tmp_path, component):
+    from helios.model.checkpoint import CheckpointError
+
+    from .fixtures import tiny_umt5, tiny_vae
+
+    folder = tiny_model_folder(tmp_path / "m")
+    __import__("shutil").rmtree(folder / component)
+    model = tiny_vae() if component == "vae" else tiny_umt5()
+    model.save_pretrained(folder / component)
+    for weights in (folder / component).glob("*.safetensors"):  # the same weights as a pickle file only
+        weights.unlink()
+    name = "diffusion_pytorch_model.bin" if component == "vae" else "pytorch_model.bin"
+    __import__("torch").save(model.state_dict(), folder / component / name)
+    with pytest.raises(CheckpointError, match=f"no safetensors weights in .*{component}.*pickle files are not loaded"):
+        HeliosPipeline.from_pretrained(folder, device="cpu", dtype=__import__("torch").float32)

@@ -63,3 +63,31 @@ def test_unreadable_media(tmp_path):
         read_image(tmp_path / "not_an_image.png")
     with pytest.raises(MediaError, match="video not found"):
         read_video(tmp_path / "missing.mp4")
+
+
+def test_the_same_frames_always_give_the_same_mp4(tmp_path):
+    # Regression: two identical `make demo` runs gave MP4s whose pixels differed (libx264's mbtree).
+    from helios import HeliosPipeline
+
+    frames = HeliosPipeline.from_pretrained(device="cpu").generate("a red circle moves right", num_frames=66).frames
+    files = [write_mp4(frames, tmp_path / f"{i}.mp4").read_bytes() for i in range(4)]
+    assert all(f == files[0] for f in files)
+
+
+def test_media_bounds_are_checked_before_decoding(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(MediaError, match="300, more than the 100,000 pixels allowed"):
+        read_image(tmp_path / "big.png", max_pixels=100_000)
+    reduced = read_image(tmp_path / "big.png", size=(64, 64))  # much larger than needed: reduced while read
+    assert reduced.shape == (128, 171, 3)  # 2× the cover size, aspect kept
+    frames = np.zeros((40, 48, 64, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(40)[:, None, None] * 5
+    write_mp4(frames, tmp_path / "v.mp4")
+    with pytest.raises(MediaError, match="more than the 30 frames allowed"):
+        read_video(tmp_path / "v.mp4", max_frames=30)
+    kept, _ = read_video(tmp_path / "v.mp4", keep_last=10)  # the first frame (the anchor) and the last 10
+    assert len(kept) == 11 and abs(int(kept[0, 0, 0, 0]) - 0) < 4 and abs(int(kept[1, 0, 0, 0]) - 150) < 6
+    with pytest.raises(MediaError, match="is not a file"):
+        read_image(tmp_path)

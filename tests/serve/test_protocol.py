@@ -226,7 +226,7 @@ def test_slow_client_policies(default_pipeline, policy):
         slow_client=policy,
     )
     session.start()
-    time.sleep(6.0)  # nobody reads the queue
+    time.sleep(3.0)  # nobody reads the queue
     if policy == "wait":
         assert not session.finished.is_set()  # generation waits for the client (backpressure)
         assert session.recorded_frames <= 33 * 3

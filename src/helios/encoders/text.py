@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ..model.checkpoint import require_safetensors
+
 MAX_LENGTH = 512
 
 
@@ -47,7 +49,9 @@ class UMT5TextEncoder:
                     f"{root} has no {sub}/ folder (a Helios model folder needs tokenizer/ and text_encoder/)"
                 )
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
-        model = UMT5EncoderModel.from_pretrained(root / "text_encoder", torch_dtype=dtype)
+        require_safetensors(root / "text_encoder")
+        # safetensors only, like the transformer: a pickle file can run code when loaded.
+        model = UMT5EncoderModel.from_pretrained(root / "text_encoder", torch_dtype=dtype, use_safetensors=True)
         # The released config says tie_word_embeddings=false but only `shared.weight` is stored.
         model.encoder.embed_tokens = model.shared
         return cls(tokenizer, model.to(device), dtype=dtype)

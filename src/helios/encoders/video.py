@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ..model.checkpoint import require_safetensors
+
 
 class WanVideoCodec:
     """Per-chunk encode/decode with ``z_norm = (z − mean)·(1/std)`` (paper §3.1; official §2.8)."""
@@ -33,7 +35,10 @@ class WanVideoCodec:
         folder = Path(root) / "vae"
         if not folder.is_dir():
             raise FileNotFoundError(f"{root} has no vae/ folder")
-        return cls(AutoencoderKLWan.from_pretrained(folder, torch_dtype=dtype).to(device))
+        require_safetensors(folder)
+        # safetensors only, like the transformer: a pickle file can run code when loaded.
+        vae = AutoencoderKLWan.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        return cls(vae.to(device))
 
     def channels_last(self, enabled: bool = True) -> WanVideoCodec:
         """Store the 3-D convolution weights channels-last (cuDNN then runs NDHWC kernels: ~10 %

@@ -89,7 +89,10 @@ def read_prompt_file(path: str | Path, chunk_frames: int, default_transition: in
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"prompt file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix == ".json":
         rows = read_json(path)
         if not isinstance(rows, list):

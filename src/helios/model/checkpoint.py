@@ -76,6 +76,15 @@ def _weight_files(folder: Path, weights_name: str) -> list[Path]:
     raise CheckpointError(f"no {weights_name} or {index.name} in {folder}{hint}")
 
 
+def require_safetensors(folder: Path) -> None:
+    """Refuse a component folder (``vae/``, ``text_encoder/``) that holds pickle weights only."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in (*folder.glob("*.bin"), *folder.glob("*.pt"), *folder.glob("*.pth")))
+    hint = f" (found {', '.join(pickles)}: pickle files are not loaded, convert them to safetensors)" if pickles else ""
+    raise CheckpointError(f"no safetensors weights in {folder}{hint}")
+
+
 def _open(file: Path):
     try:
         return safe_open(str(file), framework="pt", device="cpu")

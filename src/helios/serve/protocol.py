@@ -206,16 +206,20 @@ class StreamConnection:
         self.session = session
         server.sessions[session.id] = session
         pipeline = server.pipeline
-        await self.socket.send_json(
-            {
-                "type": "started",
-                "session": session.id,
-                "fps": pipeline.fps,
-                "frames": request.num_frames,
-                "height": pipeline.height,
-                "width": pipeline.width,
-            }
-        )
+        started = {
+            "type": "started",
+            "session": session.id,
+            "fps": pipeline.fps,
+            "frames": request.num_frames,
+            "height": pipeline.height,
+            "width": pipeline.width,
+        }
+        unknown_words = getattr(pipeline.text_encoder, "unknown_words", None)
+        if unknown_words is not None:  # a closed-vocabulary model ignores words it does not know: say which
+            unknown = sorted({w for change in request.prompt_changes() for w in unknown_words(change.prompt)})
+            if unknown:
+                started["unknown_words"] = unknown
+        await self.socket.send_json(started)
         self.forward = asyncio.create_task(self._forward_chunks(session))
 
     async def _change_prompt(self, session: Session, message: dict) -> None:
