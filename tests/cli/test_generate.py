@@ -70,9 +70,9 @@ def test_prompt_schedule_file(model, tmp_path, capsys):
     [
         (["--model", "/nowhere/model", "--prompt", "x"], "model folder not found: /nowhere/model"),
         (["--prompt", "x", "--height", "100", "--width", "64"], "height 100 must be a positive multiple of 64"),
-        (["--prompt", "x", "--image", "/nowhere/image.png"], "image not found: /nowhere/image.png"),
+        (["--prompt", "x", "--image", "/nowhere/image.png"], "--image /nowhere/image.png not found"),
         (["--prompts", "/nowhere/prompts.json"], "prompt file not found"),
-        (["--prompt", "x", "--frames", "0"], "--frames must be at least 1"),
+        (["--prompt", "x", "--frames", "0"], "num_frames must be an integer of at least 1"),
     ],
 )
 def test_errors_are_one_clear_line(model, tmp_path, capsys, args, message):

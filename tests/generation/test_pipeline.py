@@ -156,7 +156,7 @@ def test_drift_monitor_triggers_on_injected_drift_only():
     [
         (dict(height=100), "height 100 must be a positive multiple of 64"),
         (dict(width=0), "width 0 must be a positive multiple of 64"),
-        (dict(num_frames=0), "num_frames must be at least 1"),
+        (dict(num_frames=0), "num_frames must be an integer of at least 1"),
         (dict(image=np.zeros((64, 64, 3), np.uint8), video=np.zeros((33, 64, 64, 3), np.uint8)), "either an image"),
         (dict(video=np.zeros((20, 64, 64, 3), np.uint8)), "video-to-video needs at least 33"),
         (dict(image="/nonexistent/picture.png"), "image not found: /nonexistent/picture.png"),
