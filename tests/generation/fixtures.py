@@ -95,25 +95,13 @@ def tiny_tokenizer():
 
 
 def tiny_umt5(seed: int = 0):
-    from transformers import UMT5Config, UMT5EncoderModel
+    """The tiny UMT5 encoder of the speed benchmark's CPU size (its text width is the tiny transformer's)."""
+    from transformers import UMT5EncoderModel
+
+    from helios.bench.speed import umt5_config
 
     torch.manual_seed(seed)
-    config = UMT5Config(
-        vocab_size=64,
-        d_model=TEXT_DIM,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=16,
-        feed_forward_proj="gated-gelu",
-        dense_act_fn="gelu_new",
-        is_gated_act=True,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    return UMT5EncoderModel(config).eval()
+    return UMT5EncoderModel(umt5_config("tiny")).eval()
 
 
 def tiny_model_folder(root, distilled: bool = True, seed: int = 0):

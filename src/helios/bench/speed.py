@@ -103,6 +103,20 @@ def word_tokenizer(text: str = PROMPT):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
+def umt5_config(size: str):
+    """UMT5-XXL's encoder layout ("14b") or its CPU-sized shrink ("tiny"), T5 token ids."""
+    from transformers import UMT5Config
+
+    return UMT5Config(
+        **SIZES[size]["umt5"],
+        feed_forward_proj="gated-gelu",
+        dense_act_fn="gelu_new",
+        is_gated_act=True,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+
+
 def build_pipeline(
     size: str,
     preset: str | SamplerSettings,
@@ -112,7 +126,7 @@ def build_pipeline(
     text_length: int = 512,
 ) -> HeliosPipeline:
     from diffusers import AutoencoderKLWan
-    from transformers import UMT5Config, UMT5EncoderModel
+    from transformers import UMT5EncoderModel
 
     spec = SIZES[size]
     previous = torch.get_default_dtype()
@@ -120,16 +134,7 @@ def build_pipeline(
     try:
         with torch.device(device):
             transformer = HeliosTransformer.from_config(spec["transformer"]).cast(dtype).eval()
-            umt5 = UMT5EncoderModel(
-                UMT5Config(
-                    **spec["umt5"],
-                    feed_forward_proj="gated-gelu",
-                    dense_act_fn="gelu_new",
-                    is_gated_act=True,
-                    pad_token_id=0,
-                    eos_token_id=1,
-                )
-            ).eval()
+            umt5 = UMT5EncoderModel(umt5_config(size)).eval()
     finally:
         torch.set_default_dtype(previous)
     with torch.device(device):
