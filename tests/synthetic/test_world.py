@@ -13,7 +13,7 @@ from helios.encoders import TextEncoder, VideoCodec
 from helios.encoders.world_codec import WorldCodec
 from helios.encoders.world_text import WorldTextEncoder
 from helios.media import read_video
-from helios.synthetic.detector import adherence, detect
+from helios.synthetic.detector import detect
 from helios.synthetic.evaluate import psnr
 from helios.synthetic.world import Event, ObjectSpec, Scene, export_dataset, render, sample_scene, vocabulary
 
@@ -42,13 +42,22 @@ def test_captions_follow_events():
     assert Scene.from_dict(json.loads(json.dumps(scene.to_dict()))) == scene
 
 
-def test_detector_reads_ground_truth():
+def test_strict_judge_is_calibrated_on_ground_truth_and_fails_wrong_prompts():
+    from helios.synthetic.judge import ATTRIBUTES, Scorecard, judge_detections, judgeable, wrong_prompt
+
     rng = np.random.default_rng(123)
-    scenes = [sample_scene(rng) for _ in range(40)]
-    results = [adherence(render(s, 33), s) for s in scenes]
-    assert sum(r["color"] for r in results) == 40
-    assert sum(r["motion"] for r in results) >= 39
-    assert sum(r["shape"] for r in results) >= 37  # occlusion by a second object can hide a shape
+    scenes = [s for s in (sample_scene(rng, event_probability=0.0) for _ in range(40)) if judgeable(s, 33)][:24]
+    truth, controls = Scorecard.empty(), {a: Scorecard.empty() for a in ATTRIBUTES}
+    for scene in scenes:
+        detections = detect(render(scene, 33))
+        truth.add(judge_detections(detections, scene))
+        for attribute, card in controls.items():
+            card.add(judge_detections(detections, wrong_prompt(scene, attribute)))
+    assert truth.objects > 30  # one- and two-object scenes
+    accuracy = truth.accuracy()
+    assert all(accuracy[key] == 1.0 for key in ("present", "color", "size", "direction", "speed")), accuracy
+    assert accuracy["shape"] >= 0.95
+    assert all(card.accuracy()[attribute] <= 0.05 for attribute, card in controls.items())
 
 
 def test_export_writes_playable_videos_and_a_manifest(tmp_path):

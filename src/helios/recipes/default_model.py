@@ -30,8 +30,8 @@ from ..config import CorruptionSettings, HistorySettings, SamplerSettings, Shift
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
 from ..model.transformer import HeliosTransformer
-from ..synthetic.evaluate import psnr
-from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
+from ..synthetic.evaluate import corpus_scene, psnr
+from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, vocabulary
 from ..training.offload import encode_video, write_index, write_shard
 from ..training.trainer import Trainer
 
@@ -54,15 +54,15 @@ DEFAULT_SAMPLER = SamplerSettings(
 )
 
 
-def _render_one(args: tuple[int, int]) -> tuple[np.ndarray, dict]:
-    seed, frames = args
-    scene = sample_scene(np.random.default_rng(seed), num_frames=frames)
+def _render_one(args: tuple[int, int, int]) -> tuple[np.ndarray, dict]:
+    seed, index, frames = args
+    scene = corpus_scene(seed, index, frames)
     return render(scene, frames), scene.to_dict()
 
 
 def render_corpus(count: int, seed: int, frames: int = FRAMES, workers: int = 16) -> tuple[np.ndarray, list[dict]]:
     with Pool(workers) as pool:
-        results = pool.map(_render_one, [(seed * 1_000_000 + i, frames) for i in range(count)], chunksize=8)
+        results = pool.map(_render_one, [(seed, i, frames) for i in range(count)], chunksize=8)
     return np.stack([r[0] for r in results]), [r[1] for r in results]
 
 

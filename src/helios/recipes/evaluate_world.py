@@ -16,7 +16,7 @@ from ..synthetic.evaluate import evaluate_adherence, evaluate_conditioning, eval
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="world model folder (default: the embedded default model)")
-    parser.add_argument("--prompts", type=int, default=50)
+    parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--drift-frames", type=int, default=1440)
     parser.add_argument("--out", default="eval.json")
     args = parser.parse_args()
@@ -30,9 +30,13 @@ def main() -> None:
     if args.drift_frames:
         result["drift"] = evaluate_drift(pipeline, scenes[0], args.drift_frames)
     result["seconds"] = time.time() - started
+    tables = result["adherence"]["tables"]
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    print(json.dumps({k: v for k, v in result.items() if k != "drift"}, indent=1))
+    result["adherence"]["tables"] = tables
+    print("\n\n".join(result["adherence"].pop("tables")))
+    print("wrong-prompt controls (must be near 0):", result["adherence"]["wrong_prompt_controls"])
+    print(json.dumps({k: v for k, v in result.items() if k not in ("drift", "adherence")}, indent=1))
     if "drift" in result:
         print(json.dumps({k: v for k, v in result["drift"].items() if k != "per_chunk"}, indent=1))
 

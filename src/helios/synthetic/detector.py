@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import BACKGROUNDS, COLORS, DIRECTIONS, Scene
+from .world import BACKGROUNDS, COLORS, DIRECTIONS
 
 MIN_PIXELS = 30
 
@@ -92,16 +92,3 @@ def detect(frames: np.ndarray) -> list[Detection]:
             )
         )
     return detections
-
-
-def adherence(frames: np.ndarray, scene: Scene) -> dict[str, bool]:
-    """Whether the clip shows the scene's objects with the right colour, shape and direction."""
-    found = {d.color: d for d in detect(frames)}
-    result = {"color": True, "shape": True, "motion": True}
-    for obj in scene.objects:
-        detection = found.get(obj.color)
-        if detection is None:
-            return {"color": False, "shape": False, "motion": False}
-        result["shape"] &= detection.shape == obj.shape
-        result["motion"] &= detection.direction == obj.direction
-    return result

@@ -1,8 +1,11 @@
-"""Evaluate a synthetic-world model with the world's own detector (command: ``recipes/evaluate_world.py``).
+"""Evaluate a synthetic-world model with the strict judge (command: ``recipes/evaluate_world.py``).
 
-* adherence: for held-out scenes (seeds never used in training), generate one chunk from the caption
-  and check that every captioned object appears with its colour, shape and direction;
-* conditioning: for I2V and V2V, the share of the input's objects still present in the continuation;
+* adherence: for held-out prompts (1–2 objects, captions that never occur in the training corpus),
+  generate one chunk and judge every prompted object's presence, colour, shape, size, direction and
+  speed (``judge.py``), beside the chance level, the judge on ground truth and on ground truth through
+  the model's codec, and wrong-prompt controls that must score near zero;
+* conditioning: I2V — objects start where the input image put them (centroid within 8 px); V2V — the
+  continuation keeps each object's direction;
 * drift: generate a long video and track per-chunk colour statistics and how many objects the
   detector still finds — a model that drifts loses objects or shifts colour over time.
 """
@@ -13,10 +16,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .detector import adherence, detect
-from .world import Scene, render, sample_scene
+from .detector import detect
+from .judge import (
+    ATTRIBUTES,
+    CHANCE,
+    Scorecard,
+    i2v_start_errors,
+    judge_clip,
+    judge_detections,
+    judgeable,
+    v2v_directions_kept,
+    wrong_prompt,
+)
+from .world import CHUNK_FRAMES, Scene, render, sample_scene
 
 HELD_OUT_SEED = 10_000  # training scenes use seeds below 10⁶·2 from other streams; these never occur there
+CORPUS_SEED, CORPUS_VIDEOS = 1, 600  # the recipe's training corpus (recipes/default_model.py)
+I2V_START_PIXELS = 8.0
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -25,40 +41,77 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()
 
 
-def held_out_scenes(count: int) -> list[Scene]:
+def corpus_scene(seed: int, index: int, frames: int) -> Scene:
+    """Scene ``index`` of the training corpus drawn with ``seed`` (the recipe renders these)."""
+    return sample_scene(np.random.default_rng(seed * 1_000_000 + index), num_frames=frames)
+
+
+def held_out_scenes(count: int, exclude_corpus: tuple[int, int] = (CORPUS_SEED, CORPUS_VIDEOS)) -> list[Scene]:
+    """Scenes from a stream the training never used whose captions are not in the training corpus and
+    whose objects never hide each other during a chunk (see ``judge.judgeable``)."""
+    seed, videos = exclude_corpus
+    seen = {corpus_scene(seed, i, 165).caption() for i in range(videos)}
     rng = np.random.default_rng(HELD_OUT_SEED)
-    return [sample_scene(rng, event_probability=0.0) for _ in range(count)]
+    scenes = []
+    while len(scenes) < count:
+        scene = sample_scene(rng, event_probability=0.0)
+        if scene.caption() not in seen and judgeable(scene, CHUNK_FRAMES):
+            scenes.append(scene)
+    return scenes
+
+
+def _through_codec(codec, frames: np.ndarray) -> np.ndarray:
+    pixels = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        decoded = codec.decode(codec.encode(pixels))
+    return ((decoded[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
 
 def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
-    hits = {"color": 0, "shape": 0, "motion": 0, "all": 0}
-    ceiling = {"color": 0, "shape": 0, "motion": 0, "all": 0}
+    """The model's scorecard beside chance, the judge's calibration and the wrong-prompt controls."""
+    frames = pipeline.chunk_frames
+    cards = {name: Scorecard.empty() for name in ("model", "ground_truth", "ground_truth_through_codec")}
+    controls = {attribute: Scorecard.empty() for attribute in ATTRIBUTES}
     for i, scene in enumerate(scenes):
-        video = pipeline.generate(scene.caption(), num_frames=pipeline.chunk_frames, seed=seed + i)
-        for table, frames in ((hits, video.frames), (ceiling, render(scene, pipeline.chunk_frames))):
-            result = adherence(frames, scene)
-            for key, ok in result.items():
-                table[key] += ok
-            table["all"] += all(result.values())
-    n = len(scenes)
+        truth = render(scene, frames)
+        cards["model"].add(
+            judge_clip(pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i).frames, scene)
+        )
+        detections = detect(truth)
+        cards["ground_truth"].add(judge_detections(detections, scene))
+        cards["ground_truth_through_codec"].add(judge_clip(_through_codec(pipeline.codec, truth), scene))
+        for attribute, card in controls.items():
+            card.add(judge_detections(detections, wrong_prompt(scene, attribute)))
     return {
-        "prompts": n,
-        "model": {k: v / n for k, v in hits.items()},
-        "detector_on_ground_truth": {k: v / n for k, v in ceiling.items()},
+        "prompts": len(scenes),
+        "objects": cards["model"].objects,
+        "chance": CHANCE,
+        **{name: card.accuracy() for name, card in cards.items()},
+        "wrong_prompt_controls": {attribute: card.accuracy()[attribute] for attribute, card in controls.items()},
+        "tables": [card.table(name) for name, card in cards.items()],
     }
 
 
 def evaluate_conditioning(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
-    """I2V and V2V: the share of the input's objects (by colour) that the continuation still shows."""
-    kept = {"i2v": [], "v2v": []}
+    """I2V: share of input objects whose generated start lies within 8 px of where the image put them
+    (and the same for ground truth's next frame, the calibration); V2V: share of moving objects whose
+    direction the continuation keeps."""
+    frames = pipeline.chunk_frames
+    starts, truth_starts, kept = [], [], []
     for i, scene in enumerate(scenes):
-        clip = render(scene, 66)
-        colors = {o.color for o in scene.objects}
-        for mode, source in (("i2v", {"image": clip[0]}), ("v2v", {"video": clip})):
-            video = pipeline.generate(scene.caption(), num_frames=pipeline.chunk_frames, seed=seed + i, **source)
-            found = {d.color for d in detect(video.frames)}
-            kept[mode].append(len(colors & found) / len(colors))
-    return {mode: float(np.mean(values)) for mode, values in kept.items()} | {"scenes": len(scenes)}
+        clip = render(scene, 2 * frames)
+        image = pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i, image=clip[0]).frames
+        starts += [e is not None and e <= I2V_START_PIXELS for e in i2v_start_errors(clip[0], image, scene)]
+        truth_starts += [e is not None and e <= I2V_START_PIXELS for e in i2v_start_errors(clip[0], clip[1:], scene)]
+        continued = pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i, video=clip).frames
+        kept += v2v_directions_kept(clip, continued)
+    return {
+        "scenes": len(scenes),
+        "i2v_start_within_8px": float(np.mean(starts)) if starts else 0.0,
+        "i2v_ground_truth_within_8px": float(np.mean(truth_starts)) if truth_starts else 0.0,
+        "v2v_direction_kept": float(np.mean(kept)) if kept else 0.0,
+        "v2v_objects": len(kept),
+    }
 
 
 def evaluate_drift(pipeline, scene: Scene, frames: int, seed: int = 0) -> dict:
