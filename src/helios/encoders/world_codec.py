@@ -45,10 +45,10 @@ def _encoder(channels: tuple[int, ...], latent: int) -> nn.Sequential:
     )
 
 
-def _decoder(channels: tuple[int, ...], latent: int) -> nn.Sequential:
+def _decoder(channels: tuple[int, ...], latent: int, context: bool) -> nn.Sequential:
     c1, c2, c3 = channels
     return nn.Sequential(
-        nn.Conv2d(latent, c3, 3, padding=1),
+        nn.Conv2d(2 * latent if context else latent, c3, 3, padding=1),
         _ResBlock(c3),
         nn.Upsample(scale_factor=2),
         nn.Conv2d(c3, c3, 3, padding=1),
@@ -71,12 +71,23 @@ class WorldCodec(PretrainedMixin, nn.Module):
     kind = "world codec"
     weights_name = "codec.safetensors"
 
-    def __init__(self, latent_channels: int = 16, channels: tuple[int, int, int] = (32, 64, 96)):
+    def __init__(
+        self,
+        latent_channels: int = 16,
+        channels: tuple[int, int, int] = (32, 64, 96),
+        decoder_channels: tuple[int, int, int] | None = None,
+        temporal_context: bool = False,
+    ):
+        """``temporal_context``: each latent frame is decoded together with the one before it, so the
+        four frames it stands for can move from where the previous group ended (without it the decoder
+        tends to repeat one frame four times: stop-motion). The encoder is the same either way."""
         super().__init__()
         self.latent_channels = latent_channels
         self.channels = tuple(channels)
+        self.decoder_channels = tuple(decoder_channels or channels)
+        self.temporal_context = temporal_context
         self.encoder = _encoder(self.channels, latent_channels)
-        self.decoder = _decoder(self.channels, latent_channels)
+        self.decoder = _decoder(self.decoder_channels, latent_channels, temporal_context)
         self.register_buffer("latent_mean", torch.zeros(latent_channels))
         self.register_buffer("latent_std", torch.ones(latent_channels))
 
@@ -110,6 +121,9 @@ class WorldCodec(PretrainedMixin, nn.Module):
         return z.reshape(b, -1, *z.shape[1:]).permute(0, 2, 1, 3, 4)
 
     def decode_raw(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.temporal_context:  # (z_{j−1}, z_j) per latent frame; the first one sees itself (causal)
+            previous = torch.cat([latents[:, :, :1], latents[:, :, :-1]], dim=2)
+            latents = torch.cat([previous, latents], dim=1)
         b, c, t, h, w = latents.shape
         flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         return self._frames(self.decoder(flat.to(self.decoder[0].weight.dtype)), b)
@@ -131,23 +145,31 @@ class WorldCodec(PretrainedMixin, nn.Module):
 
     @classmethod
     def build_from_config(cls, data: dict) -> WorldCodec:
-        unknown = sorted(set(data) - {"latent_channels", "channels"})
+        unknown = sorted(set(data) - {"latent_channels", "channels", "decoder_channels", "temporal_context"})
         if unknown:
             raise ValueError(f"unknown world codec config keys: {', '.join(unknown)}")
-        channels = data.get("channels", (32, 64, 96))
-        if (
-            not isinstance(channels, (list, tuple))
-            or len(channels) != 3
-            or not all(isinstance(c, int) and c > 0 for c in channels)
-        ):
-            raise ValueError(f"channels must be three positive integers, got {channels!r}")
+        widths = {key: data[key] for key in ("channels", "decoder_channels") if data.get(key) is not None}
+        for key, value in widths.items():
+            if (
+                not isinstance(value, (list, tuple))
+                or len(value) != 3
+                or not all(isinstance(c, int) and c > 0 for c in value)
+            ):
+                raise ValueError(f"{key} must be three positive integers, got {value!r}")
         latent = data.get("latent_channels", 16)
         if not isinstance(latent, int) or latent < 1:
             raise ValueError(f"latent_channels must be a positive integer, got {latent!r}")
-        return cls(latent, tuple(channels))
+        context = data.get("temporal_context", False)
+        if not isinstance(context, bool):
+            raise ValueError(f"temporal_context must be true or false, got {context!r}")
+        decoder = tuple(widths["decoder_channels"]) if "decoder_channels" in widths else None
+        return cls(latent, tuple(widths.get("channels", (32, 64, 96))), decoder, context)
 
     def config_json(self) -> dict:
-        return {"latent_channels": self.latent_channels, "channels": list(self.channels)}
+        config = {"latent_channels": self.latent_channels, "channels": list(self.channels)}
+        if self.decoder_channels != self.channels or self.temporal_context:
+            config |= {"decoder_channels": list(self.decoder_channels), "temporal_context": self.temporal_context}
+        return config
 
     @staticmethod
     def keeps_fp32(name: str) -> bool:

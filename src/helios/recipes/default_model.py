@@ -30,7 +30,7 @@ from ..config import CorruptionSettings, HistorySettings, SamplerSettings, Shift
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
 from ..model.transformer import HeliosTransformer
-from ..synthetic.evaluate import corpus_scene, psnr
+from ..synthetic.evaluate import corpus_scene, psnr, temporal_profile
 from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, vocabulary
 from ..training.offload import encode_video, write_index, write_shard
 from ..training.trainer import Trainer
@@ -106,7 +106,10 @@ def train_codec(
         clip = _clips(data, batch, 17, generator, device)
         z = codec.encode_raw(clip)
         recon = codec.decode_raw(z)
-        loss = F.l1_loss(recon, clip) + F.mse_loss(recon, clip) + 1e-4 * z.pow(2).mean()
+        # The frame-to-frame change is matched too: a decoder that repeats one frame per latent
+        # (stop-motion) pays for it even where its pixels are close on average.
+        motion = F.l1_loss(recon[:, :, 1:] - recon[:, :, :-1], clip[:, :, 1:] - clip[:, :, :-1])
+        loss = F.l1_loss(recon, clip) + F.mse_loss(recon, clip) + motion + 1e-4 * z.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -118,6 +121,35 @@ def train_codec(
     quality = codec_psnr(codec, held_out, device)
     log(f"codec held-out PSNR {quality:.2f} dB over {len(held_out)} videos")
     return codec, quality
+
+
+def with_context_decoder(start: WorldCodec, decoder_channels: tuple[int, int, int] | None) -> WorldCodec:
+    """A codec with ``start``'s encoder and latent statistics (so latents, and every model trained on
+    them, stay valid) and a new decoder that also sees the previous latent frame. With the same widths
+    the new decoder starts as ``start``'s (the previous-frame input weighted zero); else from scratch."""
+    codec = WorldCodec(start.latent_channels, start.channels, decoder_channels or start.decoder_channels, True)
+    codec.encoder.load_state_dict(start.encoder.state_dict())
+    codec.latent_mean.copy_(start.latent_mean)
+    codec.latent_std.copy_(start.latent_std)
+    if codec.decoder_channels == start.decoder_channels and not start.temporal_context:
+        state = start.decoder.state_dict()
+        first = state["0.weight"]
+        state["0.weight"] = torch.cat([torch.zeros_like(first), first], dim=1)
+        codec.decoder.load_state_dict(state)
+    return codec
+
+
+@torch.no_grad()
+def codec_temporal_profile(codec: WorldCodec, videos: np.ndarray, device) -> dict[str, list[float]]:
+    """``temporal_profile`` of held-out clips through the codec, pooled over the clips."""
+    decoded, truth = [], []
+    for video in videos:
+        clip = torch.from_numpy(video[:CHUNK_FRAMES]).to(device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        out = codec.decode_raw(codec.encode_raw(clip)).clamp(-1, 1)[0].permute(1, 2, 3, 0)
+        decoded.append(((out + 1) * 127.5).round().byte().cpu().numpy())
+        truth.append(video[:CHUNK_FRAMES])
+    profiles = [temporal_profile(d, t) for d, t in zip(decoded, truth)]
+    return {key: np.mean([p[key] for p in profiles], axis=0).round(4).tolist() for key in profiles[0]}
 
 
 @torch.no_grad()
@@ -235,6 +267,12 @@ def main() -> None:
     parser.add_argument("--codec-lr", type=float, default=1e-3)
     parser.add_argument("--codec-minutes", type=float, help="time budget of the codec (default: none)")
     parser.add_argument("--codec-batch", type=int, default=8)
+    parser.add_argument(
+        "--codec-context",
+        action="store_true",
+        help="phase codec with --codec-from: a new decoder that also sees the previous latent frame",
+    )
+    parser.add_argument("--decoder-channels", type=int, nargs=3, help="widths of that new decoder")
     parser.add_argument("--base-steps", type=int, default=6000)
     parser.add_argument("--mid-steps", type=int, default=2000)
     parser.add_argument("--ablation-steps", type=int, default=2000)
@@ -277,6 +315,8 @@ def main() -> None:
     if "codec" in args.phase:
         held_out, _ = render_corpus(32, seed=2, frames=CHUNK_FRAMES)
         start = WorldCodec.from_pretrained(args.codec_from) if args.codec_from else None
+        if start is not None and args.codec_context:
+            start = with_context_decoder(start, tuple(args.decoder_channels) if args.decoder_channels else None)
         if start is not None:
             log(
                 f"codec {args.codec_from}: held-out PSNR before {codec_psnr(start.to(device), held_out, device):.2f} dB"
@@ -288,6 +328,8 @@ def main() -> None:
             calibrate(codec, videos, device)
         codec.cpu().save_pretrained(work / "codec")
         report["codec_psnr_db"] = quality
+        report["codec_temporal_profile"] = codec_temporal_profile(codec, held_out, device)
+        log(f"codec temporal profile: {report['codec_temporal_profile']}")
         report_path.write_text(json.dumps(report, indent=1))
     if "offload" in args.phase:
         codec = WorldCodec.from_pretrained(codec_dir, device=device)
