@@ -12,10 +12,11 @@ export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
 mkdir -p $W $OUT
 R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600}"
 SHIPPED=src/helios/default_model
+FROM=${FROM_MODEL:-$SHIPPED}  # the transformer to continue (a packaged world model)
 $R --report codec.json --phase codec --codec-from $SHIPPED/codec --codec-context \
    --decoder-channels ${DECODER:-48 96 128} --codec-steps 100000 --codec-lr ${CODEC_LR:-1e-3} --codec-batch 16 \
    --codec-minutes $MIN_CODEC > $W/codec.log 2>&1 &
-( $R --report refine.json --phase offload refine --codec-from $SHIPPED/codec --from-model $SHIPPED \
+( $R --report refine.json --phase offload refine --codec-from $SHIPPED/codec --from-model $FROM \
      --mid-steps 100000 --mid-minutes $MIN_REFINE --batch-size 64 > $W/refine.log 2>&1 ) &
 wait
 python3 - <<PY
@@ -23,6 +24,6 @@ from pathlib import Path
 from helios.recipes.default_model import package, DEFAULT_SAMPLER
 package(Path("$W/default_model"), Path("$W/codec"), Path("$W/refine/export"), DEFAULT_SAMPLER, {})
 PY
-tail -4 $W/codec.log $W/refine.log
-tar -cf $OUT/world.tar -C $W default_model codec.json refine.json codec.log refine.log
+tail -n 4 $W/codec.log $W/refine.log
+tar -cf $OUT/world.tar -C $W default_model $(cd $W && ls *.json *.log)
 ls -la $OUT

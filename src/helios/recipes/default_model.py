@@ -112,6 +112,8 @@ def train_codec(
         loss = F.l1_loss(recon, clip) + F.mse_loss(recon, clip) + motion + 1e-4 * z.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # Clipped: a wide decoder at 1e-3 once jumped from loss 0.03 to 38 and never recovered.
+        torch.nn.utils.clip_grad_norm_([p for p in codec.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         if step % 500 == 0:
             log(f"codec step {step}: loss {loss.item():.4f} ({time.time() - started:.0f} s)")
@@ -326,9 +328,9 @@ def main() -> None:
         )
         if start is None:
             calibrate(codec, videos, device)
-        codec.cpu().save_pretrained(work / "codec")
         report["codec_psnr_db"] = quality
         report["codec_temporal_profile"] = codec_temporal_profile(codec, held_out, device)
+        codec.cpu().save_pretrained(work / "codec")
         log(f"codec temporal profile: {report['codec_temporal_profile']}")
         report_path.write_text(json.dumps(report, indent=1))
     if "offload" in args.phase:
