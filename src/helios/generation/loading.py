@@ -9,9 +9,11 @@ import torch
 
 from ..config import SamplerSettings, ShiftSettings, read_json, sampler_preset
 from ..model.transformer import HeliosTransformer
+from .drift import DriftSettings
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
 WORLD_PIPELINE = "HeliosWorldPipeline"  # model_index class of models trained on the synthetic world
+DRIFT_FILE = "drift.json"  # adaptive-sampling thresholds calibrated for the model's codec
 
 
 class ModelFolderError(ValueError):
@@ -116,7 +118,7 @@ def load_world_folder(cls, root: Path, device: torch.device, preset: str | None)
         raise ModelFolderError(f"{root}: invalid settings ({exc})") from None
     transformer = HeliosTransformer.from_pretrained(root / "transformer", dtype=torch.float32, device=device)
     codec = WorldCodec.from_pretrained(root / "codec", dtype=torch.float32, device=device)
-    return cls(
+    pipeline = cls(
         transformer,
         text,
         codec,
@@ -126,6 +128,12 @@ def load_world_folder(cls, root: Path, device: torch.device, preset: str | None)
         width=index["width"],
         fps=index.get("fps", 24),
     )
+    if (root / DRIFT_FILE).is_file():
+        try:
+            pipeline.drift_settings = DriftSettings.from_dict(_read_object(root / DRIFT_FILE))
+        except (TypeError, ValueError) as exc:
+            raise ModelFolderError(f"{root / DRIFT_FILE}: {exc}") from None
+    return pipeline
 
 
 def load_default_pipeline(cls, device: torch.device, preset: str | None):

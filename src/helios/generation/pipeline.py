@@ -30,7 +30,7 @@ from ..model.transformer import HeliosTransformer
 from ..model.window import window_frames
 from ..sampling.chunk import ChunkSampler
 from ..sampling.noise import NoiseDraws
-from .drift import DriftMonitor
+from .drift import DriftMonitor, DriftSettings
 from .history import HistoryWindow, condition_on_image, condition_on_video
 from .overlap import ChunkDecoder, run_ahead
 from .prompts import PromptChange, PromptSchedule
@@ -153,6 +153,9 @@ class HeliosPipeline:
 
     overlap_decode: bool = False
     batched_cfg: bool = False
+    # Adaptive-sampling thresholds for this model's codec (the released Wan ones unless the model
+    # folder stores calibrated ones, drift.json).
+    drift_settings: DriftSettings = DriftSettings()
 
     def __init__(
         self,
@@ -312,7 +315,8 @@ class HeliosPipeline:
         if plan.video is not None:
             condition_on_video(window, codec, plan.video, draw)
         sampler = ChunkSampler(settings, self.transformer.config.patch_size, dtype, batched_cfg=self.batched_cfg)
-        monitor = DriftMonitor(request.drift, seed=request.seed + 1) if request.drift is not None else None
+        drift = request.drift(self.drift_settings)
+        monitor = DriftMonitor(drift, seed=request.seed + 1) if drift is not None else None
 
         k = 0
         while (num_chunks is None or k < num_chunks) and not state.stopped:

@@ -76,6 +76,6 @@ class GenerationRequest:
     def prompt_changes(self) -> list[PromptChange]:
         return [PromptChange(0, self.prompt)] if self.prompt is not None else list(self.prompts)
 
-    @property
-    def drift(self) -> DriftSettings | None:
-        return DriftSettings() if self.adaptive is True else (self.adaptive or None)
+    def drift(self, calibrated: DriftSettings) -> DriftSettings | None:
+        """The adaptive-sampling settings: given ones, else (``adaptive=True``) the model's calibrated ones."""
+        return calibrated if self.adaptive is True else (self.adaptive or None)

@@ -9,7 +9,8 @@ Phases (each resumes from what ``--work`` already holds):
   mid        stage 2 (pyramid flow matching) initialised from the base model
   refine     more stage 2, with caption dropout, from a packaged model (--from-model)
   ablations  stage 1 in full, without First-Frame Anchor, and without Frame-Aware Corrupt (paper Table 5)
-  package    write the default-model folder (fp16 weights, sampler settings)
+  package    write the default-model folder (fp16 weights, sampler settings, drift thresholds)
+  drift      calibrate the adaptive-sampling thresholds of a packaged model (--package-to) for its codec
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import torch.nn.functional as F
 from ..config import CorruptionSettings, HistorySettings, SamplerSettings, ShiftSettings, TrainConfig
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
+from ..generation import drift
+from ..generation.loading import DRIFT_FILE
 from ..model.transformer import HeliosTransformer
 from ..synthetic.evaluate import corpus_scene, psnr, temporal_profile
-from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, vocabulary
+from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
 from ..training.offload import encode_video, write_index, write_shard
 from ..training.trainer import Trainer
 
@@ -155,6 +158,27 @@ def codec_temporal_profile(codec: WorldCodec, videos: np.ndarray, device) -> dic
 
 
 @torch.no_grad()
+def calibrate_drift_thresholds(codec: WorldCodec, videos: np.ndarray, device) -> drift.DriftSettings:
+    """Adaptive-sampling thresholds for this codec: its latents of clean videos, chunk by chunk."""
+    sequences = []
+    for video in videos:
+        pixels = torch.from_numpy(video).to(device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        chunks = pixels.shape[2] // CHUNK_FRAMES
+        sequences.append([codec.encode(pixels[:, :, i * CHUNK_FRAMES : (i + 1) * CHUNK_FRAMES]) for i in range(chunks)])
+    return drift.calibrate(sequences)
+
+
+def write_drift_thresholds(folder: Path, codec_dir: Path, seed: int = 3, videos: int = 32) -> drift.DriftSettings:
+    """Calibrate on renders of their own seed without events (a scripted colour change is content,
+    not drift) and store ``drift.json`` in a model folder."""
+    rng = np.random.default_rng(seed)
+    rendered = np.stack([render(sample_scene(rng, event_probability=0.0), FRAMES) for _ in range(videos)])
+    settings = calibrate_drift_thresholds(WorldCodec.from_pretrained(codec_dir), rendered, "cpu")
+    (folder / DRIFT_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
+    return settings
+
+
+@torch.no_grad()
 def codec_psnr(codec: WorldCodec, videos: np.ndarray, device) -> float:
     values = []
     for video in videos:
@@ -234,6 +258,7 @@ def package(target: Path, codec_dir: Path, transformer_dir: Path, sampler: Sampl
     model.cast(torch.float16)  # ship every tensor in fp16: half the bytes, loaded back as fp32
     model.save_pretrained(target / "transformer")
     WorldCodec.from_pretrained(codec_dir).cast(torch.float16).save_pretrained(target / "codec")
+    write_drift_thresholds(target, target / "codec")
     (target / "text_encoder.json").write_text(json.dumps(world_text_encoder().settings()))
     (target / "sampler.json").write_text(json.dumps(asdict(sampler), indent=1))
     (target / "model_index.json").write_text(
@@ -258,7 +283,7 @@ def main() -> None:
         "--phase",
         nargs="+",
         required=True,
-        choices=["codec", "offload", "base", "mid", "refine", "ablations", "package"],
+        choices=["codec", "offload", "base", "mid", "refine", "ablations", "package", "drift"],
     )
     parser.add_argument("--from-model", help="phase refine: a packaged world model to continue (stage 2)")
     parser.add_argument(
@@ -379,6 +404,9 @@ def main() -> None:
         trained = work / ("refine" if "refine" in args.phase else "mid") / "export"
         package(target, codec_dir, trained, DEFAULT_SAMPLER, report)
         log(f"packaged {target}")
+    if "drift" in args.phase:  # (re)calibrate the adaptive-sampling thresholds of a packaged model
+        target = Path(args.package_to or work / "default_model")
+        log(f"drift thresholds of {target}: {write_drift_thresholds(target, target / 'codec')}")
     report_path.write_text(json.dumps(report, indent=1))
 
 
