@@ -87,6 +87,23 @@ def test_codec_has_the_wan_geometry_and_is_causal():
         codec.encode(video[:, :, :32])
 
 
+def test_temporal_context_decoder_is_causal_and_sees_the_previous_latent(tmp_path):
+    torch.manual_seed(0)
+    codec = WorldCodec(channels=(8, 8, 8), decoder_channels=(8, 16, 16), temporal_context=True).eval()
+    latents = torch.randn(1, 16, 5, 8, 8)
+    decoded = codec.decode(latents)
+    assert decoded.shape == (1, 3, 17, 64, 64)
+    # Latent j shapes frames 4j−3 … 4j only; changing latent 2 changes frames 5–12 (groups 2 and 3), never 0–4.
+    changed = latents.clone()
+    changed[:, :, 2] += 1
+    after = codec.decode(changed)
+    assert torch.equal(after[:, :, :5], decoded[:, :, :5]) and not torch.equal(after[:, :, 9:13], decoded[:, :, 9:13])
+    codec.save_pretrained(tmp_path / "codec")
+    loaded = WorldCodec.from_pretrained(tmp_path / "codec")
+    assert loaded.temporal_context and loaded.decoder_channels == (8, 16, 16)
+    assert torch.equal(loaded.decode(latents), decoded)
+
+
 def test_shipped_codec_reconstructs_held_out_videos():
     from helios.generation.loading import DEFAULT_MODEL_DIR
 
