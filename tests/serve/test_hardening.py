@@ -106,7 +106,7 @@ def test_binary_frames_and_decompression_bombs_are_refused(serve):
 
 
 def test_fuzzed_start_messages_never_drop_the_socket(serve):
-    """200 random mutations of a valid start message: each gets an error or runs; the socket stays."""
+    """120 random mutations of a valid start message: each gets an error or runs; the socket stays."""
     host, _ = serve()
     rng = random.Random(0)
     values = [None, True, -1, 0, 1, 2**70, 1.5, float("inf"), "", "x" * 50, [], [1], {}, {"a": 1}, [[1]], "helios-mid"]
@@ -114,7 +114,7 @@ def test_fuzzed_start_messages_never_drop_the_socket(serve):
     deadline = time.time() + 90
     outcomes = {"error": 0, "started": 0}
     with connect(f"ws://{host}/v1/stream") as ws:
-        for _ in range(200):
+        for _ in range(120):
             assert time.time() < deadline
             message = dict(GOOD)
             for key in rng.sample(keys, rng.randint(1, 3)):
@@ -128,7 +128,7 @@ def test_fuzzed_start_messages_never_drop_the_socket(serve):
             else:
                 assert reply["code"] in ("bad_input", "bad_message") and reply["message"], reply
         still_serves(ws)
-    assert outcomes["error"] > 150  # most mutations are invalid, and each one was answered
+    assert outcomes["error"] > 90  # most mutations are invalid, and each one was answered
 
 
 def test_every_route_needs_the_token_and_no_url_carries_it(serve):
@@ -181,10 +181,10 @@ def test_a_client_that_leaves_frees_its_slot_within_seconds(serve):
 
 
 def test_paused_sessions_hold_no_server_thread_and_time_out(serve):
-    host, _ = serve(max_sessions=9, pause_timeout=8.0)
+    host, _ = serve(max_sessions=8, pause_timeout=4.0)
     paused = []
     try:
-        for _ in range(8):  # more than the 6 threads of the default pool on 2 CPUs
+        for _ in range(7):  # more than the 6 threads of the default pool on 2 CPUs
             ws = connect(f"ws://{host}/v1/stream")
             ws.send(json.dumps({**GOOD, "frames": None}))
             assert receive(ws)["type"] == "started"
@@ -192,8 +192,8 @@ def test_paused_sessions_hold_no_server_thread_and_time_out(serve):
             receive_until(ws, "paused")
             paused.append(ws)
         started = time.time()
-        with connect(f"ws://{host}/v1/stream") as ninth:
-            still_serves(ninth)
+        with connect(f"ws://{host}/v1/stream") as eighth:
+            still_serves(eighth)
         assert time.time() - started < 30
         messages = receive_until(paused[0], "done", timeout=60)  # the pause timeout ends it
         assert any(m["type"] == "error" and "paused for more than" in m["message"] for m in messages)
