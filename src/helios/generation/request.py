@@ -7,7 +7,7 @@ The pipeline, the server (WebSocket sessions and HTTP jobs) and the command line
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import SamplerSettings
@@ -68,10 +68,6 @@ class GenerationRequest:
         steps = self.steps if isinstance(self.steps, tuple) else (self.steps,) if self.steps is not None else ()
         if any(not _is_int(s) or s < 1 for s in steps):
             raise ValueError(f"steps must be whole numbers ≥ 1, got {self.steps!r}")
-
-    @classmethod
-    def option_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
     def prompt_changes(self) -> list[PromptChange]:
         return [PromptChange(0, self.prompt)] if self.prompt is not None else list(self.prompts)

@@ -43,10 +43,6 @@ class ServeSettings:
         if problems:
             raise ValueError("; ".join(problems))
 
-    @property
-    def max_frames(self) -> int:
-        return self.limits.max_frames
-
 
 class _RecentSessions:
     """Sessions that ended stay downloadable for a while (the last ``limit`` of them)."""
