@@ -326,6 +326,9 @@ class TrainConfig:
     # Zero the caption embedding of a sample with this probability, so classifier-free guidance has an
     # unconditional branch to work with (models trained from scratch need it; the official 0 relies on Wan).
     caption_dropout: float = 0.0
+    # Share of samples taken at a video's first section (no history: the caption alone), None for
+    # uniform over sections — text-to-video from scratch is learned only there.
+    first_section: float | None = None
     pyramid_sample_ratios: tuple[int, ...] = (1, 1, 1)  # stage 2: samples per pyramid stage per step
     history: HistorySettings = HistorySettings()
     corruption: CorruptionSettings = CorruptionSettings()
@@ -342,6 +345,8 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if self.distributed not in ("none", "ddp", "fsdp"):
             raise ValueError(f"distributed must be 'none', 'ddp' or 'fsdp', got {self.distributed!r}")
+        if self.first_section is not None and not 0.0 <= self.first_section <= 1.0:
+            raise ValueError(f"first_section must lie in [0, 1] (or be null), got {self.first_section}")
         if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be at least 1 (or null for all), got {self.keep_checkpoints}")
         if (self.lora_rank is None) != (self.lora_alpha is None) and self.lora_alpha is not None:

@@ -63,9 +63,12 @@ def _render_one(args: tuple[int, int, int]) -> tuple[np.ndarray, dict]:
     return render(scene, frames), scene.to_dict()
 
 
-def render_corpus(count: int, seed: int, frames: int = FRAMES, workers: int = 16) -> tuple[np.ndarray, list[dict]]:
+def render_corpus(
+    count: int, seed: int, frames: int = FRAMES, workers: int = 16, first: int = 0
+) -> tuple[np.ndarray, list[dict]]:
+    """Videos ``first`` … ``first + count − 1`` of the corpus drawn with ``seed`` (held-out captions excluded)."""
     with Pool(workers) as pool:
-        results = pool.map(_render_one, [(seed, i, frames) for i in range(count)], chunksize=8)
+        results = pool.map(_render_one, [(seed, i, frames) for i in range(first, first + count)], chunksize=8)
     return np.stack([r[0] for r in results]), [r[1] for r in results]
 
 
@@ -199,19 +202,26 @@ def calibrate(codec: WorldCodec, videos: np.ndarray, device) -> None:
     codec.latent_std.copy_(z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3))
 
 
-def world_text_encoder() -> WorldTextEncoder:
-    """The frozen text encoder of every world model: the world's vocabulary, 64 dimensions."""
-    return WorldTextEncoder(vocabulary())
+def world_text_encoder(binding: bool = False) -> WorldTextEncoder:
+    """The frozen text encoder of every world model: the world's vocabulary, 64 dimensions; with
+    ``binding``, every word also carries its object's phrase (see ``WorldTextEncoder``)."""
+    return WorldTextEncoder(vocabulary(), binding=binding)
 
 
-def offload_corpus(videos: np.ndarray, scenes: list[dict], codec: WorldCodec, folder: Path) -> Path:
+def offload_corpus(
+    count: int, seed: int, frames: int, codec: WorldCodec, text: WorldTextEncoder, folder: Path, block: int = 256
+) -> Path:
+    """Render and encode the corpus a block at a time (a large corpus never sits in memory whole).
+    Every chunk gets the caption true to it (``Scene.section_captions``: colours after events,
+    directions after bounces), not the video's opening caption."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = world_text_encoder()
     files = []
-    for n, (video, scene) in enumerate(zip(videos, scenes)):
-        caption = Scene.from_dict(scene).caption(0)
-        latents, embedding = encode_video(video, caption, codec, text, HEIGHT, WIDTH)
-        files.append(write_shard(folder, f"{n:06d}.safetensors", latents, embedding, caption, f"world:{n}"))
+    for first in range(0, count, block):
+        videos, scenes = render_corpus(min(block, count - first), seed, frames, first=first)
+        for n, (video, scene) in enumerate(zip(videos, scenes), start=first):
+            captions = Scene.from_dict(scene).section_captions(frames)
+            latents, embedding = encode_video(video, captions, codec, text, HEIGHT, WIDTH)
+            files.append(write_shard(folder, f"{n:06d}.safetensors", latents, embedding, captions[0], f"world:{n}"))
     write_index(folder, files, HEIGHT, WIDTH)
     return folder
 
@@ -251,7 +261,14 @@ def stage_config(
     return TrainConfig(**values)
 
 
-def package(target: Path, codec_dir: Path, transformer_dir: Path, sampler: SamplerSettings, report: dict) -> Path:
+def package(
+    target: Path,
+    codec_dir: Path,
+    transformer_dir: Path,
+    sampler: SamplerSettings,
+    report: dict,
+    text: WorldTextEncoder | None = None,
+) -> Path:
     """The default-model folder: fp16 transformer and codec, text-encoder and sampler settings."""
     target.mkdir(parents=True, exist_ok=True)
     model = HeliosTransformer.from_pretrained(transformer_dir, dtype=torch.float16)
@@ -259,7 +276,7 @@ def package(target: Path, codec_dir: Path, transformer_dir: Path, sampler: Sampl
     model.save_pretrained(target / "transformer")
     WorldCodec.from_pretrained(codec_dir).cast(torch.float16).save_pretrained(target / "codec")
     write_drift_thresholds(target, target / "codec")
-    (target / "text_encoder.json").write_text(json.dumps(world_text_encoder().settings()))
+    (target / "text_encoder.json").write_text(json.dumps((text or world_text_encoder()).settings()))
     (target / "sampler.json").write_text(json.dumps(asdict(sampler), indent=1))
     (target / "model_index.json").write_text(
         json.dumps(
@@ -290,6 +307,14 @@ def main() -> None:
         "--codec-from", help="a trained codec folder: used as is, or with phase codec, its decoder fine-tuned"
     )
     parser.add_argument("--videos", type=int, default=600)
+    parser.add_argument("--sections", type=int, default=5, help="33-frame chunks per corpus video")
+    parser.add_argument("--corpus-seed", type=int, default=1)
+    parser.add_argument(
+        "--text-binding", action="store_true", help="a text encoder that binds attributes to their object"
+    )
+    parser.add_argument(
+        "--first-section", type=float, help="share of training samples at a video's first chunk (no history)"
+    )
     parser.add_argument("--codec-steps", type=int, default=3000)
     parser.add_argument("--codec-lr", type=float, default=1e-3)
     parser.add_argument("--codec-minutes", type=float, help="time budget of the codec (default: none)")
@@ -334,12 +359,12 @@ def main() -> None:
 
     # The codec later phases use: the one this run trains, else the one given.
     codec_dir = work / "codec" if "codec" in args.phase or not args.codec_from else Path(args.codec_from)
-    videos = scenes = None
-    if {"codec", "offload"} & set(args.phase):
-        started = time.time()
-        videos, scenes = render_corpus(args.videos, seed=1)
-        log(f"rendered {len(videos)} videos of {FRAMES} frames in {time.time() - started:.0f} s")
+    frames = args.sections * CHUNK_FRAMES
+    text = world_text_encoder(args.text_binding)
     if "codec" in args.phase:
+        started = time.time()
+        videos, _ = render_corpus(args.videos, args.corpus_seed, frames)
+        log(f"rendered {len(videos)} videos of {frames} frames in {time.time() - started:.0f} s")
         held_out, _ = render_corpus(32, seed=2, frames=CHUNK_FRAMES)
         start = WorldCodec.from_pretrained(args.codec_from) if args.codec_from else None
         if start is not None and args.codec_context:
@@ -359,15 +384,30 @@ def main() -> None:
         log(f"codec temporal profile: {report['codec_temporal_profile']}")
         report_path.write_text(json.dumps(report, indent=1))
     if "offload" in args.phase:
+        started = time.time()
         codec = WorldCodec.from_pretrained(codec_dir, device=device)
-        offload_corpus(videos, scenes, codec, work / "shards")
-        log(f"offloaded {len(videos)} videos")
+        offload_corpus(args.videos, args.corpus_seed, frames, codec, text, work / "shards")
+        log(f"rendered and offloaded {args.videos} videos of {frames} frames in {time.time() - started:.0f} s")
     if "base" in args.phase:
-        config = stage_config(1, work / "shards", work / "base", TRANSFORMER, args.base_steps, args.batch_size)
+        config = stage_config(
+            1,
+            work / "shards",
+            work / "base",
+            TRANSFORMER,
+            args.base_steps,
+            args.batch_size,
+            first_section=args.first_section,
+        )
         report["base"] = str(train_stage(config, args.base_minutes, log))
     if "mid" in args.phase:
         config = stage_config(
-            2, work / "shards", work / "mid", str(work / "base" / "export"), args.mid_steps, args.batch_size
+            2,
+            work / "shards",
+            work / "mid",
+            str(work / "base" / "export"),
+            args.mid_steps,
+            args.batch_size,
+            first_section=args.first_section,
         )
         report["mid"] = str(train_stage(config, args.mid_minutes, log))
     if "refine" in args.phase:
@@ -379,6 +419,7 @@ def main() -> None:
             args.mid_steps,
             args.batch_size,
             caption_dropout=0.1,
+            first_section=args.first_section,
         )
         report["refine"] = str(train_stage(config, args.mid_minutes, log))
     if "ablations" in args.phase:
@@ -402,7 +443,7 @@ def main() -> None:
     if "package" in args.phase:
         target = Path(args.package_to or work / "default_model")
         trained = work / ("refine" if "refine" in args.phase else "mid") / "export"
-        package(target, codec_dir, trained, DEFAULT_SAMPLER, report)
+        package(target, codec_dir, trained, DEFAULT_SAMPLER, report, text)
         log(f"packaged {target}")
     if "drift" in args.phase:  # (re)calibrate the adaptive-sampling thresholds of a packaged model
         target = Path(args.package_to or work / "default_model")

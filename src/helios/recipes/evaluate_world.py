@@ -19,8 +19,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--drift-frames", type=int, default=1440)
     parser.add_argument("--out", default="eval.json")
+    parser.add_argument("--device", default="cpu", help="where the model runs (the judge runs on the CPU)")
     args = parser.parse_args()
-    pipeline = HeliosPipeline.from_pretrained(args.model, device="cpu")
+    pipeline = HeliosPipeline.from_pretrained(args.model, device=args.device)
     started = time.time()
     scenes = held_out_scenes(args.prompts)
     result = {

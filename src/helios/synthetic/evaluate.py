@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,10 @@ from .judge import (
 from .world import CHUNK_FRAMES, Scene, render, sample_scene
 
 HELD_OUT_SEED = 10_000  # training scenes use seeds below 10⁶·2 from other streams; these never occur there
-CORPUS_SEED, CORPUS_VIDEOS = 1, 600  # the recipe's training corpus (recipes/default_model.py)
+# The first default model's corpus (600 videos of seed 1, drawn without the split below): its captions
+# are excluded from evaluation too, so that model is judged on prompts it never saw either.
+LEGACY_CORPUS = (1, 600)
+HELD_OUT_SHARE = 10  # one caption in ten (by a stable hash) is never rendered for training
 I2V_START_PIXELS = 8.0
 
 
@@ -60,21 +65,33 @@ def temporal_profile(decoded: np.ndarray, truth: np.ndarray, group: int = 4) -> 
     }
 
 
-def corpus_scene(seed: int, index: int, frames: int) -> Scene:
-    """Scene ``index`` of the training corpus drawn with ``seed`` (the recipe renders these)."""
-    return sample_scene(np.random.default_rng(seed * 1_000_000 + index), num_frames=frames)
+def is_held_out(caption: str) -> bool:
+    """Whether a caption belongs to the evaluation split (a stable hash, the same on every machine)."""
+    return zlib.crc32(caption.encode()) % HELD_OUT_SHARE == 0
 
 
-def held_out_scenes(count: int, exclude_corpus: tuple[int, int] = (CORPUS_SEED, CORPUS_VIDEOS)) -> list[Scene]:
-    """Scenes from a stream the training never used whose captions are not in the training corpus and
-    whose objects never hide each other during a chunk (see ``judge.judgeable``)."""
-    seed, videos = exclude_corpus
-    seen = {corpus_scene(seed, i, 165).caption() for i in range(videos)}
+def corpus_scene(seed: int, index: int, frames: int, split: bool = True) -> Scene:
+    """Scene ``index`` of a training corpus drawn with ``seed`` (the recipe renders these). With
+    ``split``, draws again until no caption of any of its chunks is held out for evaluation."""
+    rng = np.random.default_rng(seed * 1_000_000 + index)
+    while True:
+        scene = sample_scene(rng, num_frames=frames)
+        if not split or not any(is_held_out(c) for c in (scene.caption(), *scene.section_captions(frames))):
+            return scene
+
+
+def held_out_scenes(count: int) -> list[Scene]:
+    """Scenes of the evaluation split from a stream the training never used (so no training corpus
+    drawn with ``corpus_scene`` shows their captions, nor did the first default model's), whose objects
+    never hide each other during a chunk (see ``judge.judgeable``)."""
+    seed, videos = LEGACY_CORPUS
+    seen = {corpus_scene(seed, i, 165, split=False).caption() for i in range(videos)}
     rng = np.random.default_rng(HELD_OUT_SEED)
     scenes = []
     while len(scenes) < count:
         scene = sample_scene(rng, event_probability=0.0)
-        if scene.caption() not in seen and judgeable(scene, CHUNK_FRAMES):
+        caption = scene.caption()
+        if is_held_out(caption) and caption not in seen and judgeable(scene, CHUNK_FRAMES):
             scenes.append(scene)
     return scenes
 

@@ -79,6 +79,22 @@ class Scene:
         parts = [o.phrase() for o in self.objects_at(frame)]
         return " and ".join(parts) + f" on a {self.background} background"
 
+    def section_captions(self, num_frames: int, height: int = HEIGHT, width: int = WIDTH) -> list[str]:
+        """One caption per whole chunk, true to what that chunk shows: colours after the events up to
+        its first frame, and each object's direction as it moves during most of the chunk — after a
+        bounce off a wall "moves right" becomes "moves left". (``caption(0)`` describes only the start.)"""
+        events = list(self.events)
+        paths = [trajectory(o, events, i, num_frames + 1, height, width) for i, o in enumerate(self.objects)]
+        captions = []
+        for start in range(0, num_frames - CHUNK_FRAMES + 1, CHUNK_FRAMES):
+            objects = [
+                replace(obj, direction=_dominant_direction(path[start : start + CHUNK_FRAMES + 1]))
+                for obj, path in zip(self.objects_at(start), paths)
+            ]
+            parts = [o.phrase() for o in objects]
+            captions.append(" and ".join(parts) + f" on a {self.background} background")
+        return captions
+
     def timeline(self) -> list[tuple[int, str]]:
         """(start frame, caption) for the start and every event."""
         frames = [0] + sorted({e.frame for e in self.events})
@@ -190,6 +206,16 @@ def trajectory(
             direction[1] = -direction[1]
             y = min(max(y, radius), height - radius)
     return positions
+
+
+def _dominant_direction(path: np.ndarray) -> str:
+    """The world direction most of the steps of a centre track (N, 2) go in."""
+    steps = np.diff(path, axis=0)
+    votes = {name: 0 for name in DIRECTIONS}
+    for dx, dy in steps:
+        for name, (ux, uy) in DIRECTIONS.items():
+            votes[name] += (dx * ux + dy * uy) > 0
+    return max(votes, key=votes.get)
 
 
 def render(scene: Scene, num_frames: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:

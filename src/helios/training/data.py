@@ -1,9 +1,11 @@
 """Offloaded training data: one safetensors file per video holding its per-chunk latents and caption embedding.
 
 ``latents`` (S, C, 9, h, w): the video cut into S consecutive 33-frame chunks, each encoded on its
-own (as the released models were trained); ``text`` (L, D): the caption's embedding. A training
-sample picks a video and a section k: the target is section k, the history the 19 latent frames
-before it in a zero-padded sequence, the anchor the video's first latent (zero when k = 0).
+own (as the released models were trained); ``text`` (L, D): the caption's embedding, or (S, L, D): one
+per section (a caption true to each chunk). A training sample picks a video and a section k: the target
+is section k, the history the 19 latent frames before it in a zero-padded sequence, the anchor the
+video's first latent (zero when k = 0). ``first_section`` is the share of samples taken at k = 0, where
+the model has nothing but the caption to go on (uniform over the sections when None).
 """
 
 from __future__ import annotations
@@ -56,13 +58,24 @@ class LatentShards:
             return item
         return self._cache[i]
 
-    def sample(self, batch_size: int, generator: torch.Generator, history_frames: int = 19) -> Batch:
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        history_frames: int = 19,
+        first_section: float | None = None,
+    ) -> Batch:
         targets, histories, anchors, texts = [], [], [], []
         for _ in range(batch_size):
             video = int(torch.randint(len(self), (1,), generator=generator))
             latents, text = self.load(video)
             sections = latents.shape[0]
-            k = int(torch.randint(sections, (1,), generator=generator))
+            if first_section is None:
+                k = int(torch.randint(sections, (1,), generator=generator))
+            elif sections == 1 or float(torch.rand((), generator=generator)) < first_section:
+                k = 0
+            else:
+                k = int(torch.randint(1, sections, (1,), generator=generator))
             sequence = latents.permute(1, 0, 2, 3, 4).flatten(1, 2)  # (C, S·9, h, w)
             chunk = latents.shape[2]
             before = sequence[:, : k * chunk]
@@ -70,5 +83,5 @@ class LatentShards:
             histories.append(torch.cat([pad, before], dim=1)[:, -history_frames:])
             targets.append(latents[k])
             anchors.append(sequence[:, :1] * (1.0 if k > 0 else 0.0))
-            texts.append(text)
+            texts.append(text[k] if text.dim() == 3 else text)
         return Batch(torch.stack(targets), torch.stack(histories), torch.stack(anchors), torch.stack(texts))

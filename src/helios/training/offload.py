@@ -2,8 +2,9 @@
 
 Reads a manifest (JSON list with ``path`` and ``cap``/``caption`` per video, paths relative to the
 manifest), cuts each video into whole chunks (33 frames for the released models), encodes every chunk on its
-own with the codec
-and the caption with the text encoder, and writes one safetensors file per video plus ``index.json``.
+own with the codec and the caption with the text encoder, and writes one safetensors file per video plus
+``index.json``. An entry with a ``timeline`` (``[[start frame, caption], ...]``, as the synthetic world
+exports) gets one caption embedding per chunk: the caption in force at the chunk's first frame.
 """
 
 from __future__ import annotations
@@ -18,6 +19,23 @@ from ..config import HistorySettings, read_json
 from ..encoders.protocols import TextEncoder, VideoCodec
 from ..media import read_video, to_model_pixels
 from .data import INDEX_NAME
+
+
+def section_captions(entry: dict, sections: int, chunk_frames: int) -> str | list[str]:
+    """A manifest entry's caption, or with a timeline, the caption in force at each chunk's start."""
+    caption = entry.get("cap") or entry["caption"]
+    timeline = entry.get("timeline")
+    if not timeline:
+        return caption
+    try:
+        changes = sorted((int(frame), str(text)) for frame, text in timeline)
+    except (TypeError, ValueError):
+        raise ValueError("'timeline' must be a list of [start frame, caption] pairs") from None
+    captions = []
+    for k in range(sections):
+        in_force = [text for frame, text in changes if frame <= k * chunk_frames]
+        captions.append(in_force[-1] if in_force else caption)
+    return captions
 
 
 def read_manifest(path: str | Path) -> list[dict]:
@@ -36,22 +54,27 @@ def read_manifest(path: str | Path) -> list[dict]:
 @torch.no_grad()
 def encode_video(
     frames,
-    caption: str,
+    caption: str | list[str],
     codec: VideoCodec,
     text_encoder: TextEncoder,
     height: int,
     width: int,
     history: HistorySettings = HistorySettings(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 frames (T, H, W, 3) → per-chunk latents (S, C, 9, h, w) and the caption embedding (L, D)."""
+    """uint8 frames (T, H, W, 3) → per-chunk latents (S, C, 9, h, w) and the caption embedding (L, D),
+    or given one caption per chunk (a list), one embedding per chunk (S, L, D)."""
     chunk_frames = history.chunk_video_frames(codec.temporal_factor)
     chunks = len(frames) // chunk_frames
     if chunks == 0:
         raise ValueError(f"{len(frames)} frames, fewer than one {chunk_frames}-frame chunk")
+    if isinstance(caption, list) and len(caption) < chunks:
+        raise ValueError(f"{len(caption)} section captions for {chunks} chunks")
     pixels = to_model_pixels(frames[: chunks * chunk_frames], height, width)
     latents = torch.stack(
         [codec.encode(pixels[:, :, i * chunk_frames : (i + 1) * chunk_frames])[0] for i in range(chunks)]
     )
+    if isinstance(caption, list):
+        return latents, text_encoder.encode(caption[:chunks])
     return latents, text_encoder.encode([caption])[0]
 
 
@@ -84,8 +107,10 @@ def offload(
     for n, entry in enumerate(read_manifest(manifest)):
         frames, _ = read_video(manifest.parent / entry["path"])
         caption = entry.get("cap") or entry["caption"]
+        chunk_frames = history.chunk_video_frames(codec.temporal_factor)
         try:
-            latents, text = encode_video(frames, caption, codec, text_encoder, height, width, history)
+            captions = section_captions(entry, len(frames) // chunk_frames, chunk_frames)
+            latents, text = encode_video(frames, captions, codec, text_encoder, height, width, history)
         except ValueError as exc:
             raise ValueError(f"{entry['path']}: {exc}") from None
         files.append(write_shard(out, f"{n:06d}.safetensors", latents, text, caption, str(entry["path"])))

@@ -125,7 +125,9 @@ class Trainer:
         """The inputs of ``step`` (CPU work: sampling, corruption, history drop), a pure function of it."""
         c = self.config
         generator = self._generator(step)
-        batch = self.data.sample(c.batch_size, generator, history_frames=window_frames(c.history))
+        batch = self.data.sample(
+            c.batch_size, generator, history_frames=window_frames(c.history), first_section=c.first_section
+        )
         history, anchor = corrupt_history(batch.history, batch.anchor, c.corruption, generator)
         history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
         keep_text = (torch.rand(c.batch_size, generator=generator) >= c.caption_dropout).float().view(-1, 1, 1)
