@@ -104,14 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fast_path_arguments(gen.add_argument_group("fast paths (GPU; see benchmarks/README.md)"))
 
     train = commands.add_parser(
-        "train", help="train or fine-tune (stage 1 Base, stage 2 Mid); torchrun for several GPUs"
+        "train", help="train or fine-tune (stage 1 Base, 2 Mid, 3 Distilled); torchrun for several GPUs"
     )
     train.add_argument("--config", required=True, help="training config (.json or .yaml)")
     train.add_argument("--max-steps", type=int, help="stop at this step (default: the config's)")
     train.add_argument("--export", help="write the trained transformer (LoRA merged, EMA if kept) to this folder")
 
     off = commands.add_parser("offload", help="precompute per-chunk latents and caption embeddings for training")
-    off.add_argument("--manifest", required=True, help="JSON list of {path, cap} (paths relative to it)")
+    off.add_argument("--manifest", help="JSON list of {path, cap} (paths relative to it)")
     off.add_argument("--out", required=True, help="output folder of shards")
     off.add_argument(
         "--model", help="Helios model folder (Wan VAE + UMT5); default: the embedded default model's codec and encoder"
@@ -119,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     off.add_argument("--height", type=int, default=128)
     off.add_argument("--width", type=int, default=192)
     off.add_argument("--device", help="cpu, cuda, ...")
+    off.add_argument(
+        "--record-ode",
+        metavar="SHARDS",
+        help="instead: record the teacher's (--model, a pyramid Mid model) ODE pairs on these latent shards' "
+        "real history, for stage 3 phase 'ode'",
+    )
+    off.add_argument("--pairs", type=int, default=256, help="with --record-ode: how many pairs")
+    off.add_argument("--seed", type=int, default=0)
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
@@ -238,6 +246,16 @@ def run_offload(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=torch.float32, device=device)
+    if args.record_ode:
+        from .training.ode_pairs import record_ode_pairs
+
+        out = record_ode_pairs(
+            pipeline.transformer, args.record_ode, args.out, pipeline.sampler, args.pairs, args.seed, device=device
+        )
+        print(f"wrote {args.pairs} ODE pairs to {out}")
+        return 0
+    if not args.manifest:
+        raise ValueError("helios offload needs --manifest (or --record-ode SHARDS)")
     out = offload(args.manifest, args.out, pipeline.codec, pipeline.text_encoder, args.height, args.width)
     print(f"wrote shards to {out}")
     return 0

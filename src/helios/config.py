@@ -298,6 +298,57 @@ class HistoryDropSettings:
 
 
 @dataclass(frozen=True)
+class DistillSettings:
+    """Stage 3, Adversarial Hierarchical Distillation (paper §3.4.2, Table 2; official stage_3_*.yaml).
+
+    ``phase`` "ode": Staged ODE Init — regression on teacher trajectories (``data`` is a folder of ODE
+    pairs, ``helios offload --record-ode``). "dmd": DMD with Pure Teacher Forcing (real history from
+    ``data``), Staged Backward Simulation, Dynamic Re-noise, the critic's flow matching and, from
+    ``gan_start_step``, adversarial post-training. The student is the trainer's ``transformer`` (e.g. a
+    Mid model or an ODE-initialised one); real and fake score share one network, ``teacher`` (Base in the
+    paper), with the critic's LoRA switched off for the real score and on for the fake one.
+    """
+
+    phase: str = "dmd"  # "ode" | "dmd"
+    teacher: str | dict = ""  # the real/fake-score network (folder or preset); phase dmd
+    student_steps: tuple[int, ...] = (1, 1, 1)  # DMD steps per pyramid stage of the student
+    # Guidance convention of the real score: cond + real_guidance_scale·(cond − uncond), the official
+    # code's — the paper's "CFG weight 3.0" is this 3.0, i.e. a standard CFG weight of 4.
+    real_guidance_scale: float = 3.0
+    critic_lora_rank: int | None = 256  # None: the whole score network is the critic (small models)
+    critic_lora_alpha: int | None = 256
+    critic_learning_rate: float = 4e-7
+    generator_update_every: int = 5  # two-time-scale updates: the critic every step, the student every 5th
+    renoise_alpha: float = 4.0  # Dynamic Re-noise: Beta(alpha, beta) annealed to uniform over …
+    renoise_beta: float = 1.5
+    renoise_anneal_steps: int = 500  # … this many generator updates
+    gan: bool = True
+    gan_start_step: int = 1000
+    gan_head_dim: int = 768
+    gan_blocks: tuple[int, ...] | None = None  # None: the paper's 5, 15, 25, 35 of 40, proportional otherwise
+    gan_generator_weight: float = 5e-2  # w_G, eq. 15
+    gan_discriminator_weight: float = 1e-2  # w_D, eq. 16
+    r1_weight: float = 100.0  # λ_D
+    r1_sigma: float = 0.1  # σ_D
+    gan_crop: float = 0.5  # the discriminator sees an H·crop × W·crop window
+    cache_gan_grad: bool = True  # Cache Grad: the generator's graph never holds the critic's activations
+    offload_idle_models: bool = False  # park the model not in use in pinned host memory (non-blocking)
+    ode_weight: float = 80.0  # phase ode: loss weight (official)
+
+    def __post_init__(self) -> None:
+        if self.phase not in ("ode", "dmd"):
+            raise ValueError(f"distill.phase must be 'ode' or 'dmd', got {self.phase!r}")
+        if self.phase == "dmd" and not self.teacher:
+            raise ValueError("distill.teacher is needed for phase dmd: the real/fake-score network (e.g. Base)")
+        if not self.student_steps or any(int(n) < 1 for n in self.student_steps):
+            raise ValueError(f"distill.student_steps must be positive step counts per stage, got {self.student_steps}")
+        if self.generator_update_every < 1:
+            raise ValueError("distill.generator_update_every must be at least 1")
+        if not 0.0 < self.gan_crop <= 1.0:
+            raise ValueError(f"distill.gan_crop must lie in (0, 1], got {self.gan_crop}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run. Stage 1 (Base) and stage 2 (Mid) differ only in ``stage`` and numbers."""
 
@@ -337,10 +388,13 @@ class TrainConfig:
     checkpoint_every: int = 50
     keep_checkpoints: int | None = 3  # newest checkpoints kept on disk (None: all)
     distributed: str = "none"  # "none" | "ddp" | "fsdp" (launch with torchrun)
+    distill: DistillSettings | None = None  # stage 3 only
 
     def __post_init__(self) -> None:
-        if self.stage not in (1, 2):
-            raise ValueError(f"stage must be 1 (Base) or 2 (Mid), got {self.stage}")
+        if self.stage not in (1, 2, 3):
+            raise ValueError(f"stage must be 1 (Base), 2 (Mid) or 3 (Distilled), got {self.stage}")
+        if (self.stage == 3) != (self.distill is not None):
+            raise ValueError("stage 3 needs a 'distill' section, and only stage 3 takes one")
         if self.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if self.distributed not in ("none", "ddp", "fsdp"):
@@ -354,7 +408,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        nested = {"history": HistorySettings, "corruption": CorruptionSettings, "history_drop": HistoryDropSettings}
+        nested = {
+            "history": HistorySettings,
+            "corruption": CorruptionSettings,
+            "history_drop": HistoryDropSettings,
+            "distill": DistillSettings,
+        }
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

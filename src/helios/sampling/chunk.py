@@ -75,10 +75,15 @@ class ChunkSampler:
         negative: torch.Tensor | None,
         draw: NoiseDraws,
         first_chunk: bool,
+        trajectory: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
+        """``trajectory`` (pyramid only): a list that receives (start, end) latents of every stage —
+        what Staged ODE Init regresses on (``training/ode_pairs.py``)."""
         if self.settings.pyramid_steps is None:
+            if trajectory is not None:
+                raise ValueError("trajectory recording needs a pyramid sampler")
             return self._single_stage(model, noise, text, negative)
-        return self._pyramid(model, noise, text, negative, draw, first_chunk)
+        return self._pyramid(model, noise, text, negative, draw, first_chunk, trajectory)
 
     def _single_stage(self, model, latents, text, negative) -> torch.Tensor:
         s = self.settings
@@ -92,7 +97,7 @@ class ChunkSampler:
             latents = solver.step(velocity, latents)
         return latents
 
-    def _pyramid(self, model, noise, text, negative, draw: NoiseDraws, first_chunk: bool) -> torch.Tensor:
+    def _pyramid(self, model, noise, text, negative, draw: NoiseDraws, first_chunk: bool, trajectory=None):
         s = self.settings
         constants = self.constants
         latents = downsample_noise(noise, constants.stages)
@@ -117,4 +122,6 @@ class ChunkSampler:
                     latents = dmd_step(schedule, i, velocity, latents, start)
                 else:
                     latents = solver.step(velocity, latents)
+            if trajectory is not None:
+                trajectory.append((start, latents))
         return latents

@@ -13,20 +13,30 @@ from ..devices import to_device
 from .schedules import StageSchedule
 
 
-def _sigma_at(schedule: StageSchedule, index: int) -> torch.Tensor:
+def step_sigma(schedule: StageSchedule, index: int) -> torch.Tensor:
     """σ of the schedule entry nearest to the integer-truncated timestep ``index`` (released lookup)."""
     target = schedule.timesteps[index].to(torch.int64).double()
     nearest = torch.argmin((schedule.timesteps - target).abs())
     return schedule.sigmas[nearest]
 
 
+def dmd_x0(schedule: StageSchedule, index: int, velocity: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """The step's clean estimate x0 = x_t − σ_t·v (float64 arithmetic, the prediction's dtype)."""
+    sigma = to_device(step_sigma(schedule, index), velocity.device)
+    return (sample.double() - sigma * velocity.double()).to(velocity.dtype)
+
+
+def dmd_renoise(schedule: StageSchedule, index: int, x0: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """The latent of step ``index + 1``: back along the line from the stage's start, (1 − σ)·x0 + σ·start."""
+    sigma_next = to_device(step_sigma(schedule, index + 1), x0.device)
+    return ((1 - sigma_next) * x0.double() + sigma_next * start.double()).to(start.dtype)
+
+
 def dmd_step(
     schedule: StageSchedule, index: int, velocity: torch.Tensor, sample: torch.Tensor, start: torch.Tensor
 ) -> torch.Tensor:
     """One DMD step. x0 keeps the prediction's dtype; the re-noised latent takes ``start``'s dtype."""
-    sigma = to_device(_sigma_at(schedule, index), velocity.device)
-    x0 = (sample.double() - sigma * velocity.double()).to(velocity.dtype)
+    x0 = dmd_x0(schedule, index, velocity, sample)
     if index == len(schedule) - 1:
         return x0
-    sigma_next = to_device(_sigma_at(schedule, index + 1), velocity.device)
-    return ((1 - sigma_next) * x0.double() + sigma_next * start.double()).to(start.dtype)
+    return dmd_renoise(schedule, index, x0, start)

@@ -41,7 +41,10 @@ class LatentShards:
         index = self.folder / INDEX_NAME
         if not index.is_file():
             raise ValueError(f"{self.folder} has no {INDEX_NAME}: run `helios offload` first")
-        self.entries = json.loads(index.read_text())["files"]
+        meta = json.loads(index.read_text())
+        if meta.get("kind") == "ode_pairs":
+            raise ValueError(f"{self.folder} holds ODE pairs, not latent shards (they train stage 3, phase 'ode')")
+        self.entries = meta["files"]
         if not self.entries:
             raise ValueError(f"{index} lists no files")
 

@@ -24,7 +24,7 @@ def logit_normal_sigmas(batch: int, mean: float, std: float, generator: torch.Ge
     return flow_matching_training_sigmas(NUM_TRAIN_TIMESTEPS)[index].float()
 
 
-def _predict(model, noisy, timestep, text, history, anchor, settings: HistorySettings, dtype):
+def predict_velocity(model, noisy, timestep, text, history, anchor, settings: HistorySettings, dtype):
     inputs = window_history(history, anchor, settings, dtype)
     return model(noisy.to(dtype), timestep, text.to(dtype), history=inputs)
 
@@ -45,7 +45,9 @@ def flow_matching_loss(
     sigma = logit_normal_sigmas(batch, *logit_normal, generator).to(target.device).view(batch, 1, 1, 1, 1)
     noise = torch.randn(target.shape, generator=generator).to(target.device)
     noisy = (1 - sigma) * target + sigma * noise
-    prediction = _predict(model, noisy, sigma.flatten() * NUM_TRAIN_TIMESTEPS, text, history, anchor, settings, dtype)
+    prediction = predict_velocity(
+        model, noisy, sigma.flatten() * NUM_TRAIN_TIMESTEPS, text, history, anchor, settings, dtype
+    )
     return F.mse_loss(prediction.float(), (noise - target).float())
 
 
@@ -80,6 +82,6 @@ def pyramid_flow_matching_loss(
             sigma = local_sigmas[index].float().to(target.device).view(-1, 1, 1, 1, 1)
             timestep = constants.stage_timesteps[stage][index].float().to(target.device)
             noisy = sigma * start + (1 - sigma) * end
-            prediction = _predict(model, noisy, timestep, text, history, anchor, settings, dtype)
+            prediction = predict_velocity(model, noisy, timestep, text, history, anchor, settings, dtype)
             losses.append(F.mse_loss(prediction.float(), (start - end).float()))
     return torch.stack(losses).mean()

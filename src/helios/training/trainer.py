@@ -30,7 +30,9 @@ from ..model.window import window_frames
 from ..sampling.schedules import PyramidConstants
 from .corruption import corrupt_history, drop_history
 from .data import LatentShards
+from .distillation import Distillation
 from .objectives import flow_matching_loss, pyramid_flow_matching_loss
+from .ode_pairs import OdePairs, OdePairShards
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -104,7 +106,11 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay, eps=config.adam_eps
         )
-        self.data = LatentShards(config.data)
+        distilling_ode = config.stage == 3 and config.distill.phase == "ode"
+        self.data = OdePairShards(config.data) if distilling_ode else LatentShards(config.data)
+        self.distill = (
+            Distillation(config, self.wrapped, self.device, build_transformer, add_lora) if config.stage == 3 else None
+        )
         self.constants = PyramidConstants(stages=len(config.pyramid_sample_ratios)) if config.stage == 2 else None
         self.out = Path(config.output_dir)
         self.step = 0
@@ -125,6 +131,8 @@ class Trainer:
         """The inputs of ``step`` (CPU work: sampling, corruption, history drop), a pure function of it."""
         c = self.config
         generator = self._generator(step)
+        if isinstance(self.data, OdePairShards):
+            return step, self.data.sample(c.batch_size, generator), generator
         batch = self.data.sample(
             c.batch_size, generator, history_frames=window_frames(c.history), first_section=c.first_section
         )
@@ -139,11 +147,10 @@ class Trainer:
         pending = self._prefetch if self._prefetch is not None and self._prefetch.result()[0] == self.step else None
         step, tensors, generator = pending.result() if pending is not None else self._prepare(self.step)
         self._prefetch = self._pool.submit(self._prepare, self.step + 1)
+        if c.stage == 3:
+            return self._distill_step(tensors, generator)
         target, history, anchor, text = (t.to(self.device, non_blocking=True) for t in tensors)
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16) if c.mixed_precision == "bf16" else nullcontext()
-        )
-        with autocast:
+        with self._autocast():
             if c.stage == 1:
                 loss = flow_matching_loss(
                     self.wrapped, target, history, anchor, text, c.history, generator, c.logit_normal
@@ -160,14 +167,7 @@ class Trainer:
                     self.constants,
                     c.pyramid_sample_ratios,
                 )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for p in self.wrapped.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr(self.step)
-        self.optimizer.step()
-        self._update_ema()
+        grad_norm = self._update(loss)
         self.step += 1
         return {
             "step": self.step,
@@ -176,7 +176,54 @@ class Trainer:
             "lr": self._lr(self.step - 1),
         }
 
+    def _autocast(self):
+        bf16 = self.config.mixed_precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    def _update(self, loss: torch.Tensor) -> torch.Tensor:
+        """Backward, clip, step the trained model's optimizer and its EMA; returns the gradient norm."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.wrapped.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr(self.step)
+        self.optimizer.step()
+        self._update_ema()
+        return grad_norm
+
+    def _distill_step(self, tensors, generator: torch.Generator) -> dict[str, float]:
+        """Stage 3. Phase ode: the student regresses the teacher's stage endpoints. Phase dmd: the
+        critic learns every step; on the student's turn (two time scales) the student learns from
+        the DMD gradient (+ the GAN term), and only then its EMA moves."""
+        c, d = self.config, self.distill
+        record: dict[str, float] = {"step": self.step + 1, "lr": self._lr(self.step)}
+        if isinstance(tensors, OdePairs):
+            with self._autocast():
+                loss = d.ode_loss(self.wrapped, tensors.to(self.device), generator, torch.float32)
+            record["grad_norm"] = float(self._update(loss))
+            record["loss"] = _global_mean(loss.detach())
+            self.step += 1
+            return record
+        batch = tuple(t.to(self.device, non_blocking=True) for t in tensors)
+        record.update(d.critic_step(self.wrapped, batch, generator, self.step, torch.float32, self._autocast()))
+        if d.generator_turn(self.step):
+            generator_steps = self.step // c.distill.generator_update_every
+            with self._autocast():
+                parts = d.generator_loss(self.wrapped, batch, generator, generator_steps, self.step, torch.float32)
+            loss = parts.pop("loss")
+            record["grad_norm"] = float(self._update(loss))
+            record.update(parts)
+        record.setdefault("grad_norm", 0.0)  # (the student did not learn this step)
+        # The logged loss: the student's when it learned this step, else the critic's.
+        record["loss"] = record.get("dmd", 0.0) + c.distill.gan_generator_weight * record.get("gan_g", 0.0)
+        if "dmd" not in record:
+            record["loss"] = record["critic_flow"]
+        self.step += 1
+        return record
+
     def _update_ema(self) -> None:
+        # (stage 3 calls this only on the student's turn: the EMA follows generator updates)
         if self.ema is None or self.step < self.config.ema_start:
             return
         n = self.step - self.config.ema_start
@@ -234,6 +281,10 @@ class Trainer:
         if self.ema is not None:
             save_file({n: t.cpu().contiguous() for n, t in self.ema.items()}, str(tmp / "ema.safetensors"))
         torch.save(optimizer, tmp / "optimizer.pt")
+        if self.distill is not None and self.distill.critic_params:
+            critic, critic_optimizer = self.distill.state()
+            save_file(critic, str(tmp / "critic.safetensors"))
+            torch.save(critic_optimizer, tmp / "critic_optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": self.step, "config": self.config.to_dict()}, indent=1))
         for file in tmp.iterdir():  # on disk before the folder is published, so a crash never leaves it half-written
             _fsync(file)
@@ -277,6 +328,11 @@ class Trainer:
             self.ema = {n: t.to(self.device) for n, t in load_file(str(folder / "ema.safetensors")).items()}
         optimizer = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         _load_optimizer_state(self.wrapped, self.optimizer, optimizer, self.config.distributed)
+        if self.distill is not None and self.distill.critic_params:
+            if not (folder / "critic.safetensors").is_file():
+                raise ValueError(f"checkpoint {folder} has no critic: it was not written by a stage-3 dmd run")
+            critic_optimizer = torch.load(folder / "critic_optimizer.pt", weights_only=True, map_location="cpu")
+            self.distill.load_state(load_file(str(folder / "critic.safetensors")), critic_optimizer)
         self.step = state["step"]
         _truncate_log(self.out / "log.jsonl", self.step)
 
