@@ -42,6 +42,31 @@ def test_captions_follow_events():
     assert Scene.from_dict(json.loads(json.dumps(scene.to_dict()))) == scene
 
 
+def test_section_captions_tell_each_chunk_what_it_shows():
+    # a quick mover from the middle reaches the right wall in its second chunk and comes back
+    obj = ObjectSpec("square", "green", "small", "right", "quickly", 0.5, 0.5)
+    scene = Scene("gray", (obj,), (Event(66, 0, "color", "white"),))
+    captions = scene.section_captions(132)
+    assert len(captions) == 4 and captions[0] == scene.caption(0)
+    frames = render(scene, 132)
+    for k, caption in enumerate(captions):
+        shown = detect(frames[k * 33 : (k + 1) * 33])[0]
+        assert f" {shown.color} " in caption, (k, caption)
+        assert f"moves {shown.direction} " in caption, (k, caption, shown.direction)
+    assert "moves left" in captions[2] and "white" in captions[2]  # after the bounce and the event
+
+
+def test_held_out_captions_never_reach_a_training_corpus():
+    from helios.synthetic.evaluate import corpus_scene, held_out_scenes, is_held_out
+
+    held = held_out_scenes(30)
+    assert all(is_held_out(s.caption()) for s in held)
+    assert {len(s.objects) for s in held} == {1, 2}
+    for index in range(60):
+        scene = corpus_scene(4, index, 99)
+        assert not any(is_held_out(c) for c in (scene.caption(), *scene.section_captions(99)))
+
+
 def test_strict_judge_is_calibrated_on_ground_truth_and_fails_wrong_prompts():
     from helios.synthetic.judge import ATTRIBUTES, Scorecard, judge_detections, judgeable, wrong_prompt
 
@@ -126,6 +151,27 @@ def test_world_text_encoder():
     assert not torch.equal(encoder.encode(["a red circle"]), encoder.encode(["a blue circle"]))
     assert encoder.unknown_words("a red dragon") == ["dragon"]
     assert set(vocabulary()) >= {"circle", "red", "moves", "background"}
+
+
+def test_binding_text_encoder_carries_each_objects_phrase_in_its_words():
+    plain, binding = WorldTextEncoder(vocabulary()), WorldTextEncoder(vocabulary(), binding=True)
+    a = "a red circle moves left slowly and a blue square moves up quickly on a black background"
+    b = "a blue circle moves left slowly and a red square moves up quickly on a black background"
+    x, y = binding.encode([a, b])
+    # "circle" (word 3) reads "red" in one caption and "blue" in the other: its phrase came with it
+    phrase_a, phrase_b = binding.phrase_summaries(binding.tokenize(a)), binding.phrase_summaries(binding.tokenize(b))
+    assert torch.allclose(x - plain.encode([a])[0], torch.cat([phrase_a, torch.zeros(32 - len(phrase_a), 64)]))
+    assert not torch.allclose(phrase_a[2], phrase_b[2])
+    # every word of a phrase carries the same summary; the background phrase has its own
+    assert torch.equal(phrase_a[0], phrase_a[5]) and not torch.equal(phrase_a[0], phrase_a[8])
+    assert torch.equal(phrase_a[-1], phrase_b[-1])
+    # swapping the two phrases' order keeps each object's summary (the binding), not its slot
+    swapped = "a blue square moves up quickly and a red circle moves left slowly on a black background"
+    phrase_s = binding.phrase_summaries(binding.tokenize(swapped))
+    assert torch.allclose(phrase_s[0], phrase_a[8]) and torch.allclose(phrase_s[8], phrase_a[0])
+    assert not torch.allclose(x, y)
+    folder_settings = binding.settings()
+    assert folder_settings["binding"] is True and WorldTextEncoder(**folder_settings).binding
 
 
 def test_detector_survives_scattered_pixels():

@@ -4,7 +4,9 @@ gradient routing of Staged Backward Simulation, and both phases trained, checkpo
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from safetensors.torch import load_file
 
 from helios import HeliosTransformer
 from helios.config import DistillSettings, SamplerSettings, ShiftSettings, TrainConfig
+from helios.generation.loading import DEFAULT_MODEL_DIR
 from helios.sampling.chunk import ChunkSampler
 from helios.sampling.noise import NoiseDraws
 from helios.sampling.schedules import PyramidConstants
@@ -314,8 +317,24 @@ def test_helios_offload_records_ode_pairs_with_the_default_model_as_teacher(worl
     from helios.cli import main
 
     shards, _, _ = world_shards
+    teacher = tmp_path / "teacher"
+    shutil.copytree(DEFAULT_MODEL_DIR, teacher)
+    sampler = json.loads((teacher / "sampler.json").read_text())
+    (teacher / "sampler.json").write_text(json.dumps({**sampler, "pyramid_steps": [1, 1, 1]}))  # a quick teacher
     capsys.readouterr()
-    code = main(["offload", "--record-ode", str(shards), "--out", str(tmp_path / "ode"), "--pairs", "2"])
+    code = main(
+        [
+            "offload",
+            "--record-ode",
+            str(shards),
+            "--model",
+            str(teacher),
+            "--out",
+            str(tmp_path / "ode"),
+            "--pairs",
+            "2",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     data = OdePairShards(tmp_path / "ode")
     assert len(data) == 2 and data.stages == 3

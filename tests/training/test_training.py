@@ -71,7 +71,9 @@ def test_offload_reads_back_what_was_written(world_shards):
     expected = torch.stack([codec.encode(pixels[:, :, :33])[0], codec.encode(pixels[:, :, 33:66])[0]])
     assert latents.shape == (2, 16, 9, 8, 8)
     assert torch.allclose(latents, expected.half().float())
-    assert torch.equal(text, WorldTextEncoder(vocabulary()).encode([entry["cap"]])[0])
+    # the manifest's timeline gives each chunk the caption in force at its first frame
+    in_force = [max((c for c in entry["timeline"] if c[0] <= k * 33), key=lambda c: c[0])[1] for k in range(2)]
+    assert torch.equal(text, WorldTextEncoder(vocabulary()).encode(in_force))
 
 
 def test_sample_windows_follow_the_sequence(world_shards):
@@ -183,7 +185,7 @@ def test_bad_training_configs():
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_two_process_training(world_shards, tmp_path, mode):
     shards, _, _ = world_shards
-    config = train_config(shards, tmp_path / "run", distributed=mode, max_steps=3, checkpoint_every=3)
+    config = train_config(shards, tmp_path / "run", distributed=mode, max_steps=3, checkpoint_every=3, ema_decay=0.9)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -209,7 +211,11 @@ def test_two_process_training(world_shards, tmp_path, mode):
     assert result.returncode == 0, result.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
-    assert (tmp_path / "run" / "checkpoints" / "step_0000003" / "trainable.safetensors").is_file()
+    saved = tmp_path / "run" / "checkpoints" / "step_0000003"
+    trainable, ema = load_file(str(saved / "trainable.safetensors")), load_file(str(saved / "ema.safetensors"))
+    # FSDP keeps each rank's EMA shard only; the checkpoint gathers whole tensors
+    assert {k: v.shape for k, v in ema.items()} == {k: v.shape for k, v in trainable.items()}
+    assert any(not torch.equal(ema[k], trainable[k]) for k in ema)
 
 
 def test_shipped_configs_parse():

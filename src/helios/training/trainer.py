@@ -99,9 +99,9 @@ class Trainer:
         self.wrapped = _wrap(self.model, config.distributed, self.device)
         # After wrapping: FSDP2 replaces parameters with sharded ones.
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        self.ema = (
-            {n: _full(p).detach().float().clone() for n, p in self.trainable.items()} if config.ema_decay else None
-        )
+        # Sharded EMA (paper §4.2): under FSDP2 each parameter is a DTensor, so its fp32 EMA copy holds
+        # only this rank's shard; the whole tensor is gathered only to save or export.
+        self.ema = {n: p.detach().float().clone() for n, p in self.trainable.items()} if config.ema_decay else None
         params = [p for p in self.wrapped.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay, eps=config.adam_eps
@@ -230,7 +230,7 @@ class Trainer:
         decay = min(self.config.ema_decay, (1 + n) / (10 + n))
         with torch.no_grad():
             for name, param in self.trainable.items():
-                self.ema[name].mul_(decay).add_(_full(param).float(), alpha=1 - decay)
+                self.ema[name].mul_(decay).add_(param.detach().float(), alpha=1 - decay)
 
     # ------------------------------------------------------------------ the loop
 
@@ -269,6 +269,7 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         trainable = {n: _full(p).detach().float().cpu().contiguous() for n, p in self.trainable.items()}
         optimizer = _optimizer_state(self.wrapped, self.optimizer, self.config.distributed)
+        ema = {n: _full(t).cpu().contiguous() for n, t in self.ema.items()} if self.ema is not None else None
         if self.rank != 0:
             _barrier()
             return None
@@ -278,8 +279,8 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file(trainable, str(tmp / "trainable.safetensors"))
-        if self.ema is not None:
-            save_file({n: t.cpu().contiguous() for n, t in self.ema.items()}, str(tmp / "ema.safetensors"))
+        if ema is not None:
+            save_file(ema, str(tmp / "ema.safetensors"))
         torch.save(optimizer, tmp / "optimizer.pt")
         if self.distill is not None and self.distill.critic_params:
             critic, critic_optimizer = self.distill.state()
@@ -325,7 +326,10 @@ class Trainer:
             for name, param in self.trainable.items():
                 _load_into(param, saved[name])
         if self.ema is not None and (folder / "ema.safetensors").is_file():
-            self.ema = {n: t.to(self.device) for n, t in load_file(str(folder / "ema.safetensors")).items()}
+            saved_ema = load_file(str(folder / "ema.safetensors"))
+            with torch.no_grad():
+                for name, value in self.ema.items():
+                    _load_into(value, saved_ema[name])
         optimizer = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         _load_optimizer_state(self.wrapped, self.optimizer, optimizer, self.config.distributed)
         if self.distill is not None and self.distill.critic_params:
@@ -348,7 +352,7 @@ class Trainer:
             with torch.no_grad():
                 named = dict(model.named_parameters())
                 for name, value in self.ema.items():
-                    named[name].data.copy_(value.cpu())
+                    named[name].data.copy_(_full(value).cpu())
         if self.config.lora_rank:
             model = merge_lora(model)
         model.gradient_checkpointing = False
