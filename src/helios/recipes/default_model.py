@@ -11,6 +11,11 @@ Phases (each resumes from what ``--work`` already holds):
   ablations  stage 1 in full, without First-Frame Anchor, and without Frame-Aware Corrupt (paper Table 5)
   package    write the default-model folder (fp16 weights, sampler settings, drift thresholds)
   drift      calibrate the adaptive-sampling thresholds of a packaged model (--package-to) for its codec
+  ode-pairs  stage 3: record the teacher's (--from-model) pyramid trajectories on real history
+  distill-ode   stage 3, Staged ODE Init of the student (from the teacher's weights) on those pairs
+  distill-dmd   stage 3, DMD + GAN from the ODE-initialised student (score network: --teacher, else
+                the --from-model transformer; the paper uses a Base model)
+  package-distilled  the distilled model folder (DMD sampler 1/1/1, no CFG) at --package-to
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import CorruptionSettings, HistorySettings, SamplerSettings, ShiftSettings, TrainConfig
+from ..config import (
+    CorruptionSettings,
+    DistillSettings,
+    HistorySettings,
+    SamplerSettings,
+    ShiftSettings,
+    TrainConfig,
+)
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
 from ..generation import drift
@@ -35,6 +47,8 @@ from ..generation.loading import DRIFT_FILE
 from ..model.transformer import HeliosTransformer
 from ..synthetic.evaluate import corpus_scene, psnr, temporal_profile
 from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
+from ..training.distillation import student_sampler
+from ..training.ode_pairs import record_ode_pairs
 from ..training.offload import encode_video, write_index, write_shard
 from ..training.trainer import Trainer
 
@@ -300,7 +314,20 @@ def main() -> None:
         "--phase",
         nargs="+",
         required=True,
-        choices=["codec", "offload", "base", "mid", "refine", "ablations", "package", "drift"],
+        choices=[
+            "codec",
+            "offload",
+            "base",
+            "mid",
+            "refine",
+            "ablations",
+            "package",
+            "drift",
+            "ode-pairs",
+            "distill-ode",
+            "distill-dmd",
+            "package-distilled",
+        ],
     )
     parser.add_argument("--from-model", help="phase refine: a packaged world model to continue (stage 2)")
     parser.add_argument(
@@ -345,6 +372,11 @@ def main() -> None:
         help="file under --work that collects the results (give concurrent runs their own)",
     )
     parser.add_argument("--package-to", help="default-model folder to write (phase package)")
+    parser.add_argument("--ode-pairs", type=int, default=512, help="phase ode-pairs: how many")
+    parser.add_argument("--distill-steps", type=int, default=100000)
+    parser.add_argument("--distill-minutes", type=float, default=2.0, help="time budget of each distill phase")
+    parser.add_argument("--teacher", help="phase distill-dmd: the real/fake-score transformer folder")
+    parser.add_argument("--gan-start", type=int, default=200, help="phase distill-dmd: first step with the GAN")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -445,6 +477,50 @@ def main() -> None:
         trained = work / ("refine" if "refine" in args.phase else "mid") / "export"
         package(target, codec_dir, trained, DEFAULT_SAMPLER, report, text)
         log(f"packaged {target}")
+    if {"ode-pairs", "distill-ode", "distill-dmd"} & set(args.phase) and not args.from_model:
+        parser.error("the distillation phases need --from-model (the packaged teacher)")
+    if "ode-pairs" in args.phase:
+        teacher = HeliosTransformer.from_pretrained(Path(args.from_model) / "transformer", dtype=torch.float32)
+        record_ode_pairs(teacher, work / "shards", work / "ode", DEFAULT_SAMPLER, args.ode_pairs, device=device)
+        log(f"recorded {args.ode_pairs} ODE pairs")
+    if "distill-ode" in args.phase:
+        config = stage_config(
+            3,
+            work / "ode",
+            work / "distill_ode",
+            str(Path(args.from_model) / "transformer"),
+            args.distill_steps,
+            args.batch_size,
+            distill=DistillSettings(phase="ode"),
+            ema_start=100,
+        )
+        report["distill_ode"] = str(train_stage(config, args.distill_minutes, log))
+    if "distill-dmd" in args.phase:
+        distill = DistillSettings(
+            phase="dmd",
+            teacher=args.teacher or str(Path(args.from_model) / "transformer"),
+            critic_lora_rank=None,  # a small model: the whole score network is the critic
+            critic_learning_rate=2e-5,
+            gan_start_step=args.gan_start,
+            gan_head_dim=128,
+        )
+        config = stage_config(
+            3,
+            work / "shards",
+            work / "distill_dmd",
+            str(work / "distill_ode" / "export"),
+            args.distill_steps,
+            args.batch_size,
+            distill=distill,
+            learning_rate=2e-5,
+            ema_start=50,
+        )
+        report["distill_dmd"] = str(train_stage(config, args.distill_minutes, log))
+    if "package-distilled" in args.phase:
+        target = Path(args.package_to or work / "distilled_model")
+        student = work / ("distill_dmd" if (work / "distill_dmd" / "export").is_dir() else "distill_ode") / "export"
+        package(target, codec_dir, student, student_sampler(DistillSettings(phase="ode")), report, text)
+        log(f"packaged the distilled model {target} (from {student.parent.name})")
     if "drift" in args.phase:  # (re)calibrate the adaptive-sampling thresholds of a packaged model
         target = Path(args.package_to or work / "default_model")
         log(f"drift thresholds of {target}: {write_drift_thresholds(target, target / 'codec')}")
