@@ -226,9 +226,24 @@ def test_shipped_configs_parse():
     assert "helios_14b_stage1_init.json" in names and "world_mid.json" in names
     for path in folder.glob("*.json"):
         config = TrainConfig.from_file(path)
-        assert config.stage in (1, 2)
+        assert config.stage in (1, 2, 3)
     paper = TrainConfig.from_file(folder / "helios_14b_stage2_init.json")
     assert (paper.lora_rank, paper.learning_rate, paper.pyramid_sample_ratios) == (256, 1e-4, (1, 2, 1))
+    post = TrainConfig.from_file(folder / "helios_14b_stage3_post.json")  # paper Table 2
+    d = post.distill
+    assert (post.learning_rate, d.critic_learning_rate, d.generator_update_every, d.gan_start_step) == (
+        2e-6,
+        4e-7,
+        5,
+        1000,
+    )
+    assert (d.real_guidance_scale, d.r1_weight, d.r1_sigma, d.gan_blocks, post.betas) == (
+        3.0,
+        100.0,
+        0.1,
+        (5, 15, 25, 35),
+        (0.0, 0.999),
+    )
 
 
 def test_checkpoints_keep_the_newest_n_and_the_log_never_repeats_a_step(world_shards, tmp_path):
