@@ -342,3 +342,26 @@ def test_helios_offload_records_ode_pairs_with_the_default_model_as_teacher(worl
     assert [t.shape[-2:] for t in batch.ends] == [(2, 2), (4, 4), (8, 8)]
     assert main(["offload", "--out", str(tmp_path / "x")]) != 0
     assert "needs --manifest" in capsys.readouterr().err
+
+
+def test_cache_grad_gives_the_student_the_same_update_as_plain_autograd(world_shards, tmp_path, teacher_folder):
+    shards, _, _ = world_shards
+    runs = {}
+    for cached in (True, False):
+        distill = _dmd_settings(teacher_folder, generator_update_every=1, gan_start_step=0, cache_gan_grad=cached)
+        config = _distill_config(
+            shards,
+            tmp_path / str(cached),
+            distill=distill,
+            transformer=str(teacher_folder),
+            max_steps=2,
+            gradient_checkpointing=True,
+        )
+        trainer = Trainer(config)
+        trainer.distill.score.enable_gradient_checkpointing(True)
+        runs[cached] = (trainer.train(), trainer)
+    (cached_records, cached_trainer), (plain_records, plain_trainer) = runs[True], runs[False]
+    for a, b in zip(cached_records, plain_records):
+        assert a["gan_g"] == pytest.approx(b["gan_g"], rel=1e-5) and a["dmd"] == pytest.approx(b["dmd"], rel=1e-5)
+    for (name, a), b in zip(cached_trainer.model.named_parameters(), plain_trainer.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name

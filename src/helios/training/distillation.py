@@ -256,8 +256,10 @@ class Distillation:
             def gan(x):
                 return generator_gan_loss(self._logits(x, timesteps, text, crop_history, crop_anchor, dtype))
 
-            with _frozen(self.critic_params.values()):
-                gan_loss = cached_gradient_loss(crop_noisy, gan) if s.cache_gan_grad else gan(crop_noisy)
+            # Without Cache Grad the critic's weights also collect gradients here (its activations stay
+            # alive until the student's backward — the memory Cache Grad saves); the critic's next step
+            # clears them. Freezing them instead would break gradient checkpointing's recomputation.
+            gan_loss = cached_gradient_loss(crop_noisy, gan) if s.cache_gan_grad else gan(crop_noisy)
             loss = loss + s.gan_generator_weight * gan_loss
             parts["gan_g"] = float(gan_loss.detach())
         self._use("student")
@@ -326,17 +328,3 @@ class Distillation:
 @contextmanager
 def _nothing():
     yield
-
-
-@contextmanager
-def _frozen(params):
-    """The critic's weights take no gradient from the student's GAN term (without Cache Grad too)."""
-    params = list(params)
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
