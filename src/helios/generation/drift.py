@@ -11,6 +11,11 @@ The released thresholds (0.15, 0.15) belong to the Wan VAE's latent space. Anoth
 statistics, so :func:`calibrate` derives thresholds from a codec's own latents of clean video — the
 largest deviation seen on clean sequences, times a margin — and a model folder stores them
 (``drift.json``); ``adaptive=True`` then uses the model's own thresholds.
+
+A gross drift of one statistic (``gross_factor`` × its threshold, set by calibration; 0 — the
+released rule — turns it off) is flagged on its own: in a world of small objects on a plain
+background a colour shift moves the latent mean far but barely changes the variance, which the
+paper's both-must-move rule would never flag.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class DriftSettings:
     delta_mu: float = 0.15
     delta_sigma: float = 0.15
     corrupt_strength: float = 0.1
+    gross_factor: float = 0.0  # 0: the released rule (both statistics must move)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,17 +44,21 @@ class DriftSettings:
         if unknown:
             raise ValueError(f"unknown drift settings: {', '.join(unknown)}")
         values = {key: float(value) for key, value in data.items()}
-        if any(not math.isfinite(v) or v <= 0 for v in values.values()):
-            raise ValueError(f"drift settings must be positive finite numbers, got {data}")
+        if any(not math.isfinite(v) or v < 0 or (v == 0 and k != "gross_factor") for k, v in values.items()):
+            raise ValueError(f"drift settings must be positive finite numbers (gross_factor may be 0), got {data}")
         return cls(**values)
 
 
 def calibrate(
-    sequences: list[list[torch.Tensor]], margin: float = 1.5, base: DriftSettings = DriftSettings()
+    sequences: list[list[torch.Tensor]],
+    margin: float = 1.5,
+    base: DriftSettings = DriftSettings(),
+    gross_factor: float = 3.0,
 ) -> DriftSettings:
     """Thresholds for a codec from its latents of clean video: each sequence is the per-chunk latents
     (B, C, T, H, W) of one video, in order; the thresholds are ``margin`` × the largest deviation any
-    clean chunk shows from the running statistics (so clean video never trips them)."""
+    clean chunk shows from the running statistics (so clean video never trips them), and one
+    statistic alone past ``gross_factor`` × its threshold is a drift too."""
     largest_mu, largest_sigma = 0.0, 0.0
     for chunks in sequences:
         monitor = DriftMonitor(base)
@@ -59,7 +69,9 @@ def calibrate(
                 largest_mu, largest_sigma = max(largest_mu, deviation[0]), max(largest_sigma, deviation[1])
     if largest_mu == 0.0 or largest_sigma == 0.0:
         raise ValueError("calibration needs sequences of at least two chunks")
-    return replace(base, delta_mu=margin * largest_mu, delta_sigma=margin * largest_sigma)
+    return replace(
+        base, delta_mu=margin * largest_mu, delta_sigma=margin * largest_sigma, gross_factor=gross_factor
+    )
 
 
 class DriftMonitor:
@@ -92,6 +104,9 @@ class DriftMonitor:
             return False
         deviation_mu, deviation_sigma = self.deviation(latents)
         drifting = deviation_mu > s.delta_mu and deviation_sigma > s.delta_sigma
+        if s.gross_factor > 0:
+            gross = s.gross_factor
+            drifting = drifting or deviation_mu > gross * s.delta_mu or deviation_sigma > gross * s.delta_sigma
         self.mean = s.rho_mu * self.mean + (1 - s.rho_mu) * mean
         self.var = s.rho_sigma * self.var + (1 - s.rho_sigma) * var
         self.flags.append(drifting)
