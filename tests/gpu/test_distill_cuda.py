@@ -13,9 +13,9 @@ from helios.config import DistillSettings, TrainConfig
 from helios.training.offload import write_index, write_shard
 from helios.training.trainer import Trainer
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+from ..training.conftest import TINY_WORLD_TRANSFORMER as TINY
 
-TINY = dict(num_attention_heads=2, attention_head_dim=16, text_dim=64, ffn_dim=64, num_layers=2, rope_dim=(6, 6, 4))
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def _run(tmp_path, name: str, park: bool) -> tuple[Trainer, list[dict]]:
