@@ -263,7 +263,7 @@ def stage_config(
         learning_rate=3e-4 if stage == 1 else 1e-4,
         warmup_steps=200 if stage == 1 else 50,
         max_steps=steps,
-        mixed_precision="bf16",
+        mixed_precision="bf16" if torch.cuda.is_available() else "no",  # CPU bf16 is slow
         ema_decay=0.999,
         ema_start=300 if stage == 1 else 0,
         log_every=50,
