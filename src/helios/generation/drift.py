@@ -69,9 +69,7 @@ def calibrate(
                 largest_mu, largest_sigma = max(largest_mu, deviation[0]), max(largest_sigma, deviation[1])
     if largest_mu == 0.0 or largest_sigma == 0.0:
         raise ValueError("calibration needs sequences of at least two chunks")
-    return replace(
-        base, delta_mu=margin * largest_mu, delta_sigma=margin * largest_sigma, gross_factor=gross_factor
-    )
+    return replace(base, delta_mu=margin * largest_mu, delta_sigma=margin * largest_sigma, gross_factor=gross_factor)
 
 
 class DriftMonitor:
