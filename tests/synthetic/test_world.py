@@ -85,6 +85,20 @@ def test_strict_judge_is_calibrated_on_ground_truth_and_fails_wrong_prompts():
     assert all(card.accuracy()[attribute] <= 0.05 for attribute, card in controls.items())
 
 
+def test_exact_object_count_fails_extra_objects_that_the_per_object_scores_miss():
+    from helios.synthetic.judge import exact_count, judge_detections
+
+    original = ObjectSpec("square", "red", "small", "right", "slowly", 0.3, 0.3)
+    scene = Scene("black", (original,))
+    assert exact_count(detect(render(scene, 33)), scene)
+    # an unprompted object below it: every per-object score stays perfect, the count fails (a same-colour
+    # copy merges with the original in the colour-grouping detector and fails size/shape instead)
+    doubled = render(Scene("black", (original, ObjectSpec("circle", "blue", "small", "left", "slowly", 0.7, 0.7))), 33)
+    detections = detect(doubled)
+    assert all(all(r.values()) for r in judge_detections(detections, scene))
+    assert not exact_count(detections, scene)
+
+
 def test_export_writes_playable_videos_and_a_manifest(tmp_path):
     manifest = export_dataset(tmp_path, count=2, num_frames=40, seed=3, height=128, width=192)
     entries = json.loads(manifest.read_text())
@@ -198,3 +212,16 @@ def test_drift_summary_compares_quarters_not_single_chunks():
     assert summary["mean_rgb_shift_first_to_last_chunk"] == 20.0
     assert abs(summary["mean_rgb_shift_first_to_last_quarter"] - 20.0 / 3) < 1e-9
     assert summary["objects_first_quarter"] == 2.0 and abs(summary["objects_last_quarter"] - 5 / 3) < 1e-9
+
+
+def test_adherence_evaluation_reports_scores_calibration_controls_and_object_counts():
+    from helios import HeliosPipeline
+    from helios.synthetic.evaluate import evaluate_adherence, held_out_scenes
+
+    pipeline = HeliosPipeline.from_pretrained(device="cpu")
+    result = evaluate_adherence(pipeline, held_out_scenes(2))
+    assert result["prompts"] == 2 and result["objects"] == 3
+    assert result["ground_truth"]["color"] == 1.0 and result["exact_object_count"]["ground_truth"] == 1.0
+    assert all(value == 0.0 for value in result["wrong_prompt_controls"].values())
+    assert set(result["exact_object_count"]) == {"model", "ground_truth", "ground_truth_through_codec"}
+    assert 0.0 <= result["model"]["present"] <= 1.0 and len(result["tables"]) == 3

@@ -23,8 +23,8 @@ from .judge import (
     ATTRIBUTES,
     CHANCE,
     Scorecard,
+    exact_count,
     i2v_start_errors,
-    judge_clip,
     judge_detections,
     judgeable,
     v2v_directions_kept,
@@ -107,15 +107,19 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     """The model's scorecard beside chance, the judge's calibration and the wrong-prompt controls."""
     frames = pipeline.chunk_frames
     cards = {name: Scorecard.empty() for name in ("model", "ground_truth", "ground_truth_through_codec")}
+    exact = {name: 0 for name in cards}
     controls = {attribute: Scorecard.empty() for attribute in ATTRIBUTES}
     for i, scene in enumerate(scenes):
         truth = render(scene, frames)
-        cards["model"].add(
-            judge_clip(pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i).frames, scene)
-        )
-        detections = detect(truth)
-        cards["ground_truth"].add(judge_detections(detections, scene))
-        cards["ground_truth_through_codec"].add(judge_clip(_through_codec(pipeline.codec, truth), scene))
+        clips = {
+            "model": pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i).frames,
+            "ground_truth_through_codec": _through_codec(pipeline.codec, truth),
+        }
+        found = {name: detect(clip) for name, clip in clips.items()}
+        detections = found["ground_truth"] = detect(truth)
+        for name, card in cards.items():
+            card.add(judge_detections(found[name], scene))
+            exact[name] += exact_count(found[name], scene)
         for attribute, card in controls.items():
             card.add(judge_detections(detections, wrong_prompt(scene, attribute)))
     return {
@@ -124,6 +128,8 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
         "chance": CHANCE,
         **{name: card.accuracy() for name, card in cards.items()},
         "wrong_prompt_controls": {attribute: card.accuracy()[attribute] for attribute, card in controls.items()},
+        # share of prompts showing exactly the prompted objects (duplicates and fragments fail it)
+        "exact_object_count": {name: count / max(len(scenes), 1) for name, count in exact.items()},
         "tables": [card.table(name) for name, card in cards.items()],
     }
 

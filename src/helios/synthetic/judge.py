@@ -86,6 +86,14 @@ def match(scene: Scene, detections: list[Detection]) -> list[Detection | None]:
     return matched
 
 
+def exact_count(detections: list[Detection], scene: Scene) -> bool:
+    """Whether the clip shows exactly the prompted objects: no extra object, none missing. The per-object
+    scores match one detection to each prompted object and cannot see extra ones. (The detector groups
+    pixels by colour: a stray fragment of another colour counts as an extra object, a same-colour copy
+    merges with its original and fails size or shape instead.)"""
+    return len(detections) == len(scene.objects)
+
+
 def judge_clip(frames: np.ndarray, scene: Scene) -> list[dict[str, bool]]:
     """Per prompted object: present, and each attribute right or wrong."""
     return judge_detections(detect(frames), scene, *frames.shape[1:3])
