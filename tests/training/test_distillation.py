@@ -16,10 +16,10 @@ from safetensors.torch import load_file
 from helios import HeliosTransformer
 from helios.config import DistillSettings, SamplerSettings, ShiftSettings, TrainConfig
 from helios.generation.loading import DEFAULT_MODEL_DIR
-from helios.sampling.chunk import ChunkSampler
+from helios.sampling.chunk import ChunkSampler, pyramid_schedules
 from helios.sampling.noise import NoiseDraws
 from helios.sampling.schedules import PyramidConstants
-from helios.training.backward_simulation import stage_schedules, staged_backward_simulation
+from helios.training.backward_simulation import staged_backward_simulation
 from helios.training.distill_losses import (
     approximate_r1,
     cached_gradient_loss,
@@ -165,7 +165,7 @@ def test_backward_simulation_at_the_last_steps_is_the_inference_sampler():
     settings = _world_sampler((2, 2, 2))
     constants = PyramidConstants()
     noise = torch.randn(1, 16, 1, 8, 8)
-    schedules = stage_schedules(settings, constants, noise.shape, (1, 2, 2), first_chunk=False)
+    schedules = pyramid_schedules(settings, constants, noise.shape, (1, 2, 2), first_chunk=False)
     with torch.no_grad():
         rollout = staged_backward_simulation(
             lambda x, t: model(x, t, text),
@@ -197,7 +197,7 @@ def test_backward_simulation_routes_gradients_only_through_each_stage_exit():
 
     settings, constants = _world_sampler((3, 3, 3)), PyramidConstants()
     noise = torch.randn(1, 1, 1, 16, 16)
-    schedules = stage_schedules(settings, constants, noise.shape, (1, 2, 2), first_chunk=False)
+    schedules = pyramid_schedules(settings, constants, noise.shape, (1, 2, 2), first_chunk=False)
     exits = (2, 0, 1)
     rollout = staged_backward_simulation(denoise, noise, schedules, constants, exits, torch.Generator().manual_seed(0))
     assert [stage for stage, _ in calls] == [0, 0, 0, 1, 2, 2]  # exit + 1 calls per stage

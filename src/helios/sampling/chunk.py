@@ -17,7 +17,7 @@ from .dmd import dmd_step
 from .guidance import cfg, cfg_zero_star, zeroed_by_cfg_zero_init
 from .noise import NoiseDraws
 from .pyramid import downsample_noise, upsample_and_renoise
-from .schedules import PyramidConstants, pyramid_stage_schedule, shift_mu, single_stage_schedule
+from .schedules import PyramidConstants, StageSchedule, pyramid_stage_schedule, shift_mu, single_stage_schedule
 from .unipc import UniPC
 
 # (latents in model dtype, timestep (B,), text embedding) → velocity
@@ -26,6 +26,34 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _token_count(latents: torch.Tensor, patch_size: tuple[int, int, int]) -> int:
     return math.prod(latents.shape[-3:]) // math.prod(patch_size)
+
+
+def pyramid_schedules(
+    settings: SamplerSettings,
+    constants: PyramidConstants,
+    latent_shape: tuple[int, ...],
+    patch_size: tuple[int, int, int],
+    first_chunk: bool,
+) -> list[StageSchedule]:
+    """The schedule of every pyramid stage for a chunk of full-size ``latent_shape`` (…, T, H, W), as
+    the sampler runs them: dynamic-shift mu from the stage's token count (before its upsample, or after,
+    per ``shift_convention``), steps doubled on an amplified DMD first chunk. Used by the sampler and
+    by stage-3 training's backward simulation, so both walk the same timesteps."""
+    frames, height, width = latent_shape[-3:]
+    size = (height >> (constants.stages - 1), width >> (constants.stages - 1))  # repeated floor halving
+    distilled = settings.sampler == "dmd"
+    schedules = []
+    for stage, steps in enumerate(settings.pyramid_steps):
+        before = size
+        if stage > 0:
+            size = (2 * size[0], 2 * size[1])
+        used = before if settings.shift_convention == "diffusers" else size
+        tokens = frames * used[0] * used[1] // math.prod(patch_size)
+        mu = shift_mu(settings.shift, tokens) if settings.shift.kind else None
+        if distilled and settings.amplify_first_chunk and first_chunk:
+            steps = 2 * steps
+        schedules.append(pyramid_stage_schedule(constants, stage, steps, settings.shift, mu, distilled=distilled))
+    return schedules
 
 
 class ChunkSampler:
@@ -101,18 +129,11 @@ class ChunkSampler:
         s = self.settings
         constants = self.constants
         latents = downsample_noise(noise, constants.stages)
-        for stage, steps in enumerate(s.pyramid_steps):
-            size_before_upsample = _token_count(latents, self.patch_size)
+        distilled = s.sampler == "dmd"
+        schedules = pyramid_schedules(s, constants, noise.shape, self.patch_size, first_chunk)
+        for stage, schedule in enumerate(schedules):
             if stage > 0:
                 latents = upsample_and_renoise(latents, stage, constants, draw.generator, self.model_dtype)
-            tokens = (
-                size_before_upsample if s.shift_convention == "diffusers" else _token_count(latents, self.patch_size)
-            )
-            mu = shift_mu(s.shift, tokens) if s.shift.kind else None
-            distilled = s.sampler == "dmd"
-            if distilled and s.amplify_first_chunk and first_chunk:
-                steps = 2 * steps
-            schedule = pyramid_stage_schedule(constants, stage, steps, s.shift, mu, distilled=distilled)
             start = latents
             solver = None if distilled else UniPC(schedule)  # UniPC history restarts at every stage
             for i, t in enumerate(schedule.timesteps):

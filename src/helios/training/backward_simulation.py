@@ -5,7 +5,8 @@ For each pyramid stage an exit step is drawn; the steps before it run without gr
 runs with gradient and its x0 estimate is the stage's output. That output is upsampled and block
 re-noised into the next stage with gradient kept, so one backward reaches every stage's exit step
 (chained across stages) and nothing else: memory of one model call per stage, not of the whole
-trajectory. The re-noise of the steps before an exit mixes a detached x0 with the stage's start, so
+trajectory (the stages' schedules: ``sampling.chunk.pyramid_schedules``, the sampler's own). The
+re-noise of the steps before an exit mixes a detached x0 with the stage's start, so
 the chain to earlier stages runs through the start.
 """
 
@@ -16,10 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import SamplerSettings
 from ..sampling.dmd import dmd_renoise, dmd_x0
 from ..sampling.pyramid import downsample_noise, upsample_and_renoise
-from ..sampling.schedules import PyramidConstants, StageSchedule, pyramid_stage_schedule, shift_mu
+from ..sampling.schedules import PyramidConstants, StageSchedule
 
 # (latents, integer timesteps (B,)) → velocity; history and text are bound by the caller
 StageDenoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -30,25 +30,6 @@ class Rollout:
     sample: torch.Tensor  # the final full-resolution x0 (with gradient through the exit steps)
     exits: tuple[int, ...]  # the exit step of each stage
     grad_calls: int  # model calls made with gradient (one per stage when gradients are on)
-
-
-def stage_schedules(
-    settings: SamplerSettings, constants: PyramidConstants, latent_shape, patch_size, first_chunk: bool
-) -> list[StageSchedule]:
-    """The DMD schedule of every stage for a chunk of ``latent_shape`` (B, C, T, H, W) at full size,
-    as the inference sampler builds them (dynamic shift per stage size, doubled steps on an amplified
-    first chunk)."""
-    schedules = []
-    height, width = latent_shape[-2:]
-    for stage, steps in enumerate(settings.pyramid_steps):
-        scale = 2 ** (constants.stages - 1 - stage)
-        before = scale * 2 if stage > 0 and settings.shift_convention == "diffusers" else scale
-        tokens = latent_shape[2] * (height // before) * (width // before) // (patch_size[1] * patch_size[2])
-        mu = shift_mu(settings.shift, tokens) if settings.shift.kind else None
-        if settings.amplify_first_chunk and first_chunk:
-            steps = 2 * steps
-        schedules.append(pyramid_stage_schedule(constants, stage, steps, settings.shift, mu, distilled=True))
-    return schedules
 
 
 def draw_exits(schedules: list[StageSchedule], generator: torch.Generator) -> tuple[int, ...]:

@@ -19,9 +19,10 @@ import torch
 import torch.nn as nn
 
 from ..config import DistillSettings, SamplerSettings, ShiftSettings, TrainConfig
+from ..sampling.chunk import pyramid_schedules
 from ..sampling.dmd import step_sigma
 from ..sampling.schedules import PyramidConstants, calculate_shift
-from .backward_simulation import draw_exits, stage_schedules, staged_backward_simulation
+from .backward_simulation import draw_exits, staged_backward_simulation
 from .distill_losses import (
     NUM_TRAIN_TIMESTEPS,
     approximate_r1,
@@ -158,7 +159,7 @@ class Distillation:
 
     def _rollout(self, student, target, history, anchor, text, generator, dtype):
         """The student's staged backward simulation from fresh noise, on real history."""
-        schedules = stage_schedules(self.sampler, self.constants, target.shape, self.patch_size, first_chunk=False)
+        schedules = pyramid_schedules(self.sampler, self.constants, target.shape, self.patch_size, first_chunk=False)
         exits = draw_exits(schedules, generator)
         noise = torch.randn(target.shape, generator=generator).to(target.device)
         h = self.config.history
@@ -202,7 +203,7 @@ class Distillation:
         teacher's line from the stage start to its end; the student's x0 must land on the end."""
         losses = []
         shape = pairs.ends[-1].shape
-        schedules = stage_schedules(self.sampler, self.constants, shape, self.patch_size, first_chunk=False)
+        schedules = pyramid_schedules(self.sampler, self.constants, shape, self.patch_size, first_chunk=False)
         for stage, schedule in enumerate(schedules):
             start, end = pairs.starts[stage], pairs.ends[stage]
             index = int(torch.randint(len(schedule), (1,), generator=generator))
