@@ -75,12 +75,13 @@ def main() -> None:
         flush=True,
     )
     g = torch.Generator().manual_seed(0)
-    h, w, text_dim = (48, 80, 4096) if args.size == "14b" else (8, 8, student.config.text_dim)
+    h, w = (48, 80) if args.size == "14b" else (8, 8)  # 384×640 latents / a tiny check
+    text_dim = student.config.text_dim
     batch = (
         torch.randn(1, 16, 9, h, w, device=device),  # target chunk
         torch.randn(1, 16, 19, h, w, device=device),  # real history (Pure Teacher Forcing)
         torch.randn(1, 16, 1, h, w, device=device),  # anchor
-        torch.randn(1, 512, text_dim, device=device),  # text
+        torch.randn(1, 512, text_dim, device=device),  # text (512 UMT5 tokens)
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
 

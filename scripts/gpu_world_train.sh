@@ -4,6 +4,9 @@
 #   included), with the binding text encoder; continue stage 2 from a packaged model (FROM_MODEL) or
 #   from the checkpoint carried in .carry/refine (the previous call's); package the model; optionally
 #   judge it (EVAL=1) on the GPU. $OUT gets the packaged model, the newest checkpoint and the logs.
+# Keep MINUTES well under the call's limit: rendering + encoding 3,000 videos and packaging (its drift
+# calibration runs on the CPU) take about 4 minutes beside the training (a 10-minute call at
+# MINUTES=5.3 ran out before packaging).
 set -u
 W=${WORK:-/tmp/world}; OUT=${OUT:-/tmp/out}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.whl}/*.whl 2>/dev/null
@@ -14,7 +17,7 @@ python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-3000} --sec
   --corpus-seed 4 --text-binding --first-section ${FIRST:-0.5} --codec-from src/helios/default_model/codec \
   --from-model ${FROM_MODEL:-src/helios/default_model} --phase offload refine package \
   --mid-steps 100000 --mid-minutes ${MINUTES:-6} --batch-size 64 --package-to $W/default_model 2>&1 \
-  | grep -v Warning | tee $W/train.log | grep -E "stage|offloaded|packaged|resum"
+  | grep --line-buffered -v Warning | tee $W/train.log | grep --line-buffered -E "stage|offloaded|packaged|resum"
 # the newest checkpoint only (the next call resumes from it), the model and the log
 mkdir -p $OUT/refine/checkpoints
 latest=$(cat $W/refine/checkpoints/latest)

@@ -33,7 +33,7 @@ from helios.training.distill_losses import (
     renoise_timesteps,
 )
 from helios.training.distillation import adapters, student_sampler
-from helios.training.gan import DiscriminatorHeads, gan_block_indices, random_crop
+from helios.training.gan import DiscriminatorHeads, crop_window, gan_block_indices
 from helios.training.ode_pairs import OdePairShards, record_ode_pairs
 from helios.training.trainer import Trainer, add_lora
 
@@ -214,13 +214,17 @@ def test_gan_heads_at_the_papers_depths_and_one_logit_per_head():
     assert gan_block_indices(2) == (0, 1)
     model = _tiny_model()
     heads = DiscriminatorHeads(model, dim=8)
-    out = model(torch.randn(3, 16, 2, 4, 6), torch.tensor([100.0] * 3), torch.randn(3, 4, 64))
+    with heads.capturing():
+        out = model(torch.randn(3, 16, 2, 4, 6), torch.tensor([100.0] * 3), torch.randn(3, 4, 64))
     logits = heads.logits(out)
     assert logits.shape == (3, len(heads.blocks) + 1)
     with pytest.raises(RuntimeError, match="run the network"):
         heads.logits(out)
-    crop = random_crop(torch.randn(2, 16, 9, 8, 12), torch.Generator().manual_seed(0))
-    assert crop.shape[-2:] == (4, 6)
+    model(torch.randn(3, 16, 2, 4, 6), torch.tensor([100.0] * 3), torch.randn(3, 4, 64))  # not capturing
+    with pytest.raises(RuntimeError, match="run the network"):
+        heads.logits(out)
+    rows, cols = crop_window(8, 12, torch.Generator().manual_seed(0))
+    assert torch.randn(2, 16, 9, 8, 12)[..., rows, cols].shape[-2:] == (4, 6)
 
 
 def _distill_config(data, out, **changes) -> TrainConfig:

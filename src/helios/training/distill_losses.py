@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ..sampling.schedules import time_shift
+from .objectives import NUM_TRAIN_TIMESTEPS
 
-NUM_TRAIN_TIMESTEPS = 1000
 RENOISE_CLAMP = (20, 980)  # integer timesteps the score models are evaluated at
 
 
@@ -76,33 +76,14 @@ def renoise_timesteps(
         t = torch.rand(batch, generator=generator, dtype=torch.float64)
     else:
         a, b = renoise_shape(step, anneal_steps, alpha, beta)
-        # Beta(a, b) from two Gamma draws of the explicit generator (torch's Beta takes none).
-        x = _gamma(a, batch, generator)
-        y = _gamma(b, batch, generator)
-        t = x / (x + y)
+        # torch's Beta takes no generator: draw it from a private stream seeded by ours (exact resume)
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            t = torch.distributions.Beta(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+            t = t.sample((batch,))
     t = time_shift("linear", mu, t.clamp(1e-6, 1.0)) * NUM_TRAIN_TIMESTEPS
     return t.clamp(*RENOISE_CLAMP).round()
-
-
-def _gamma(shape: float, count: int, generator: torch.Generator) -> torch.Tensor:
-    """Gamma(shape, 1) samples (Marsaglia–Tsang; shape < 1 by the boost u^(1/shape))."""
-    boost = shape < 1
-    k = shape + 1 if boost else shape
-    d = k - 1 / 3
-    c = 1 / math.sqrt(9 * d)
-    out = torch.empty(count, dtype=torch.float64)
-    filled = 0
-    while filled < count:
-        z = torch.randn(2 * count, generator=generator, dtype=torch.float64)
-        u = torch.rand(2 * count, generator=generator, dtype=torch.float64)
-        v = (1 + c * z) ** 3
-        ok = (v > 0) & (torch.log(u.clamp_min(1e-300)) < 0.5 * z**2 + d - d * v + d * torch.log(v.clamp_min(1e-300)))
-        accepted = (d * v)[ok][: count - filled]
-        out[filled : filled + len(accepted)] = accepted
-        filled += len(accepted)
-    if boost:
-        out *= torch.rand(count, generator=generator, dtype=torch.float64) ** (1 / shape)
-    return out
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

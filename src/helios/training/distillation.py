@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
@@ -24,7 +24,6 @@ from ..sampling.dmd import step_sigma
 from ..sampling.schedules import PyramidConstants, calculate_shift
 from .backward_simulation import draw_exits, staged_backward_simulation
 from .distill_losses import (
-    NUM_TRAIN_TIMESTEPS,
     approximate_r1,
     cached_gradient_loss,
     critic_flow_loss,
@@ -36,8 +35,8 @@ from .distill_losses import (
     renoise_timesteps,
     x0_from_velocity,
 )
-from .gan import DiscriminatorHeads, random_crop
-from .objectives import predict_velocity
+from .gan import DiscriminatorHeads, crop_window
+from .objectives import NUM_TRAIN_TIMESTEPS, predict_velocity
 
 
 def student_sampler(settings: DistillSettings) -> SamplerSettings:
@@ -79,7 +78,7 @@ class Parking:
 
     def __init__(self, model: nn.Module, device: torch.device):
         self.device = device
-        self.tensors = [t for t in [*model.parameters(), *model.buffers()]]
+        self.tensors = [*model.parameters(), *model.buffers()]
         self.enabled = device.type == "cuda"
         self.host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in self.tensors] if self.enabled else []
         self.parked = False
@@ -181,20 +180,26 @@ class Distillation:
         ).float()
 
     def _logits(self, noisy, timesteps, text, history, anchor, dtype):
-        output = self._score(self.score, noisy, timesteps, text, history, anchor, dtype)
+        with self.heads.capturing():
+            output = self._score(self.score, noisy, timesteps, text, history, anchor, dtype)
         return self.heads.logits(output)
+
+    def _real_velocities(self, noisy, timesteps, text, history, anchor, dtype):
+        """The real score's conditional and unconditional velocities: the score network with the
+        critic's adapters off (or the frozen copy of a full-network critic). Unconditional = an
+        empty caption, as caption dropout trains it."""
+        network = self.real if self.real is not None else self.score
+        with adapters(network, False) if self.real is None else nullcontext():
+            cond = self._score(network, noisy, timesteps, text, history, anchor, dtype)
+            uncond = self._score(network, noisy, timesteps, torch.zeros_like(text), history, anchor, dtype)
+        return cond, uncond
 
     def _crop(self, generator, *latents):
         """The same random window of every latent batch given (target-sized ones and the history)."""
-        fraction = self.settings.gan_crop
-        if fraction >= 1.0:
+        if self.settings.gan_crop >= 1.0:
             return latents
-        state = generator.get_state()
-        cropped = []
-        for tensor in latents:
-            generator.set_state(state)  # one window for all
-            cropped.append(random_crop(tensor, generator, fraction))
-        return tuple(cropped)
+        rows, cols = crop_window(*latents[0].shape[-2:], generator, self.settings.gan_crop)
+        return tuple(tensor[..., rows, cols] for tensor in latents)
 
     # ------------------------------------------------------------------ losses
 
@@ -208,16 +213,13 @@ class Distillation:
             start, end = pairs.starts[stage], pairs.ends[stage]
             index = int(torch.randint(len(schedule), (1,), generator=generator))
             # the DMD sampler's latent at this step, had every earlier step landed on the teacher's end
-            noisy = start
-            if index > 0:
-                sigma = step_sigma(schedule, index).item()
-                noisy = (1 - sigma) * end + sigma * start
+            sigma = step_sigma(schedule, index).float().to(start.device)
+            noisy = (1 - sigma) * end + sigma * start if index > 0 else start
             timestep = schedule.timesteps[index].expand(shape[0]).to(torch.int64).to(start.device)
             velocity = predict_velocity(
                 student, noisy, timestep, pairs.text, pairs.history, pairs.anchor, self.config.history, dtype
             )
-            sigma_t = step_sigma(schedule, index).float().expand(shape[0]).to(start.device)
-            losses.append(ode_regression_loss(noisy, velocity, sigma_t, end))
+            losses.append(ode_regression_loss(noisy, velocity, sigma.expand(shape[0]), end))
         return self.settings.ode_weight * torch.stack(losses).mean()
 
     def generator_loss(self, student, batch, generator, generator_step: int, step: int, dtype) -> dict:
@@ -238,15 +240,9 @@ class Distillation:
         )
         noisy, _, sigma = self._renoise(sample, timesteps, generator)
         self._use("score")
-        negative = torch.zeros_like(text)  # the unconditional branch: an empty caption (caption dropout)
         with torch.no_grad():
-            real_network = self.real if self.real is not None else self.score
-            with adapters(real_network, False) if self.real is None else _nothing():
-                cond = self._score(real_network, noisy.detach(), timesteps, text, history, anchor, dtype)
-                uncond = self._score(real_network, noisy.detach(), timesteps, negative, history, anchor, dtype)
+            cond, uncond = self._real_velocities(noisy.detach(), timesteps, text, history, anchor, dtype)
             fake = self._score(self.score, noisy.detach(), timesteps, text, history, anchor, dtype)
-            if self.heads is not None:
-                self.heads._features.clear()
             real_x0 = x0_from_velocity(noisy.detach(), real_score(cond, uncond, s.real_guidance_scale), sigma)
             fake_x0 = x0_from_velocity(noisy.detach(), fake, sigma)
         loss = dmd_loss(sample, real_x0, fake_x0).float()
@@ -282,8 +278,6 @@ class Distillation:
         with autocast:
             velocity = self._score(self.score, noisy, timesteps, text, history, anchor, dtype)
             flow = critic_flow_loss(velocity, noise, sample)
-        if self.heads is not None:
-            self.heads._features.clear()
         flow.backward()
         record = {"critic_flow": float(flow.detach())}
         if self.gan_active(step):
@@ -324,8 +318,3 @@ class Distillation:
                 param.copy_(weights[name].to(param.dtype))
         if optimizer is not None and self.critic_optimizer is not None:
             self.critic_optimizer.load_state_dict(optimizer)
-
-
-@contextmanager
-def _nothing():
-    yield

@@ -8,6 +8,8 @@ smaller models take the same relative depths.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 
@@ -52,11 +54,23 @@ class DiscriminatorHeads(nn.Module):
         self.heads = nn.ModuleList([GanHead(width, dim) for _ in self.blocks])
         self.final = GanHead(model.config.out_channels, dim)
         self._features: dict[int, torch.Tensor] = {}
+        self._armed = False  # only forwards whose logits are wanted keep their block states
         self._hooks = [model.blocks[index].register_forward_hook(self._capture(index)) for index in self.blocks]
+
+    @contextmanager
+    def capturing(self):
+        """Keep the hooked blocks' states of the forwards run inside (read them with ``logits``)."""
+        self._armed = True
+        try:
+            yield self
+        finally:
+            self._armed = False
 
     def _capture(self, index: int):
         def hook(module, args, output):
-            segments = args[4]
+            if not self._armed:
+                return
+            segments = args[4]  # HeliosBlock.forward(x, text, projections, rope, segments)
             frames, height, width = segments.grid
             tokens = output[:, segments.history :]
             self._features[index] = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, frames, height, width)
@@ -78,12 +92,11 @@ class DiscriminatorHeads(nn.Module):
         self._hooks = []
 
 
-def random_crop(latents: torch.Tensor, generator: torch.Generator, fraction: float = 0.5) -> torch.Tensor:
-    """One random spatial crop (H·fraction × W·fraction, even sizes for the 2×2 patches) of a latent
-    batch (B, C, T, H, W): the discriminator sees a window, not the whole frame (paper: H/2 × W/2)."""
-    height, width = latents.shape[-2:]
+def crop_window(height: int, width: int, generator: torch.Generator, fraction: float = 0.5) -> tuple[slice, slice]:
+    """A random spatial window (H·fraction × W·fraction, even sizes for the 2×2 patches): the
+    discriminator sees a window, not the whole frame (paper: H/2 × W/2)."""
     crop_h = max(2, int(height * fraction) // 2 * 2)
     crop_w = max(2, int(width * fraction) // 2 * 2)
     top = int(torch.randint(height - crop_h + 1, (1,), generator=generator))
     left = int(torch.randint(width - crop_w + 1, (1,), generator=generator))
-    return latents[..., top : top + crop_h, left : left + crop_w]
+    return slice(top, top + crop_h), slice(left, left + crop_w)

@@ -104,10 +104,10 @@ def offload(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
+    chunk_frames = history.chunk_video_frames(codec.temporal_factor)
     for n, entry in enumerate(read_manifest(manifest)):
         frames, _ = read_video(manifest.parent / entry["path"])
         caption = entry.get("cap") or entry["caption"]
-        chunk_frames = history.chunk_video_frames(codec.temporal_factor)
         try:
             captions = section_captions(entry, len(frames) // chunk_frames, chunk_frames)
             latents, text = encode_video(frames, captions, codec, text_encoder, height, width, history)

@@ -109,7 +109,7 @@ class Trainer:
         distilling_ode = config.stage == 3 and config.distill.phase == "ode"
         self.data = OdePairShards(config.data) if distilling_ode else LatentShards(config.data)
         self.distill = (
-            Distillation(config, self.wrapped, self.device, build_transformer, add_lora) if config.stage == 3 else None
+            Distillation(config, self.model, self.device, build_transformer, add_lora) if config.stage == 3 else None
         )
         self.constants = PyramidConstants(stages=len(config.pyramid_sample_ratios)) if config.stage == 2 else None
         self.out = Path(config.output_dir)
@@ -214,11 +214,11 @@ class Trainer:
             loss = parts.pop("loss")
             record["grad_norm"] = float(self._update(loss))
             record.update(parts)
-        record.setdefault("grad_norm", 0.0)  # (the student did not learn this step)
+        else:
+            record["grad_norm"] = 0.0  # the student did not learn this step
         # The logged loss: the student's when it learned this step, else the critic's.
-        record["loss"] = record.get("dmd", 0.0) + c.distill.gan_generator_weight * record.get("gan_g", 0.0)
-        if "dmd" not in record:
-            record["loss"] = record["critic_flow"]
+        student = record.get("dmd", 0.0) + c.distill.gan_generator_weight * record.get("gan_g", 0.0)
+        record["loss"] = student if "dmd" in record else record["critic_flow"]
         self.step += 1
         return record
 
