@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="distill_step_14b.json")
     parser.add_argument("--rank", type=int, default=256)
-    parser.add_argument("--variants", default="all,no_park,no_cache,none")
+    parser.add_argument("--variants", default="all,no_cache,no_park,none")
     parser.add_argument("--size", choices=["14b", "tiny"], default="14b", help="tiny: a check of the script on a CPU")
     args = parser.parse_args()
     device = torch.device("cuda" if args.size == "14b" else "cpu")
@@ -104,11 +104,12 @@ def main() -> None:
     for variant in args.variants.split(","):
         distill.settings = dataclasses.replace(settings, cache_gan_grad=variant in ("all", "no_park"))
         distill.parking = parking if variant in ("all", "no_cache") else None
-        for part in parking:
-            part.fetch()
         row = {"variant": variant, "cache_grad": distill.settings.cache_gan_grad, "parking": bool(distill.parking)}
         for name, step in (("critic", critic_step), ("student", student_step)):
             try:
+                if distill.parking is None:  # without parking both models stay on the device
+                    for part in parking:
+                        part.fetch()
                 step()  # warm-up (optimizer state, autotuning)
                 if cuda:
                     torch.cuda.synchronize()
@@ -121,6 +122,7 @@ def main() -> None:
                 row[f"{name}_peak_gib"] = gib(torch.cuda.max_memory_allocated()) if cuda else None
             except torch.cuda.OutOfMemoryError:
                 row[f"{name}_seconds"] = row[f"{name}_peak_gib"] = "OOM"
+                row[f"{name}_allocated_at_oom_gib"] = gib(torch.cuda.memory_allocated())
                 optimizer.zero_grad(set_to_none=True)
                 distill.critic_optimizer.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()

@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "real history, for stage 3 phase 'ode'",
     )
     off.add_argument("--pairs", type=int, default=256, help="with --record-ode: how many pairs")
+    off.add_argument("--pairs-batch", type=int, default=8, help="with --record-ode: chunks per teacher run")
     off.add_argument("--seed", type=int, default=0)
 
     bench = commands.add_parser("bench", help="benchmarks")
@@ -250,7 +251,14 @@ def run_offload(args: argparse.Namespace) -> int:
         from .training.ode_pairs import record_ode_pairs
 
         out = record_ode_pairs(
-            pipeline.transformer, args.record_ode, args.out, pipeline.sampler, args.pairs, args.seed, device=device
+            pipeline.transformer,
+            args.record_ode,
+            args.out,
+            pipeline.sampler,
+            args.pairs,
+            args.seed,
+            device=device,
+            batch_size=args.pairs_batch,
         )
         print(f"wrote {args.pairs} ODE pairs to {out}")
         return 0

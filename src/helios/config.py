@@ -315,6 +315,9 @@ class DistillSettings:
     # Guidance convention of the real score: cond + real_guidance_scale·(cond − uncond), the official
     # code's — the paper's "CFG weight 3.0" is this 3.0, i.e. a standard CFG weight of 4.
     real_guidance_scale: float = 3.0
+    # False: the real and fake scores see no history or anchor — a bidirectional teacher scoring each chunk
+    # on its own (the paper's "w Bidirectional Teacher" ablation, Table 5); the student still sees history
+    score_history: bool = True
     critic_lora_rank: int | None = 256  # None: the whole score network is the critic (small models)
     critic_lora_alpha: int | None = 256
     critic_learning_rate: float = 4e-7

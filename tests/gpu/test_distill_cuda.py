@@ -18,7 +18,7 @@ from ..training.conftest import TINY_WORLD_TRANSFORMER as TINY
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _run(tmp_path, name: str, park: bool) -> tuple[Trainer, list[dict]]:
+def _run(tmp_path, name: str, park: bool, cache_grad: bool = True) -> tuple[Trainer, list[dict]]:
     data, teacher = tmp_path / "shards", tmp_path / "teacher"
     if not data.exists():
         data.mkdir()
@@ -47,6 +47,7 @@ def _run(tmp_path, name: str, park: bool) -> tuple[Trainer, list[dict]]:
         gan_start_step=0,
         gan_head_dim=8,
         offload_idle_models=park,
+        cache_gan_grad=cache_grad,
     )
     config = TrainConfig(
         stage=3,
@@ -73,3 +74,11 @@ def test_parking_the_idle_model_changes_no_loss(tmp_path):
     score = list(trainer.distill.score.parameters())
     assert all(p.device.type == "cpu" and p.is_pinned() for p in score)  # parked after the student's turn
     assert all(p.device.type == "cuda" for p in trainer.model.parameters())
+
+
+def test_parking_without_cache_grad_keeps_the_score_network_for_the_students_backward(tmp_path):
+    # the GAN term's graph runs through the score network's checkpointed blocks: parking it before the
+    # student's backward put its weights on the host (a device-mismatch crash on the H100, 2026-11-27)
+    _, plain = _run(tmp_path, "plain", park=False, cache_grad=False)
+    _, parked = _run(tmp_path, "parked", park=True, cache_grad=False)
+    assert [r["loss"] for r in parked] == [r["loss"] for r in plain]

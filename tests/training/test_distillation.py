@@ -243,10 +243,12 @@ def test_staged_ode_init_records_teacher_pairs_and_trains(world_shards, tmp_path
     shards, _, _ = world_shards
     teacher = HeliosTransformer.from_pretrained(teacher_folder, dtype=torch.float32)
     mid = SamplerSettings(name="m", pyramid_steps=(2, 2, 2), guidance_scale=2.0, shift=ShiftSettings("linear"))
-    pairs = record_ode_pairs(teacher, shards, tmp_path / "ode", mid, count=3, seed=0)
+    pairs = record_ode_pairs(teacher, shards, tmp_path / "ode", mid, count=3, seed=0, batch_size=2)
     data = OdePairShards(pairs)
+    assert len(data) == 3  # a full batch of two and a last batch of one
     item = data.load(0)
     assert item["stage0_end"].shape == (16, 9, 2, 2) and item["stage2_end"].shape == (16, 9, 8, 8)
+    assert not torch.equal(item["stage2_end"], data.load(1)["stage2_end"])  # each chunk its own trajectory
     assert not torch.equal(item["stage2_start"], item["stage2_end"])
     with pytest.raises(ValueError, match="latent shards, not ODE pairs"):
         OdePairShards(shards)

@@ -14,7 +14,8 @@ Phases (each resumes from what ``--work`` already holds):
   ode-pairs  stage 3: record the teacher's (--from-model) pyramid trajectories on real history
   distill-ode   stage 3, Staged ODE Init of the student (from the teacher's weights) on those pairs
   distill-dmd   stage 3, DMD + GAN from the ODE-initialised student (score network: --teacher, else
-                the --from-model transformer; the paper uses a Base model)
+                the --from-model transformer; the paper uses a Base model); --distill-variant runs a
+                Table-5 ablation instead (no_gan, no_coarse_to_fine, bidirectional_teacher)
   package-distilled  the distilled model folder (DMD sampler 1/1/1, no CFG) at --package-to
 """
 
@@ -251,6 +252,16 @@ def train_stage(config: TrainConfig, minutes: float, log) -> Path:
     return trainer.export(Path(config.output_dir) / "export")
 
 
+# Table 5's distillation ablations at small scale (the full method: Staged ODE Init, Dynamic Re-noise, GAN,
+# an autoregressive teacher that sees the real history)
+DISTILL_ABLATIONS = {
+    "full": {},
+    "no_gan": dict(gan=False),  # w/o Adversarial Post-Training
+    "no_coarse_to_fine": dict(renoise_alpha=1.0, renoise_beta=1.0),  # + no ODE init: uniform re-noise
+    "bidirectional_teacher": dict(score_history=False),  # the scores see each chunk alone
+}
+
+
 def stage_config(
     stage: int, shards: Path, out: Path, init: str | dict, steps: int, batch_size: int = 32, **changes
 ) -> TrainConfig:
@@ -376,6 +387,13 @@ def main() -> None:
     parser.add_argument("--distill-steps", type=int, default=100000)
     parser.add_argument("--distill-minutes", type=float, default=2.0, help="time budget of each distill phase")
     parser.add_argument("--teacher", help="phase distill-dmd: the real/fake-score transformer folder")
+    parser.add_argument(
+        "--distill-variant",
+        choices=sorted(DISTILL_ABLATIONS),
+        default="full",
+        help="phases distill-dmd / package-distilled: the full method or a Table-5 ablation of it",
+    )
+    parser.add_argument("--distill-seed", type=int, default=0, help="phase distill-dmd: seed offset (ablation repeats)")
     parser.add_argument("--gan-start", type=int, default=200, help="phase distill-dmd: first step with the GAN")
     args = parser.parse_args()
     work = Path(args.work)
@@ -481,7 +499,9 @@ def main() -> None:
         parser.error("the distillation phases need --from-model (the packaged teacher)")
     if "ode-pairs" in args.phase:
         teacher = HeliosTransformer.from_pretrained(Path(args.from_model) / "transformer", dtype=torch.float32)
-        record_ode_pairs(teacher, work / "shards", work / "ode", DEFAULT_SAMPLER, args.ode_pairs, device=device)
+        record_ode_pairs(
+            teacher, work / "shards", work / "ode", DEFAULT_SAMPLER, args.ode_pairs, device=device, batch_size=32
+        )
         log(f"recorded {args.ode_pairs} ODE pairs")
     if "distill-ode" in args.phase:
         config = stage_config(
@@ -495,6 +515,10 @@ def main() -> None:
             ema_start=100,
         )
         report["distill_ode"] = str(train_stage(config, args.distill_minutes, log))
+    variant = args.distill_variant
+    dmd_dir = work / ("distill_dmd" if variant == "full" else f"distill_dmd_{variant}")
+    if args.distill_seed:
+        dmd_dir = dmd_dir.with_name(f"{dmd_dir.name}_seed{args.distill_seed}")
     if "distill-dmd" in args.phase:
         distill = DistillSettings(
             phase="dmd",
@@ -503,24 +527,30 @@ def main() -> None:
             critic_learning_rate=2e-5,
             gan_start_step=args.gan_start,
             gan_head_dim=128,
+            **DISTILL_ABLATIONS[variant],
+        )
+        # without coarse-to-fine learning the student starts from the teacher, not from Staged ODE Init
+        init = (
+            Path(args.from_model) / "transformer" if variant == "no_coarse_to_fine" else work / "distill_ode" / "export"
         )
         config = stage_config(
             3,
             work / "shards",
-            work / "distill_dmd",
-            str(work / "distill_ode" / "export"),
+            dmd_dir,
+            str(init),
             args.distill_steps,
             args.batch_size,
             distill=distill,
             learning_rate=2e-5,
             ema_start=50,
+            seed=3 + args.distill_seed,
         )
-        report["distill_dmd"] = str(train_stage(config, args.distill_minutes, log))
+        report[dmd_dir.name] = str(train_stage(config, args.distill_minutes, log))
     if "package-distilled" in args.phase:
         target = Path(args.package_to or work / "distilled_model")
-        student = work / ("distill_dmd" if (work / "distill_dmd" / "export").is_dir() else "distill_ode") / "export"
-        package(target, codec_dir, student, student_sampler(DistillSettings(phase="ode")), report, text)
-        log(f"packaged the distilled model {target} (from {student.parent.name})")
+        student = dmd_dir if (dmd_dir / "export").is_dir() else work / "distill_ode"
+        package(target, codec_dir, student / "export", student_sampler(DistillSettings(phase="ode")), report, text)
+        log(f"packaged the distilled model {target} (from {student.name})")
     if "drift" in args.phase:  # (re)calibrate the adaptive-sampling thresholds of a packaged model
         target = Path(args.package_to or work / "default_model")
         log(f"drift thresholds of {target}: {write_drift_thresholds(target, target / 'codec')}")

@@ -145,12 +145,23 @@ class Distillation:
         return self.heads is not None and step >= self.settings.gan_start_step
 
     def _use(self, which: str) -> None:
-        """With offloading: only the model about to run stays on the device."""
+        """With offloading: only the model about to run stays on the device ("both": none is parked)."""
         if self.parking is None:
             return
         student, score = self.parking
+        if which == "both":
+            student.fetch()
+            score.fetch()
+            return
         (score if which == "student" else student).park()
         (student if which == "student" else score).fetch()
+
+    def _score_context(self, history: torch.Tensor, anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the score networks are conditioned on: the real history (Pure Teacher Forcing), or none
+        for a bidirectional teacher (``score_history`` False; zeros = no history, as in a first chunk)."""
+        if self.settings.score_history:
+            return history, anchor
+        return torch.zeros_like(history), torch.zeros_like(anchor)
 
     def _mu(self, target: torch.Tensor) -> float:
         tokens = math.prod(target.shape[-3:]) // math.prod(self.patch_size)
@@ -239,6 +250,7 @@ class Distillation:
             beta=s.renoise_beta,
         )
         noisy, _, sigma = self._renoise(sample, timesteps, generator)
+        history, anchor = self._score_context(history, anchor)
         self._use("score")
         with torch.no_grad():
             cond, uncond = self._real_velocities(noisy.detach(), timesteps, text, history, anchor, dtype)
@@ -259,7 +271,10 @@ class Distillation:
             gan_loss = cached_gradient_loss(crop_noisy, gan) if s.cache_gan_grad else gan(crop_noisy)
             loss = loss + s.gan_generator_weight * gan_loss
             parts["gan_g"] = float(gan_loss.detach())
-        self._use("student")
+        # Without Cache Grad the student's backward runs through the score network too (its checkpointed
+        # blocks are recomputed there), so it cannot be parked: parking saves memory only with Cache Grad.
+        holds_score_graph = self.gan_active(step) and not s.cache_gan_grad
+        self._use("both" if holds_score_graph else "student")
         return {"loss": loss, **parts}
 
     def critic_step(self, student, batch, generator, step: int, dtype, autocast) -> dict[str, float]:
@@ -273,6 +288,7 @@ class Distillation:
             self._use("student")
             sample = self._rollout(student, target, history, anchor, text, generator, dtype).sample.float()
         self._use("score")
+        history, anchor = self._score_context(history, anchor)
         timesteps = renoise_timesteps(target.shape[0], generator, self._mu(target))
         noisy, noise, _ = self._renoise(sample, timesteps, generator)
         with autocast:

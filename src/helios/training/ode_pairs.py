@@ -59,8 +59,10 @@ def record_ode_pairs(
     seed: int = 0,
     history: HistorySettings = HistorySettings(),
     device: str | torch.device = "cpu",
+    batch_size: int = 1,
 ) -> Path:
-    """Record ``count`` teacher trajectories (see the module note) into ``out_dir``."""
+    """Record ``count`` teacher trajectories (see the module note) into ``out_dir``, ``batch_size``
+    chunks per teacher run."""
     if sampler.pyramid_steps is None or sampler.sampler != "unipc":
         raise ValueError("ODE pairs come from a pyramid teacher with the multi-step sampler (a Mid model)")
     data = LatentShards(shards)
@@ -72,8 +74,9 @@ def record_ode_pairs(
     chunk_sampler = ChunkSampler(sampler, tuple(teacher.config.patch_size), dtype)
     generator = torch.Generator().manual_seed(seed)
     files = []
-    for n in range(count):
-        batch = data.sample(1, generator, history_frames=window_frames(history)).to(device)
+    for first in range(0, count, batch_size):  # the teacher runs on a batch of chunks at once
+        size = min(batch_size, count - first)
+        batch = data.sample(size, generator, history_frames=window_frames(history)).to(device)
         text = batch.text.to(dtype)
 
         def denoise(latents, timestep, embedding, batch=batch):
@@ -83,12 +86,13 @@ def record_ode_pairs(
         trajectory: list[tuple[torch.Tensor, torch.Tensor]] = []
         negative = torch.zeros_like(text) if sampler.uses_cfg else None
         chunk_sampler.sample(denoise, noise, text, negative, NoiseDraws(generator, device), False, trajectory)
-        tensors = {"history": batch.history[0], "anchor": batch.anchor[0], "text": batch.text[0]}
-        for stage, (start, end) in enumerate(trajectory):
-            tensors[f"stage{stage}_start"], tensors[f"stage{stage}_end"] = start[0], end[0]
-        name = f"{n:06d}.safetensors"
-        save_file({k: v.float().cpu().contiguous() for k, v in tensors.items()}, str(out / name))
-        files.append(name)
+        for i in range(size):
+            tensors = {"history": batch.history[i], "anchor": batch.anchor[i], "text": batch.text[i]}
+            for stage, (start, end) in enumerate(trajectory):
+                tensors[f"stage{stage}_start"], tensors[f"stage{stage}_end"] = start[i], end[i]
+            name = f"{first + i:06d}.safetensors"
+            save_file({k: v.float().cpu().contiguous() for k, v in tensors.items()}, str(out / name))
+            files.append(name)
     (out / INDEX_NAME).write_text(json.dumps({"kind": "ode_pairs", "stages": len(trajectory), "files": files}))
     return out
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stage 3 of the default model on the device machine (issue 13), in one call:
+#   offload a corpus + record the teacher's ODE pairs + Staged ODE Init, then DMD (+ GAN) for each of VARIANTS (full and/or the Table-5 ablations)
+#   with SEEDS, each packaged as a model folder. $OUT gets the models and the logs.
+# Budget (H200): offload + pairs about 1 minute, ODE init ODE_MINUTES (400 steps in 1.5), each DMD run
+# DMD_MINUTES or DMD_STEPS (about 170 steps a minute at batch 32) + packaging. The work folder (1.3 GB) stays there.
+set -u
+W=${WORK:-/tmp/wd}; OUT=${OUT:-/tmp/out}
+export PYTHONPATH=$PWD/src OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
+mkdir -p $W $OUT
+R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600} --sections 2 --corpus-seed 4
+   --codec-from src/helios/default_model/codec --from-model src/helios/default_model --batch-size ${BATCH:-32}"
+quiet() { grep --line-buffered -v Warning | tee -a $OUT/distill.log | grep --line-buffered -E "stage|offloaded|recorded|packaged|step"; }
+$R --phase offload ode-pairs --ode-pairs ${PAIRS:-1024} 2>&1 | quiet
+$R --phase distill-ode --distill-minutes ${ODE_MINUTES:-1.5} 2>&1 | quiet
+for v in ${VARIANTS:-full}; do
+  for seed in ${SEEDS:-0}; do
+    $R --phase distill-dmd package-distilled --distill-variant $v --distill-seed $seed \
+      --distill-minutes ${DMD_MINUTES:-3} --distill-steps ${DMD_STEPS:-100000} --gan-start ${GAN_START:-200} \
+      --package-to $W/models/${v}_seed$seed 2>&1 | quiet
+    # after every run, so that a call cut short still returns what is done
+    tar -cf $OUT/models.tar -C $W models $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
+  done
+done
+ls -la $OUT
