@@ -113,6 +113,23 @@ def test_live_prompt_update_takes_effect_at_the_next_chunk(pipeline, monkeypatch
     assert torch.equal(seen[6], text.embedding("second"))  # the first call of chunk 1
 
 
+def test_live_changes_that_overlap_a_transition_never_jump(pipeline, monkeypatch):
+    text = pipeline.text_encoder
+    first, second, third = (text.embedding(p) for p in ("first", "second", "third"))
+    seen = record_text_embeddings(pipeline, monkeypatch)
+    stream = pipeline.stream("first", num_frames=33 * 4, seed=0, **FAST)
+    for chunk in stream:
+        if chunk.index == 0:
+            assert stream.update_prompt("second", transition=3) == 1
+        if chunk.index == 1:  # a third of the way to "second": go on from there toward "third"
+            assert stream.update_prompt("third", transition=3) == 2
+    in_use = torch.lerp(first, second, 1 / 3)
+    starts = np.cumsum([0, 6, 3, 3])  # the first call of chunks 0-3 (chunk 0 amplified)
+    assert torch.allclose(seen[starts[1]], in_use)
+    assert torch.allclose(seen[starts[2]], torch.lerp(in_use, third, 1 / 3), atol=1e-6)
+    assert torch.allclose(seen[starts[3]], torch.lerp(in_use, third, 2 / 3), atol=1e-6)
+
+
 def test_cfg_zero_init_skips_the_forwards_it_zeroes(tmp_path):
     pipe = tiny_pipeline(sampler="helios-mid")
     sampler_calls = []

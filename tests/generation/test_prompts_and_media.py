@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-from helios.generation.prompts import PromptChange, read_prompt_file
+from helios.generation.prompts import PromptChange, PromptSchedule, read_prompt_file
 from helios.media import MediaError, read_image, read_video, write_mp4
 
 
@@ -93,3 +94,30 @@ def test_media_bounds_are_checked_before_decoding(tmp_path):
     assert len(kept) == 11 and abs(int(kept[0, 0, 0, 0]) - 0) < 4 and abs(int(kept[1, 0, 0, 0]) - 150) < 6
     with pytest.raises(MediaError, match="is not a file"):
         read_image(tmp_path)
+
+
+def _scalar_schedule(changes):
+    """A schedule whose 'encoder' maps a prompt to its number: a scalar probe of the embedding."""
+    return PromptSchedule(changes, lambda prompts: torch.tensor([[[float(prompts[0])]]]))
+
+
+def test_overlapping_changes_blend_on_from_the_embedding_in_use(tmp_path):
+    # the README's one-prompt-per-line file: a change every chunk, each with the default 3-chunk transition
+    path = tmp_path / "prompts.txt"
+    path.write_text("0\n10\n20\n30\n")
+    schedule = _scalar_schedule(read_prompt_file(path, chunk_frames=33))
+    probe = [float(schedule.embedding_for_chunk(k)) for k in range(7)]
+    # by hand: chunk k blends 1/3 further from chunk k−1's value toward the newest prompt, and a
+    # transition not yet finished goes on from the value its change started at
+    e1 = 10 / 3
+    e2 = e1 + (20 - e1) / 3
+    e3 = e2 + (30 - e2) / 3
+    e4 = e2 + (30 - e2) * 2 / 3
+    assert probe == pytest.approx([0, e1, e2, e3, e4, 30, 30])
+    steps = np.diff(probe)
+    assert (steps >= 0).all() and steps.max() <= 30 / 3  # no jump: never more than a transition's share
+    mixture = schedule.mixture_for_chunk(2)
+    assert sum(mixture.values()) == pytest.approx(1.0) and set(mixture) == {"0", "10", "20"}
+    # a hard cut still cuts; a finished transition holds its prompt
+    cut = _scalar_schedule([PromptChange(0, "1"), PromptChange(2, "5")])
+    assert [float(cut.embedding_for_chunk(k)) for k in range(4)] == [1, 1, 5, 5]

@@ -1,10 +1,13 @@
 """Prompt schedules and live prompt changes with embedding interpolation (paper §3.5, §6).
 
 A schedule is a list of (start chunk, prompt). When a prompt starts at chunk s with a transition of
-M chunks, chunks s … s+M−1 use lerp(previous, new, w) with w = 1/M, 2/M, …, 1 — the first chunk after
-a change already moves (the official code starts at w = 0, wasting a chunk), and chunks past the
-end of the schedule keep the last prompt (the official code falls back to the first one).
-``transition=1`` is a hard cut.
+M chunks, chunks s … s+M−1 use lerp(E, new, w) with w = 1/M, 2/M, …, 1, where E is the embedding chunk
+s−1 used — the first chunk after a change already moves (the official code starts at w = 0, wasting a
+chunk), and chunks past the end of the schedule keep the last prompt (the official code falls back to
+the first one). ``transition=1`` is a hard cut.
+
+A change that arrives before the previous transition has ended blends on from the embedding in use
+(itself a blend), never from the previous target: the embedding never jumps, however close the changes.
 """
 
 from __future__ import annotations
@@ -64,21 +67,43 @@ class PromptSchedule:
         return self._embeddings[prompt]
 
     def weights_for_chunk(self, chunk: int) -> tuple[str, str, float]:
-        """(previous prompt, current prompt, weight of the current one) for ``chunk``."""
+        """(previous prompt, current prompt, progress of the transition into the current one) for
+        ``chunk``: what a chunk reports. Its embedding is ``embedding_for_chunk``'s."""
         changes = self.changes
-        index = max(i for i, c in enumerate(changes) if c.start_chunk <= chunk)
+        index = self._active(changes, chunk)
         current = changes[index]
         if index == 0:
             return current.prompt, current.prompt, 1.0
-        previous = changes[index - 1].prompt
-        weight = min(1.0, (chunk - current.start_chunk + 1) / current.transition)
-        return previous, current.prompt, weight
+        return changes[index - 1].prompt, current.prompt, self._progress(current, chunk)
+
+    def mixture_for_chunk(self, chunk: int) -> dict[str, float]:
+        """The embedding of ``chunk`` as weights of prompt embeddings (they sum to 1)."""
+        changes = self.changes
+        return self._mixture(changes, self._active(changes, chunk), chunk)
 
     def embedding_for_chunk(self, chunk: int) -> torch.Tensor:
-        previous, current, weight = self.weights_for_chunk(chunk)
+        mixture = self.mixture_for_chunk(chunk)
+        return sum(self._embedding(prompt) * weight for prompt, weight in mixture.items())
+
+    @staticmethod
+    def _active(changes: list[PromptChange], chunk: int) -> int:
+        return max(i for i, c in enumerate(changes) if c.start_chunk <= chunk)
+
+    @staticmethod
+    def _progress(change: PromptChange, chunk: int) -> float:
+        return min(1.0, (chunk - change.start_chunk + 1) / change.transition)
+
+    def _mixture(self, changes: list[PromptChange], index: int, chunk: int) -> dict[str, float]:
+        """Change ``index`` active at ``chunk``: lerp from the mixture in use the chunk before it started
+        (decided by the earlier changes alone) toward its prompt."""
+        change = changes[index]
+        weight = 1.0 if index == 0 else self._progress(change, chunk)
         if weight >= 1.0:
-            return self._embedding(current)
-        return torch.lerp(self._embedding(previous), self._embedding(current), weight)
+            return {change.prompt: 1.0}
+        start = self._mixture(changes, index - 1, change.start_chunk - 1)
+        mixture = {prompt: w * (1.0 - weight) for prompt, w in start.items()}
+        mixture[change.prompt] = mixture.get(change.prompt, 0.0) + weight
+        return mixture
 
 
 def read_prompt_file(path: str | Path, chunk_frames: int, default_transition: int = 3) -> list[PromptChange]:
