@@ -23,6 +23,17 @@ def _steps(text: str) -> int | list[int]:
     return values[0] if len(values) == 1 else values
 
 
+def _sigma(text: str | None, flag: str) -> tuple[float, float] | None:
+    from .generation.request import sigma_range
+
+    if text is None:
+        return None
+    try:
+        return sigma_range([float(v) for v in text.split(",")], flag)
+    except ValueError:
+        raise UsageError(f"{flag} must be a number in [0, 1] or a range MIN,MAX within it, got {text!r}") from None
+
+
 def _add_fast_path_arguments(parser) -> None:
     """The command-line flags of every fast path (shared by ``generate`` and ``bench speed``)."""
     parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
@@ -96,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int)
     gen.add_argument("--transition", type=int, default=3, help="chunks over which scheduled prompts blend")
     gen.add_argument("--adaptive", action="store_true", help="adaptive sampling against drift (paper §3.5)")
+    knobs = gen.add_argument_group("I2V / V2V conditioning (weak motion: more noise, or skip the first chunk)")
+    knobs.add_argument(
+        "--image-noise",
+        metavar="SIGMA[,MAX]",
+        help="noise σ on the conditioning image / first frame (default: the model's, 0.111,0.135)",
+    )
+    knobs.add_argument("--video-noise", metavar="SIGMA[,MAX]", help="noise σ on the conditioning history (V2V, I2V)")
+    knobs.add_argument(
+        "--skip-first-chunk",
+        action="store_true",
+        help="anchor on the first generated chunk instead of the input image / video's first frame",
+    )
     gen.add_argument("--shift-convention", choices=["diffusers", "official"], help="per-stage dynamic-shift mu")
     gen.add_argument("--out", default="outputs/helios.mp4", help="output MP4 (H.264, 24 fps)")
     gen.add_argument("--frames-dir", help="also write every frame as PNG into this folder")
@@ -353,6 +376,8 @@ def run_generate(args: argparse.Namespace) -> int:
         _check_output_folder(args.frames_dir, "--frames-dir")
     # A malformed prompt file fails here; its frames map to chunks once the model is known.
     provisional = read_prompt_file(args.prompts, 1, args.transition) if args.prompts else None
+    if (args.image_noise or args.video_noise) and not (args.image or args.video):
+        raise UsageError("--image-noise and --video-noise need --image or --video")
     request = GenerationRequest(
         prompt=args.prompt,
         prompts=provisional,
@@ -368,6 +393,9 @@ def run_generate(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance,
         shift_convention=args.shift_convention,
         adaptive=args.adaptive,
+        image_noise_sigma=_sigma(args.image_noise, "--image-noise"),
+        video_noise_sigma=_sigma(args.video_noise, "--video-noise"),
+        skip_first_chunk=args.skip_first_chunk,
     )
     for flag, value in (("--image", args.image), ("--video", args.video)):
         if value is not None and not Path(value).is_file():

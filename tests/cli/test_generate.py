@@ -7,10 +7,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
-from helios.media import read_video
+from helios.media import read_video, write_frames
 
 from ..generation.fixtures import tiny_model_folder
 
@@ -73,6 +74,8 @@ def test_prompt_schedule_file(model, tmp_path, capsys):
         (["--prompt", "x", "--image", "/nowhere/image.png"], "--image /nowhere/image.png not found"),
         (["--prompts", "/nowhere/prompts.json"], "prompt file not found"),
         (["--prompt", "x", "--frames", "0"], "num_frames must be an integer of at least 1"),
+        (["--prompt", "x", "--image-noise", "0.2"], "--image-noise and --video-noise need --image or --video"),
+        (["--prompt", "x", "--video", "v.mp4", "--video-noise", "0.5,0.1"], "--video-noise must be a number in [0, 1]"),
     ],
 )
 def test_errors_are_one_clear_line(model, tmp_path, capsys, args, message):
@@ -94,6 +97,15 @@ def test_bad_prompt_file_is_one_clear_line(model, tmp_path, capsys):
     )
     assert code == 2
     assert "entry 2 has a non-integer chunk, frame or transition" in err
+
+
+def test_i2v_knobs_on_the_command_line(model, tmp_path, capsys):
+    image = tmp_path / "start.png"
+    write_frames(np.full((1, 64, 64, 3), 200, np.uint8), tmp_path / "png")[0].rename(image)
+    knobs = ["--image", image, "--image-noise", "0.3,0.4", "--video-noise", "0.2", "--skip-first-chunk"]
+    code, _, err = helios_here(capsys, "generate", "--model", model, *TINY_RUN, *knobs, "--out", tmp_path / "i.mp4")
+    assert code == 0, err
+    assert read_video(tmp_path / "i.mp4")[0].shape[0] == 65
 
 
 def test_default_model_needs_no_model_argument(tmp_path):

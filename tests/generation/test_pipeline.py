@@ -292,3 +292,35 @@ def test_run_ahead_raises_worker_errors_in_the_consumer():
     with pytest.raises(RuntimeError, match="denoiser failed"):
         next(results)
     assert stopped == [True]
+
+
+def _first_history(pipeline, monkeypatch, **options) -> torch.Tensor:
+    """The short history (anchor + newest frames) the first transformer call of a run sees."""
+    seen = []
+    forward = pipeline.transformer.forward
+
+    def spy(*args, history=None, **kwargs):
+        seen.append(history.short.clone())
+        return forward(*args, history=history, **kwargs)
+
+    monkeypatch.setattr(pipeline.transformer, "forward", spy)
+    pipeline.generate("x", num_frames=33, **FAST, **options)
+    monkeypatch.undo()
+    return seen[0]
+
+
+def test_i2v_noise_levels_are_request_options(pipeline, monkeypatch):
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    clean = [
+        _first_history(pipeline, monkeypatch, image=image, seed=s, image_noise_sigma=0.0, video_noise_sigma=0.0)
+        for s in (0, 1)
+    ]
+    noisy = [_first_history(pipeline, monkeypatch, image=image, seed=s) for s in (0, 1)]
+    assert torch.equal(clean[0], clean[1])  # σ = 0: the conditioning is the encoded image, whatever the seed
+    assert not torch.equal(noisy[0], noisy[1])  # the model's default σ range noises it per seed
+    strong = _first_history(pipeline, monkeypatch, image=image, seed=0, image_noise_sigma=(0.5, 0.6))
+    assert (strong - clean[0]).abs().mean() > (noisy[0] - clean[0]).abs().mean()
+    with pytest.raises(ValueError, match="image_noise_sigma must be a number in"):
+        pipeline.generate("x", image=image, image_noise_sigma=(0.4, 0.2))
+    with pytest.raises(ValueError, match="applies to I2V / V2V"):
+        pipeline.generate("x", video_noise_sigma=0.2)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
 import httpx
+import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from helios.media import read_video
+from helios.media import read_video, write_frames
 
 FAST = {"steps": 1}
 
@@ -193,6 +195,17 @@ def test_http_job_api_end_to_end(serve, tmp_path):
     assert read_video(tmp_path / "job.mp4")[0].shape == (33, 128, 192, 3)
     assert httpx.get(f"{base}/v1/videos/nope").status_code == 404
     assert httpx.post(f"{base}/v1/videos", json={"prompt": ""}).status_code == 422
+    # I2V with the conditioning knobs
+    png = write_frames(np.full((1, 128, 192, 3), 90, np.uint8), tmp_path / "png")[0]
+    image = base64.b64encode(png.read_bytes()).decode()
+    knobs = {"image": image, "image_noise": [0.2, 0.3], "video_noise": 0.25, "skip_first_chunk": True}
+    created = httpx.post(f"{base}/v1/videos", json={"prompt": "a red circle", "frames": 33, "steps": 1, **knobs})
+    assert created.status_code == 202, created.text
+    job = created.json()["id"]
+    while (status := httpx.get(f"{base}/v1/videos/{job}").json())["status"] not in ("done", "failed"):
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert status["status"] == "done", status
 
 
 def test_token_is_required_when_set(serve):

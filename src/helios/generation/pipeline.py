@@ -309,7 +309,9 @@ class HeliosPipeline:
 
         draw = NoiseDraws(torch.Generator().manual_seed(request.seed), device)
         negative = self._encode_text([request.negative_prompt]).to(device, dtype) if settings.uses_cfg else None
-        window = HistoryWindow(self.history, 1, codec.latent_channels, latent_h, latent_w, device)
+        window = HistoryWindow(
+            request.history_settings(self.history), 1, codec.latent_channels, latent_h, latent_w, device
+        )
         if plan.image is not None:
             condition_on_image(window, codec, plan.image, draw)
         if plan.video is not None:

@@ -7,10 +7,10 @@ The pipeline, the server (WebSocket sessions and HTTP jobs) and the command line
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ..config import SamplerSettings
+from ..config import HistorySettings, SamplerSettings
 from .drift import DriftSettings
 from .prompts import PromptChange
 
@@ -21,11 +21,26 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def sigma_range(value: Any, name: str = "sigma") -> tuple[float, float]:
+    """A noise level σ, or a (min, max) range, as a range within [0, 1]."""
+    values = list(value) if isinstance(value, (tuple, list)) else [value]
+    if (
+        len(values) not in (1, 2)
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values)
+        or not 0 <= values[0] <= values[-1] <= 1
+    ):
+        raise ValueError(f"{name} must be a number in [0, 1] or a range (min, max) within it, got {value!r}")
+    return float(values[0]), float(values[-1])
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What to generate. ``prompt`` or ``prompts`` (a schedule); ``image`` (I2V) or ``video`` (V2V)
     as a path, uint8 array or [−1, 1] tensor; ``num_frames=None`` runs until stopped.
-    ``preset``/``steps``/``guidance_scale``/``shift_convention`` override the pipeline's sampler."""
+    ``preset``/``steps``/``guidance_scale``/``shift_convention`` override the pipeline's sampler.
+    I2V/V2V knobs: ``image_noise_sigma`` / ``video_noise_sigma`` (σ, or a (min, max) range drawn from)
+    override the noise put on the conditioning image / video history — more noise, more motion, less
+    faithfulness; ``skip_first_chunk`` re-anchors on the first generated chunk instead of the input."""
 
     prompt: str | None = None
     prompts: tuple[PromptChange, ...] | None = None
@@ -42,6 +57,8 @@ class GenerationRequest:
     shift_convention: str | None = None
     skip_first_chunk: bool = False
     adaptive: bool | DriftSettings = False
+    image_noise_sigma: float | tuple[float, float] | None = None
+    video_noise_sigma: float | tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.prompts is not None:
@@ -65,12 +82,27 @@ class GenerationRequest:
             or self.guidance_scale < 0
         ):
             raise ValueError(f"guidance_scale must be a finite number ≥ 0, got {self.guidance_scale!r}")
+        for name in ("image_noise_sigma", "video_noise_sigma"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, sigma_range(value, name))
+                if self.image is None and self.video is None:
+                    raise ValueError(f"{name} applies to I2V / V2V: give an image or a video")
         steps = self.steps if isinstance(self.steps, tuple) else (self.steps,) if self.steps is not None else ()
         if any(not _is_int(s) or s < 1 for s in steps):
             raise ValueError(f"steps must be whole numbers ≥ 1, got {self.steps!r}")
 
     def prompt_changes(self) -> list[PromptChange]:
         return [PromptChange(0, self.prompt)] if self.prompt is not None else list(self.prompts)
+
+    def history_settings(self, pipeline: HistorySettings) -> HistorySettings:
+        """The pipeline's history settings with this request's conditioning-noise overrides."""
+        changes = {
+            name: getattr(self, name)
+            for name in ("image_noise_sigma", "video_noise_sigma")
+            if getattr(self, name) is not None
+        }
+        return replace(pipeline, **changes) if changes else pipeline
 
     def drift(self, calibrated: DriftSettings) -> DriftSettings | None:
         """The adaptive-sampling settings: given ones, else (``adaptive=True``) the model's calibrated ones."""

@@ -68,6 +68,13 @@ def number(message: dict, key: str, low: float, high: float) -> float | None:
     return float(value)
 
 
+def flag(message: dict, key: str) -> bool:
+    value = message.get(key, False)
+    if not isinstance(value, bool):
+        raise _bad(f"{key} must be true or false")
+    return value
+
+
 def text(message: dict, key: str, limits: Limits, required: bool = True) -> str | None:
     value = message.get(key)
     if value is None and not required:
@@ -125,7 +132,21 @@ def decode_media(data: Any, still: bool, limits: Limits, size: tuple[int, int], 
             raise _bad(str(exc).replace(handle.name, "the uploaded file").replace("image ", "", 1)) from None
 
 
-START_FIELDS = {"type", "prompt", "prompts", "frames", "seed", "preset", "steps", "guidance_scale", "image", "video"}
+START_FIELDS = {
+    "type",
+    "prompt",
+    "prompts",
+    "frames",
+    "seed",
+    "preset",
+    "steps",
+    "guidance_scale",
+    "image",
+    "video",
+    "image_noise",
+    "video_noise",
+    "skip_first_chunk",
+}
 
 
 def request_from_message(
@@ -159,6 +180,9 @@ def request_from_message(
             preset=preset,
             steps=_steps(message.get("steps"), limits),
             guidance_scale=number(message, "guidance_scale", 0.0, limits.max_guidance),
+            image_noise_sigma=message.get("image_noise"),
+            video_noise_sigma=message.get("video_noise"),
+            skip_first_chunk=flag(message, "skip_first_chunk"),
             **media,
         )
     except ValueError as exc:
