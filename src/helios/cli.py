@@ -34,6 +34,41 @@ def _sigma(text: str | None, flag: str) -> tuple[float, float] | None:
         raise UsageError(f"{flag} must be a number in [0, 1] or a range MIN,MAX within it, got {text!r}") from None
 
 
+def _add_lora_argument(parser) -> None:
+    parser.add_argument(
+        "--lora",
+        action="append",
+        metavar="FILE[:SCALE]",
+        help="a LoRA (diffusers, Wan or musubi/kohya .safetensors) at SCALE (default 1); repeatable",
+    )
+
+
+def _lora_specs(values: list[str] | None) -> list[tuple[Path, float]]:
+    """--lora values as (file, scale), checked before any model loads."""
+    specs = []
+    for value in values or []:
+        path, scale = value, 1.0
+        head, sep, tail = value.rpartition(":")
+        if sep:
+            try:
+                path, scale = head, float(tail)
+            except ValueError:
+                pass  # a colon in the file name
+        if not Path(path).is_file():
+            raise UsageError(f"--lora {path} not found")
+        specs.append((Path(path), scale))
+    return specs
+
+
+def _apply_loras(pipeline, specs: list[tuple[Path, float]]) -> None:
+    """Load each LoRA as an adapter at its scale and fold them into the weights (no per-call cost)."""
+    if not specs:
+        return
+    names = [pipeline.load_lora_weights(path, adapter_name=f"lora{i}") for i, (path, _) in enumerate(specs)]
+    pipeline.set_adapters(names, [scale for _, scale in specs])
+    pipeline.fuse_lora()
+
+
 def _add_fast_path_arguments(parser) -> None:
     """The command-line flags of every fast path (shared by ``generate`` and ``bench speed``)."""
     parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
@@ -124,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--frames-dir", help="also write every frame as PNG into this folder")
     gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     gen.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weights/activations of a model folder")
+    _add_lora_argument(gen)
     _add_fast_path_arguments(gen.add_argument_group("fast paths (GPU; see benchmarks/README.md)"))
 
     train = commands.add_parser(
@@ -193,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--device", help="cpu, cuda, ...")
     serve.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    _add_lora_argument(serve)
     return parser
 
 
@@ -239,12 +276,14 @@ def run_serve(args: argparse.Namespace) -> int:
         allowed_origins=tuple(args.allow_origin or ()),
     )
     device = _device(args.device)
+    loras = _lora_specs(args.lora)
     try:  # the port is checked before the model loads, not after
         with socket.create_server((args.host, args.port)):
             pass
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
+    _apply_loras(pipeline, loras)
     run(pipeline, args.host, args.port, settings)
     return 0
 
@@ -397,11 +436,13 @@ def run_generate(args: argparse.Namespace) -> int:
         video_noise_sigma=_sigma(args.video_noise, "--video-noise"),
         skip_first_chunk=args.skip_first_chunk,
     )
+    loras = _lora_specs(args.lora)
     for flag, value in (("--image", args.image), ("--video", args.video)):
         if value is not None and not Path(value).is_file():
             what = "not found" if not Path(value).exists() else "is not a file"
             raise UsageError(f"{flag} {value} {what}")
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
+    _apply_loras(pipeline, loras)  # before the fast paths (FP8 replaces the linear layers)
     _fast_paths(args).apply(pipeline)
     if args.prompts:
         request = dataclasses.replace(

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from helios.media import read_video, write_frames
 
@@ -106,6 +107,51 @@ def test_i2v_knobs_on_the_command_line(model, tmp_path, capsys):
     code, _, err = helios_here(capsys, "generate", "--model", model, *TINY_RUN, *knobs, "--out", tmp_path / "i.mp4")
     assert code == 0, err
     assert read_video(tmp_path / "i.mp4")[0].shape[0] == 65
+
+
+def _tiny_lora(model_folder, path, scale_up: float = 1.0) -> None:
+    from helios import HeliosTransformer
+
+    layer = HeliosTransformer.from_pretrained(model_folder / "transformer", dtype=torch.float32).blocks[0].attn1.to_q
+    generator = torch.Generator().manual_seed(0)
+    down = torch.randn(4, layer.in_features, generator=generator)
+    up = torch.randn(layer.out_features, 4, generator=generator) * scale_up
+    save_file(
+        {
+            "diffusion_model.blocks.0.self_attn.q.lora_down.weight": down,
+            "diffusion_model.blocks.0.self_attn.q.lora_up.weight": up,
+        },
+        str(path),
+    )
+
+
+def test_lora_files_with_scales_on_the_command_line(model, tmp_path, capsys):
+    _tiny_lora(model, tmp_path / "style.safetensors")
+    runs = {
+        "plain": [],
+        "lora": ["--lora", tmp_path / "style.safetensors"],
+        "half": ["--lora", f"{tmp_path / 'style.safetensors'}:0.5"],
+    }
+    frames = {}
+    for name, extra in runs.items():
+        code, _, err = helios_here(
+            capsys, "generate", "--model", model, *TINY_RUN, *extra, "--out", tmp_path / f"{name}.mp4"
+        )
+        assert code == 0, err
+        frames[name] = read_video(tmp_path / f"{name}.mp4")[0].astype(np.int16)
+    assert np.abs(frames["lora"] - frames["plain"]).mean() > np.abs(frames["half"] - frames["plain"]).mean() > 0
+    code, _, err = helios_here(
+        capsys,
+        "generate",
+        "--model",
+        model,
+        *TINY_RUN,
+        "--lora",
+        tmp_path / "nope.safetensors",
+        "--out",
+        tmp_path / "x.mp4",
+    )
+    assert code == 2 and "--lora" in err and "not found" in err and len(err.strip().splitlines()) == 1
 
 
 def test_default_model_needs_no_model_argument(tmp_path):

@@ -222,6 +222,28 @@ class HeliosPipeline:
         """Frames returned for ``num_frames`` requested (see the module docstring)."""
         return output_frame_count(num_frames, self.chunk_frames, self.codec.temporal_factor)
 
+    # ------------------------------------------------------------------------------ LoRA (diffusers' names)
+
+    def load_lora_weights(self, source, adapter_name: str | None = None, **options: Any) -> str:
+        """Load a LoRA file (diffusers, Wan or musubi/kohya format) into the transformer; it is active
+        beside the adapters already loaded. Returns the adapter's name."""
+        return self.transformer.load_lora_adapter(source, adapter_name=adapter_name, **options)
+
+    def set_adapters(self, adapter_names: str | list[str], adapter_weights: float | list[float] | None = None) -> None:
+        self.transformer.set_adapters(adapter_names, adapter_weights)
+
+    def get_active_adapters(self) -> list[str]:
+        return self.transformer.get_active_adapters()
+
+    def fuse_lora(self, lora_scale: float = 1.0, adapter_names: list[str] | None = None) -> None:
+        self.transformer.fuse_lora(lora_scale, adapter_names)
+
+    def unfuse_lora(self) -> None:
+        self.transformer.unfuse_lora()
+
+    def unload_lora_weights(self) -> None:
+        self.transformer.unload_lora()
+
     # ------------------------------------------------------------------------------ public API
 
     def generate(self, prompt: str | None = None, **options: Any) -> Video:

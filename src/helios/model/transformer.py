@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..config import TransformerConfig
+from ..lora import LoraAdapters, scaled
 from .attention import attention
 from .checkpoint import TransformerCheckpointMixin
 from .memory import TokenSegments, as_index_rows, embed_history, memory_patches, patchify
@@ -261,7 +262,7 @@ class OutputHead(nn.Module):
         return (layer_norm_fp32(x, self.eps) * (1 + scale) + shift).to(x.dtype)
 
 
-class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
+class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
     """The Helios DiT. ``forward`` takes diffusers' keyword names (or a :class:`HistoryInputs`) and
     returns the predicted velocity. Loading and saving: ``checkpoint.py``; speed switches: ``speed.py``."""
 
@@ -329,7 +330,8 @@ class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
 
         The history comes as diffusers' keywords or as one ``history`` (not both). Returns the
         tensor; with ``return_dict=False`` a 1-tuple, so diffusers-style ``model(...,
-        return_dict=False)[0]`` keeps working. ``attention_kwargs`` is accepted and ignored.
+        return_dict=False)[0]`` keeps working. ``attention_kwargs={"scale": s}`` scales the loaded
+        LoRA adapters for this call (diffusers' convention); other attention keywords are refused.
         """
         if return_dict:
             raise ValueError("return_dict=True is not supported: the velocity tensor is returned directly")
@@ -346,7 +348,11 @@ class HeliosTransformer(TransformerCheckpointMixin, nn.Module):
             history = HistoryInputs.from_diffusers(**keywords)
         elif any(value is not None for value in keywords.values()):
             raise ValueError("give the history either as history=HistoryInputs or as diffusers' keywords, not both")
-        velocity = self.predict(hidden_states, timestep, encoder_hidden_states, history)
+        extra = set(attention_kwargs or {}) - {"scale"}
+        if extra:
+            raise ValueError(f"attention_kwargs: only 'scale' (the LoRA scale) is supported, got {sorted(extra)}")
+        with scaled(self, float((attention_kwargs or {}).get("scale", 1.0))):
+            velocity = self.predict(hidden_states, timestep, encoder_hidden_states, history)
         return (velocity,) if return_dict is False else velocity
 
     def predict(
