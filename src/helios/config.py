@@ -78,6 +78,24 @@ class TransformerConfig:
     def inner_dim(self) -> int:
         return self.num_attention_heads * self.attention_head_dim
 
+    # dict-like reading, as diffusers' model configs (config["num_layers"], config.get(...), dict(config))
+    def keys(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self)]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.keys() else default
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self.keys()]
+
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TransformerConfig:
         """Build from a diffusers ``config.json`` dict; unknown keys are an error, not ignored."""

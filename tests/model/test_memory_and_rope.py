@@ -72,8 +72,6 @@ def test_forward_rejects_impossible_sizes():
         model(torch.randn(1, 3, 1, 4, 4), torch.tensor([1]), text)
     with pytest.raises(ValueError, match=r"timestep must be a scalar or have shape \(2,\)"):
         model(torch.randn(2, 16, 1, 4, 4), torch.tensor([1, 2, 3]), text.expand(2, -1, -1))
-    with pytest.raises(ValueError, match="return_dict=True is not supported"):
-        model(torch.randn(1, 16, 1, 4, 4), torch.tensor([1]), text, return_dict=True)
 
 
 def test_return_dict_false_gives_a_tuple_like_diffusers():

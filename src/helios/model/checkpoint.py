@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -52,6 +53,10 @@ def find_model_dir(path: str | Path, subfolder: str | None = None, kind: str = "
 
 
 def _index_name(weights_name: str) -> str:
+    parts = weights_name.split(".")
+    if len(parts) == 3:  # a variant (diffusers' naming): x.fp16.safetensors → x.safetensors.index.fp16.json
+        stem, variant, suffix = parts
+        return f"{stem}.{suffix}.index.{variant}.json"
     return f"{weights_name}.index.json"
 
 
@@ -222,6 +227,26 @@ def save_weights(
     (folder / weights_name).unlink(missing_ok=True)
 
 
+def _variant_name(weights_name: str, variant: str | None) -> str:
+    """diffusers' variant file name: diffusion_pytorch_model.fp16.safetensors for variant "fp16"."""
+    if not variant:
+        return weights_name
+    stem, dot, suffix = weights_name.rpartition(".")
+    return f"{stem}.{variant}.{suffix}"
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes from an int or a size like "5GB", "500MB", "10KiB"."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B\s*", str(size), re.IGNORECASE)
+    if not match:
+        raise ValueError(f"max_shard_size must be bytes or a size like '5GB', got {size!r}")
+    number, unit, binary = match.groups()
+    base = 1024 if binary else 1000
+    return int(float(number) * base ** "_KMGT".index(unit.upper() or "_"))
+
+
 class PretrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` / ``cast`` for an ``nn.Module`` with a JSON config.
 
@@ -247,23 +272,63 @@ class PretrainedMixin:
         return False
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"):
-        """Load a model folder, or a pipeline root holding it in its ``subfolder``."""
-        folder = find_model_dir(path, cls.subfolder, cls.kind)
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+        *,
+        torch_dtype: torch.dtype | None = None,
+        subfolder: str | None = None,
+        variant: str | None = None,
+        low_cpu_mem_usage: bool = True,
+        use_safetensors: bool | None = None,
+        **unsupported,
+    ):
+        """Load a model folder, or a pipeline root holding it in its ``subfolder``. diffusers' keywords
+        are taken too: ``torch_dtype`` (= ``dtype``), ``subfolder``, ``variant`` (weights named
+        ``…{variant}.safetensors``), ``low_cpu_mem_usage`` (always: tensors go one at a time to the
+        device); safetensors only, and a keyword that would download or change loading is an error."""
+        if unsupported:
+            raise TypeError(f"from_pretrained: unsupported keyword(s) {', '.join(sorted(unsupported))}")
+        if use_safetensors is False:
+            raise CheckpointError("only safetensors weights are read (use_safetensors=False is not supported)")
+        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+            raise TypeError("give dtype or torch_dtype, not both")
+        folder = find_model_dir(path, subfolder or cls.subfolder, cls.kind)
         data = _read_config(folder)
         try:
             with torch.device("meta"):
                 model = cls.build_from_config(data)
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{folder / CONFIG_NAME}: {exc}") from None
-        return load_weights(model, folder, dtype or cls.default_dtype, device, cls.weights_name, cls.keeps_fp32)
+        weights_name = _variant_name(cls.weights_name, variant)
+        return load_weights(
+            model, folder, dtype or torch_dtype or cls.default_dtype, device, weights_name, cls.keeps_fp32
+        )
 
-    def save_pretrained(self, path: str | Path, max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
-        """Write ``config.json`` and safetensors weights (sharded with an index above ``max_shard_bytes``)."""
+    def save_pretrained(
+        self,
+        path: str | Path,
+        max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+        *,
+        max_shard_size: int | str | None = None,
+        variant: str | None = None,
+        safe_serialization: bool = True,
+        is_main_process: bool = True,
+    ) -> None:
+        """Write ``config.json`` and safetensors weights, sharded with an index above ``max_shard_bytes``
+        (or diffusers' ``max_shard_size``, bytes or "5GB"/"500MB")."""
+        if not safe_serialization:
+            raise ValueError("only safetensors weights are written (safe_serialization=False is not supported)")
+        if not is_main_process:
+            return
+        if max_shard_size is not None:
+            max_shard_bytes = parse_size(max_shard_size)
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         state = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()}
-        save_weights(state, folder, self.weights_name, max_shard_bytes)
+        save_weights(state, folder, _variant_name(self.weights_name, variant), max_shard_bytes)
         _atomic_write_text(folder / CONFIG_NAME, json.dumps(self.config_json(), indent=2))
 
     def cast(self, dtype: torch.dtype):
@@ -306,7 +371,7 @@ class TransformerCheckpointMixin(PretrainedMixin):
 
     subfolder = "transformer"
     kind = "Helios transformer"
-    default_dtype = torch.bfloat16
+    default_dtype = torch.float32  # as diffusers: give dtype=torch.bfloat16 for the released weights' own
 
     @classmethod
     def build_from_config(cls, data: dict) -> nn.Module:

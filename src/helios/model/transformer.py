@@ -15,6 +15,8 @@ Precision policy (as released): LayerNorms, modulation and residual accumulation
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +29,7 @@ from ..lora import LoraAdapters, scaled
 from .attention import attention
 from .checkpoint import TransformerCheckpointMixin
 from .memory import TokenSegments, as_index_rows, embed_history, memory_patches, patchify
+from .precision import FP32_PARAMETER_PATTERNS
 from .rope import RopeCache, RopeTable, apply_rope
 from .window import HistoryInputs
 
@@ -262,12 +265,40 @@ class OutputHead(nn.Module):
         return (layer_norm_fp32(x, self.eps) * (1 + scale) + shift).to(x.dtype)
 
 
+@dataclass
+class TransformerOutput:
+    """``.sample`` (and ``[0]``), where diffusers is not installed to give its own output class."""
+
+    sample: torch.Tensor
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return (self.sample,)[index]
+
+
+def transformer_output(sample: torch.Tensor):
+    try:
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+    except ImportError:
+        return TransformerOutput(sample)
+    return Transformer2DModelOutput(sample=sample)
+
+
 class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
     """The Helios DiT. ``forward`` takes diffusers' keyword names (or a :class:`HistoryInputs`) and
     returns the predicted velocity. Loading and saving: ``checkpoint.py``; speed switches: ``speed.py``."""
 
-    def __init__(self, config: TransformerConfig):
+    # diffusers' class attributes (its loaders and training scripts read them)
+    _supports_gradient_checkpointing = True
+    _keep_in_fp32_modules = list(FP32_PARAMETER_PATTERNS)
+    _no_split_modules = ["HeliosBlock", "OutputHead"]
+
+    def __init__(self, config: TransformerConfig | None = None, **diffusers_config: Any):
+        """From a :class:`TransformerConfig`, or diffusers' keywords (``HeliosTransformer(num_layers=2, ...)``)."""
         super().__init__()
+        if config is not None and diffusers_config:
+            raise TypeError("give a TransformerConfig or diffusers' config keywords, not both")
+        if config is None:
+            config = TransformerConfig.from_dict(diffusers_config)
         self.config = config
         dim = config.inner_dim
         self.patch_embedding = nn.Conv3d(
@@ -308,6 +339,19 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
     def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
         self.gradient_checkpointing = enabled
 
+    def disable_gradient_checkpointing(self) -> None:
+        self.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.gradient_checkpointing
+
+    @contextmanager
+    def cache_context(self, name: str):
+        """diffusers' pipelines name each forward's branch ("cond", "uncond") for their cache hooks;
+        this transformer keeps no per-branch cache, so the context only has to exist."""
+        yield
+
     # ----------------------------------------------------------------------------------- forward
 
     def forward(
@@ -329,12 +373,10 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         """Predict the flow velocity ``ε − x0`` of the noisy chunk ``hidden_states`` (B, C, T, H, W).
 
         The history comes as diffusers' keywords or as one ``history`` (not both). Returns the
-        tensor; with ``return_dict=False`` a 1-tuple, so diffusers-style ``model(...,
-        return_dict=False)[0]`` keeps working. ``attention_kwargs={"scale": s}`` scales the loaded
+        tensor; with ``return_dict=False`` a 1-tuple and with ``return_dict=True`` diffusers' output
+        (``.sample``), as diffusers' model. ``attention_kwargs={"scale": s}`` scales the loaded
         LoRA adapters for this call (diffusers' convention); other attention keywords are refused.
         """
-        if return_dict:
-            raise ValueError("return_dict=True is not supported: the velocity tensor is returned directly")
         keywords = dict(
             indices_hidden_states=indices_hidden_states,
             indices_latents_history_short=indices_latents_history_short,
@@ -353,7 +395,9 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
             raise ValueError(f"attention_kwargs: only 'scale' (the LoRA scale) is supported, got {sorted(extra)}")
         with scaled(self, float((attention_kwargs or {}).get("scale", 1.0))):
             velocity = self.predict(hidden_states, timestep, encoder_hidden_states, history)
-        return (velocity,) if return_dict is False else velocity
+        if return_dict is False:
+            return (velocity,)
+        return transformer_output(velocity) if return_dict else velocity
 
     def predict(
         self, hidden_states: torch.Tensor, timestep: torch.Tensor | float, text: torch.Tensor, history: HistoryInputs
