@@ -60,8 +60,10 @@ def condition_on_image(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     fake = codec.encode(image.repeat(1, 1, chunk_frames, 1, 1), draw.generator)[:, :, -1:]
     anchor = noised(anchor, settings.image_noise_sigma, draw, per_frame=False)
     fake = noised(fake, settings.video_noise_sigma, draw, per_frame=False)
-    window.buffer = torch.cat([window.buffer[:, :, :-1], fake.to(window.buffer.device)], dim=2)
-    window.anchor = anchor
+    batch = window.buffer.shape[0]  # (a batch of videos starts from the same image)
+    fake = fake.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
+    window.buffer = torch.cat([window.buffer[:, :, :-1], fake], dim=2)
+    window.anchor = anchor.expand(batch, -1, -1, -1, -1)
 
 
 def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.Tensor, draw: NoiseDraws) -> None:
@@ -85,7 +87,9 @@ def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     anchor = noised(anchor, settings.image_noise_sigma, draw, per_frame=False)
     per_chunk = latents.split(settings.chunk_latent_frames, dim=2)
     latents = torch.cat([noised(c, settings.video_noise_sigma, draw, per_frame=True) for c in per_chunk], dim=2)
-    latents = latents.to(window.buffer.device)
+    batch = window.buffer.shape[0]  # (a batch of videos continues the same video)
+    latents = latents.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
+    anchor = anchor.expand(batch, -1, -1, -1, -1)
     if latents.shape[2] < window.buffer.shape[2]:
         keep = window.buffer.shape[2] - latents.shape[2]
         window.buffer = torch.cat([window.buffer[:, :, :keep], latents], dim=2)

@@ -50,7 +50,7 @@ class VideoChunk:
     """One decoded chunk of a stream."""
 
     index: int
-    frames: np.ndarray  # uint8 (T, H, W, 3)
+    frames: np.ndarray  # uint8 (T, H, W, 3); a batch's (B, T, H, W, 3)
     first_frame: int  # position of frames[0] in the whole video
     latents: torch.Tensor  # the chunk's clean latents (B, C, T', h, w)
     generation_seconds: float  # denoising + decoding of this chunk
@@ -60,30 +60,59 @@ class VideoChunk:
     drift: bool = False  # adaptive sampling flagged this chunk
 
 
+OUTPUT_TYPES = ("np", "pt", "uint8", "latent")
+
+
+@dataclass
+class HeliosOutput:
+    """What a diffusers-style call returns: ``frames`` as its ``output_type`` says."""
+
+    frames: Any
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.frames,)[index]
+
+
 @dataclass
 class Video:
-    frames: np.ndarray  # uint8 (T, H, W, 3)
+    frames: np.ndarray  # uint8 (T, H, W, 3); a batch's (B, T, H, W, 3) — see split()
     fps: int
     latents: torch.Tensor  # all generated latents (B, C, T', h, w)
     chunks: list[VideoChunk] = field(repr=False, default_factory=list)
 
     @property
+    def batch_size(self) -> int:
+        return self.frames.shape[0] if self.frames.ndim == 5 else 1
+
+    @property
     def seconds(self) -> float:
-        return len(self.frames) / self.fps
+        return self.frames.shape[-4] / self.fps
+
+    def split(self) -> list[Video]:
+        """The videos of a batch, each on its own (a one-video batch: itself)."""
+        if self.frames.ndim == 4:
+            return [self]
+        return [Video(self.frames[i], self.fps, self.latents[i : i + 1]) for i in range(self.batch_size)]
 
     def save(self, path: str | Path) -> Path:
+        self._single("save")
         return write_mp4(self.frames, path, self.fps)
 
     def save_frames(self, folder: str | Path) -> list[Path]:
+        self._single("save_frames")
         return write_frames(self.frames, folder)
+
+    def _single(self, what: str) -> None:
+        if self.frames.ndim == 5:
+            raise ValueError(f"a batch of {self.batch_size} videos: {what} each of video.split()")
 
 
 class LiveStream:
     """Iterate to receive chunks as they finish; change the prompt or stop while it runs."""
 
-    def __init__(self, run: Iterator[VideoChunk], schedule: PromptSchedule, state: _StreamState):
+    def __init__(self, run: Iterator[VideoChunk], schedules: list[PromptSchedule], state: _StreamState):
         self._run = run
-        self._schedule = schedule
+        self._schedules = schedules
         self._state = state
 
     def __iter__(self) -> Iterator[VideoChunk]:
@@ -97,7 +126,8 @@ class LiveStream:
         (1 = hard cut). Returns the chunk index where the change starts."""
         with self._state.lock:
             start = self._state.started + 1
-            self._schedule.add(PromptChange(start, prompt, transition))
+            for schedule in self._schedules:  # every video of a batch
+                schedule.add(PromptChange(start, prompt, transition))
         return start
 
     def stop(self) -> None:
@@ -106,7 +136,8 @@ class LiveStream:
 
     @property
     def schedule(self) -> PromptSchedule:
-        return self._schedule
+        """The prompt schedule (of the first video, in a batch)."""
+        return self._schedules[0]
 
 
 @dataclass
@@ -130,13 +161,28 @@ class _Denoised:
     drift: bool
 
 
+class _StepCallback:
+    """diffusers' ``callback_on_step_end(pipeline, step, timestep, {"latents", "prompt_embeds"})`` after
+    every sampling step of a run (``step`` counts them all); the dict it returns may replace the latents."""
+
+    def __init__(self, pipeline, callback):
+        self.pipeline, self.callback = pipeline, callback
+        self.step = 0
+        self.text: torch.Tensor | None = None
+
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        result = self.callback(self.pipeline, self.step, timestep, {"latents": latents, "prompt_embeds": self.text})
+        self.step += 1
+        return (result or {}).get("latents", latents)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """A request resolved against this pipeline: sampler, size, pixels and prompt schedule."""
 
     request: GenerationRequest
     settings: SamplerSettings
-    schedule: PromptSchedule
+    schedules: list[PromptSchedule]  # one per conditioning group of the batch
     height: int
     width: int
     image: torch.Tensor | None  # (1, 3, 1, H, W) in [−1, 1]
@@ -251,11 +297,51 @@ class HeliosPipeline:
         if options.get("num_frames", 1) is None:
             raise ValueError("generate() needs a finite num_frames; use stream() to run until stopped")
         chunks = list(self.stream(prompt, **options))
-        frames = np.concatenate([c.frames for c in chunks])
+        frames = np.concatenate([c.frames for c in chunks], axis=-4)  # the time axis, batch or not
         latents = torch.cat([c.latents for c in chunks], dim=2)
         for chunk in chunks:  # views into the video: the pixels are held once
-            chunk.frames = frames[chunk.first_frame : chunk.first_frame + len(chunk.frames)]
+            length = chunk.frames.shape[-4]
+            chunk.frames = frames[..., chunk.first_frame : chunk.first_frame + length, :, :, :]
         return Video(frames=frames, fps=self.fps, latents=latents, chunks=chunks)
+
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | None = None,
+        *,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] | list[str] = ("latents",),
+        num_inference_steps: int | None = None,
+        pyramid_num_inference_steps_list: list[int] | None = None,
+        **options: Any,
+    ):
+        """diffusers-style call: always a batch, ``output_type`` "np" (float (B, T, H, W, 3) in [0, 1]),
+        "pt" (float tensor (B, T, 3, H, W)), "uint8" ((B, T, H, W, 3)) or "latent" ((B, C, T', h, w)).
+        Other keywords are :class:`GenerationRequest` fields (``generator``, ``num_videos_per_prompt``,
+        ``prompt_embeds``, ``callback_on_step_end``, ``num_frames``, ...)."""
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        unknown = set(callback_on_step_end_tensor_inputs) - {"latents", "prompt_embeds"}
+        if unknown:
+            raise ValueError(f"callback tensors: only latents and prompt_embeds are given, not {sorted(unknown)}")
+        if num_inference_steps is not None or pyramid_num_inference_steps_list is not None:
+            if "steps" in options:
+                raise ValueError("give steps or diffusers' num_inference_steps / pyramid lists, not both")
+            options["steps"] = pyramid_num_inference_steps_list or num_inference_steps
+        if negative_prompt is not None:
+            options["negative_prompt"] = negative_prompt
+        video = self.generate(prompt, **options)
+        frames = video.frames if video.frames.ndim == 5 else video.frames[None]
+        if output_type == "latent":
+            result = video.latents
+        elif output_type == "uint8":
+            result = frames
+        elif output_type == "np":
+            result = frames.astype(np.float32) / 255
+        else:
+            result = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float() / 255
+        return HeliosOutput(frames=result) if return_dict else (result,)
 
     def stream(self, prompt: str | None = None, **options: Any) -> LiveStream:
         """Start generating; iterate the result for :class:`VideoChunk` s as they are decoded.
@@ -266,7 +352,7 @@ class HeliosPipeline:
         """Start generating ``request``; iterate the result for chunks as they are decoded."""
         plan = self._plan(request)
         state = _StreamState()
-        return LiveStream(self._run(plan, state), plan.schedule, state)
+        return LiveStream(self._run(plan, state), plan.schedules, state)
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -276,10 +362,23 @@ class HeliosPipeline:
         height = self.height if request.height is None else request.height
         width = self.width if request.width is None else request.width
         self._check_size(height, width, settings)
-        schedule = PromptSchedule(request.prompt_changes(), self._encode_text)
+        schedules = self._schedules(request)
         image = self._load_pixels(request.image, height, width, still=True) if request.image is not None else None
         video = self._load_pixels(request.video, height, width, still=False) if request.video is not None else None
-        return _Plan(request, settings, schedule, height, width, image, video)
+        return _Plan(request, settings, schedules, height, width, image, video)
+
+    def _schedules(self, request: GenerationRequest) -> list[PromptSchedule]:
+        """One prompt schedule per conditioning group: the schedule / prompt, each prompt of a list, or
+        each row of ``prompt_embeds`` (a fixed 'prompt' whose encoder returns that row)."""
+        if request.prompt_embeds is not None:
+            rows = request.prompt_embeds.detach()
+            return [
+                PromptSchedule([PromptChange(0, f"prompt_embeds[{i}]")], lambda _, row=row: row[None])
+                for i, row in enumerate(rows)
+            ]
+        if isinstance(request.prompt, list):
+            return [PromptSchedule([PromptChange(0, p)], self._encode_text) for p in request.prompt]
+        return [PromptSchedule(request.prompt_changes(), self._encode_text)]
 
     def _run(self, plan: _Plan, state: _StreamState) -> Iterator[VideoChunk]:
         """Denoise chunk after chunk and decode each; with ``overlap_decode`` the denoising runs on a
@@ -300,8 +399,8 @@ class HeliosPipeline:
         emitted = 0
         for chunk, pending in pairs:
             frames = pending.wait()
-            if total_frames is not None:
-                frames = frames[: total_frames - emitted]
+            if total_frames is not None:  # (the time axis: first of one video, second of a batch)
+                frames = frames[..., : total_frames - emitted, :, :, :]
             now = time.perf_counter()
             yield VideoChunk(
                 index=chunk.index,
@@ -314,25 +413,29 @@ class HeliosPipeline:
                 prompt_weight=chunk.prompt_weight,
                 drift=chunk.drift,
             )
-            emitted += len(frames)
+            emitted += frames.shape[-4]
 
     @torch.inference_mode()
     def _decode_on_device(self, latents: torch.Tensor) -> torch.Tensor:
-        return to_uint8_frames(self.codec.decode(latents))
+        """uint8 (T, H, W, 3) for one video, (B, T, H, W, 3) for a batch (decoded one video at a time)."""
+        if latents.shape[0] == 1:
+            return to_uint8_frames(self.codec.decode(latents))
+        return torch.stack([to_uint8_frames(self.codec.decode(latents[i : i + 1])) for i in range(latents.shape[0])])
 
     @torch.inference_mode()
     def _denoise(self, plan: _Plan, state: _StreamState) -> Iterator[_Denoised]:
         """The autoregressive loop: one denoised chunk (float32 latents) per iteration."""
-        request, settings, schedule = plan.request, plan.settings, plan.schedule
+        request, settings, schedules = plan.request, plan.settings, plan.schedules
+        batch, per_group = request.batch_size, request.num_videos_per_prompt
         device, dtype = self.device, self.transformer.dtype
         codec = self.codec
         num_chunks = None if request.num_frames is None else self.chunks_for(request.num_frames)
         latent_h, latent_w = plan.height // codec.spatial_factor, plan.width // codec.spatial_factor
 
-        draw = NoiseDraws(torch.Generator().manual_seed(request.seed), device)
-        negative = self._encode_text([request.negative_prompt]).to(device, dtype) if settings.uses_cfg else None
+        draw = NoiseDraws(request.generator or torch.Generator().manual_seed(request.seed), device)
+        negative = self._negative(request, batch).to(device, dtype) if settings.uses_cfg else None
         window = HistoryWindow(
-            request.history_settings(self.history), 1, codec.latent_channels, latent_h, latent_w, device
+            request.history_settings(self.history), batch, codec.latent_channels, latent_h, latent_w, device
         )
         if plan.image is not None:
             condition_on_image(window, codec, plan.image, draw)
@@ -342,25 +445,31 @@ class HeliosPipeline:
         drift = request.drift(self.drift_settings)
         monitor = DriftMonitor(drift, seed=request.seed + 1) if drift is not None else None
 
+        on_step = _StepCallback(self, request.callback_on_step_end) if request.callback_on_step_end else None
         k = 0
         while (num_chunks is None or k < num_chunks) and not state.stopped:
             with state.lock:
                 state.started = k
             chunk_started = time.perf_counter()
             history = window.history_inputs(dtype)
-            _, current, weight = schedule.weights_for_chunk(k)
-            text = schedule.embedding_for_chunk(k).to(device, dtype)
+            _, current, weight = schedules[0].weights_for_chunk(k)
+            text = torch.cat([s.embedding_for_chunk(k) for s in schedules]).repeat_interleave(per_group, dim=0)
+            text = text.to(device, dtype)
 
             def model(latents, timestep, embedding, history=history):
                 if state.stopped:  # a stopped stream (or a client that left) ends within one step
                     raise _Cancelled
-                if latents.shape[0] > 1:  # batched CFG: one history serves both halves
-                    history = history.expand(latents.shape[0])
+                if latents.shape[0] > batch:  # batched CFG: the batch's history serves both halves
+                    history = (
+                        history.expand(latents.shape[0]) if batch == 1 else history.tile(latents.shape[0] // batch)
+                    )
                 return self.transformer(latents, timestep, embedding, history=history)
 
-            noise = draw.normal((1, codec.latent_channels, self.history.chunk_latent_frames, latent_h, latent_w))
+            noise = draw.normal((batch, codec.latent_channels, self.history.chunk_latent_frames, latent_h, latent_w))
             try:
-                latents = sampler.sample(model, noise, text, negative, draw, first_chunk=k == 0)
+                if on_step is not None:
+                    on_step.text = text
+                latents = sampler.sample(model, noise, text, negative, draw, first_chunk=k == 0, on_step=on_step)
             except _Cancelled:
                 return
             if self.history.keep_first_frame and (
@@ -379,6 +488,14 @@ class HeliosPipeline:
             k += 1
 
     # ------------------------------------------------------------------------------ helpers
+
+    def _negative(self, request: GenerationRequest, batch: int) -> torch.Tensor:
+        embeds = request.negative_prompt_embeds
+        if embeds is None:
+            embeds = self._encode_text([request.negative_prompt])
+        if embeds.shape[0] not in (1, batch):
+            raise ValueError(f"negative_prompt_embeds has {embeds.shape[0]} rows for a batch of {batch}")
+        return embeds.expand(batch, *embeds.shape[1:])
 
     def _encode_text(self, prompts: list[str]) -> torch.Tensor:
         with torch.inference_mode():

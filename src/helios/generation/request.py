@@ -7,8 +7,11 @@ The pipeline, the server (WebSocket sessions and HTTP jobs) and the command line
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
+
+import torch
 
 from ..config import HistorySettings, SamplerSettings
 from .drift import DriftSettings
@@ -42,7 +45,7 @@ class GenerationRequest:
     override the noise put on the conditioning image / video history — more noise, more motion, less
     faithfulness; ``skip_first_chunk`` re-anchors on the first generated chunk instead of the input."""
 
-    prompt: str | None = None
+    prompt: str | list[str] | None = None
     prompts: tuple[PromptChange, ...] | None = None
     negative_prompt: str = ""
     num_frames: int | None = 132
@@ -59,16 +62,39 @@ class GenerationRequest:
     adaptive: bool | DriftSettings = False
     image_noise_sigma: float | tuple[float, float] | None = None
     video_noise_sigma: float | tuple[float, float] | None = None
+    # batches and diffusers-style options
+    num_videos_per_prompt: int = 1
+    generator: torch.Generator | None = None  # a CPU generator; replaces seed
+    prompt_embeds: torch.Tensor | None = None  # (B, L, D) instead of prompt
+    negative_prompt_embeds: torch.Tensor | None = None  # (1 or B, L, D) instead of negative_prompt
+    callback_on_step_end: Callable | None = None  # callback(pipeline, step, timestep, {"latents": …}) -> dict
 
     def __post_init__(self) -> None:
         if self.prompts is not None:
             object.__setattr__(self, "prompts", tuple(self.prompts))
         if isinstance(self.steps, list):
             object.__setattr__(self, "steps", tuple(self.steps))
-        if (self.prompt is None) == (self.prompts is None):
-            raise ValueError("give exactly one of prompt or prompts")
-        if self.prompt is not None and not self.prompt.strip():
+        if isinstance(self.prompt, (list, tuple)):
+            if not self.prompt or not all(isinstance(p, str) for p in self.prompt):
+                raise ValueError("prompt must be a string or a non-empty list of strings")
+            object.__setattr__(self, "prompt", list(self.prompt))
+        given = [self.prompt is not None, self.prompts is not None, self.prompt_embeds is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of prompt, prompts or prompt_embeds")
+        if self.prompt is not None and any(not p.strip() for p in self.batch_prompts()):
             raise ValueError("prompt is empty")
+        for name in ("prompt_embeds", "negative_prompt_embeds"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, torch.Tensor) or value.ndim != 3):
+                raise ValueError(f"{name} must be a (batch, tokens, dim) tensor")
+        if not _is_int(self.num_videos_per_prompt) or self.num_videos_per_prompt < 1:
+            raise ValueError(f"num_videos_per_prompt must be a whole number ≥ 1, got {self.num_videos_per_prompt!r}")
+        if self.generator is not None and (
+            not isinstance(self.generator, torch.Generator) or self.generator.device.type != "cpu"
+        ):
+            raise ValueError("generator must be a CPU torch.Generator (noise is drawn on the CPU, then moved)")
+        if self.callback_on_step_end is not None and not callable(self.callback_on_step_end):
+            raise ValueError("callback_on_step_end must be callable")
         if self.image is not None and self.video is not None:
             raise ValueError("give either an image (I2V) or a video (V2V), not both")
         if self.num_frames is not None and (not _is_int(self.num_frames) or self.num_frames < 1):
@@ -92,8 +118,26 @@ class GenerationRequest:
         if any(not _is_int(s) or s < 1 for s in steps):
             raise ValueError(f"steps must be whole numbers ≥ 1, got {self.steps!r}")
 
+    def batch_prompts(self) -> list[str]:
+        """The prompts of a ``prompt`` request, one per video group (a string is a group of one)."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt or [])
+
+    @property
+    def groups(self) -> int:
+        """Distinct conditionings (prompts or embedding rows); each gives ``num_videos_per_prompt`` videos."""
+        if self.prompt_embeds is not None:
+            return self.prompt_embeds.shape[0]
+        return len(self.batch_prompts()) if self.prompt is not None else 1
+
+    @property
+    def batch_size(self) -> int:
+        return self.groups * self.num_videos_per_prompt
+
     def prompt_changes(self) -> list[PromptChange]:
-        return [PromptChange(0, self.prompt)] if self.prompt is not None else list(self.prompts)
+        """The schedule of a single-conditioning request (``prompts``, or one ``prompt``)."""
+        if self.prompts is not None:
+            return list(self.prompts)
+        return [PromptChange(0, p) for p in self.batch_prompts()[:1]]
 
     def history_settings(self, pipeline: HistorySettings) -> HistorySettings:
         """The pipeline's history settings with this request's conditioning-noise overrides."""

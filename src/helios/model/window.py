@@ -89,6 +89,20 @@ class HistoryInputs:
         }
         return replace(self, **grown)
 
+    def tile(self, times: int) -> HistoryInputs:
+        """A batch's history repeated ``times`` (batched CFG over a batch of several videos)."""
+        tiled = {
+            term: getattr(self, term).repeat(times, 1, 1, 1, 1)
+            for term in HISTORY_TERMS
+            if getattr(self, term) is not None
+        }
+        indices = {
+            name: getattr(self, name).repeat(times, 1)
+            for name in ("indices_short", "indices_mid", "indices_long", "indices_current")
+            if getattr(self, name) is not None and getattr(self, name).ndim == 2 and getattr(self, name).shape[0] > 1
+        }
+        return replace(self, **tiled, **indices)
+
 
 def window_split(settings: HistorySettings) -> tuple[int, int, int]:
     """Frames of the long, mid and short-newest parts of the window."""

@@ -22,6 +22,7 @@ from .unipc import UniPC
 
 # (latents in model dtype, timestep (B,), text embedding) → velocity
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+StepHook = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (latents, timestep) -> latents
 
 
 def _token_count(latents: torch.Tensor, patch_size: tuple[int, int, int]) -> int:
@@ -104,16 +105,18 @@ class ChunkSampler:
         draw: NoiseDraws,
         first_chunk: bool,
         trajectory: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        on_step: StepHook | None = None,
     ) -> torch.Tensor:
         """``trajectory`` (pyramid only): a list that receives (start, end) latents of every stage —
-        what Staged ODE Init regresses on (``training/ode_pairs.py``)."""
+        what Staged ODE Init regresses on (``training/ode_pairs.py``). ``on_step(latents, timestep)``
+        runs after every sampling step and returns the latents to go on with (a user's callback)."""
         if self.settings.pyramid_steps is None:
             if trajectory is not None:
                 raise ValueError("trajectory recording needs a pyramid sampler")
-            return self._single_stage(model, noise, text, negative)
-        return self._pyramid(model, noise, text, negative, draw, first_chunk, trajectory)
+            return self._single_stage(model, noise, text, negative, on_step)
+        return self._pyramid(model, noise, text, negative, draw, first_chunk, trajectory, on_step)
 
-    def _single_stage(self, model, latents, text, negative) -> torch.Tensor:
+    def _single_stage(self, model, latents, text, negative, on_step=None) -> torch.Tensor:
         s = self.settings
         mu = shift_mu(s.shift, _token_count(latents, self.patch_size)) if s.shift.kind else None
         schedule = single_stage_schedule(s.steps, s.shift, mu)
@@ -123,9 +126,13 @@ class ChunkSampler:
             timestep = to_device(t.expand(latents.shape[0]), latents.device)
             velocity = self._velocity(model, latents.to(self.model_dtype), timestep, text, negative, 0, i)
             latents = solver.step(velocity, latents)
+            if on_step is not None:
+                latents = on_step(latents, t)
         return latents
 
-    def _pyramid(self, model, noise, text, negative, draw: NoiseDraws, first_chunk: bool, trajectory=None):
+    def _pyramid(
+        self, model, noise, text, negative, draw: NoiseDraws, first_chunk: bool, trajectory=None, on_step=None
+    ):
         s = self.settings
         constants = self.constants
         latents = downsample_noise(noise, constants.stages)
@@ -143,6 +150,8 @@ class ChunkSampler:
                     latents = dmd_step(schedule, i, velocity, latents, start)
                 else:
                     latents = solver.step(velocity, latents)
+                if on_step is not None:
+                    latents = on_step(latents, t)
             if trajectory is not None:
                 trajectory.append((start, latents))
         return latents
