@@ -27,6 +27,10 @@ def test_umt5_embeddings_match_diffusers():
     assert ours.shape == (2, 16, 32)
     assert (ours - expected).abs().max().item() < 1e-5  # diffusers runs with autograd on, we without
     assert ours[0, 6:].abs().sum() == 0 and ours[0, :6].abs().sum() > 0  # 5 words + eos, then zeros
+    # a model the caller is training keeps its mode; the embeddings are still dropout-free
+    model.train()
+    encoder = UMT5TextEncoder(tokenizer, model, max_length=16)
+    assert torch.equal(encoder.encode(prompts), ours) and model.training
 
 
 def test_prompt_cleaning():

@@ -30,7 +30,7 @@ class UMT5TextEncoder:
 
     def __init__(self, tokenizer, model, max_length: int = MAX_LENGTH, dtype: torch.dtype | None = None):
         self.tokenizer = tokenizer
-        self.model = model.eval()
+        self.model = model  # its train/eval mode is the caller's: encode() runs it in eval mode and restores
         self.max_length = max_length
         self.dim = model.config.d_model
         self.dtype = dtype or next(model.parameters()).dtype
@@ -54,7 +54,7 @@ class UMT5TextEncoder:
         model = UMT5EncoderModel.from_pretrained(root / "text_encoder", torch_dtype=dtype, use_safetensors=True)
         # The released config says tie_word_embeddings=false but only `shared.weight` is stored.
         model.encoder.embed_tokens = model.shared
-        return cls(tokenizer, model.to(device), dtype=dtype)
+        return cls(tokenizer, model.to(device).eval(), dtype=dtype)
 
     @torch.no_grad()
     def enable_block_offload(self, device: torch.device | str, slots: int = 2):
@@ -75,7 +75,12 @@ class UMT5TextEncoder:
         )
         device = next(self.model.parameters()).device
         mask = batch.attention_mask.to(device)
-        hidden = self.model(batch.input_ids.to(device), mask).last_hidden_state.to(self.dtype)
+        training = self.model.training
+        self.model.eval()  # no dropout in the embeddings
+        try:
+            hidden = self.model(batch.input_ids.to(device), mask).last_hidden_state.to(self.dtype)
+        finally:
+            self.model.train(training)
         lengths = mask.gt(0).sum(dim=1)
         keep = torch.arange(self.max_length, device=device)[None, :] < lengths[:, None]
         return hidden * keep[..., None].to(hidden.dtype)
