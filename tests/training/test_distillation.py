@@ -305,6 +305,33 @@ def test_dmd_with_gan_two_time_scales_and_exact_resume(world_shards, tmp_path, t
     assert student.config.num_layers == TINY_WORLD_TRANSFORMER["num_layers"]
 
 
+def test_a_bidirectional_teacher_scores_without_history(world_shards, tmp_path, teacher_folder):
+    """The Table-5 ablation: the real and fake scores see zeros for history and anchor, the student
+    the real history."""
+    shards, _, _ = world_shards
+    config = _distill_config(
+        shards,
+        tmp_path / "run",
+        distill=_dmd_settings(teacher_folder, score_history=False, gan_start_step=10),
+        transformer=str(teacher_folder),
+        max_steps=2,
+    )
+    trainer = Trainer(config)
+    seen = {"score": [], "student": []}
+    for name, model in (("score", trainer.distill.score), ("student", trainer.model)):
+        forward = model.forward
+
+        def spy(*args, history=None, _forward=forward, _name=name, **kwargs):
+            seen[_name].append(history.short.abs().sum().item())
+            return _forward(*args, history=history, **kwargs)
+
+        model.forward = spy
+    records = trainer.train()
+    assert all(math.isfinite(r["loss"]) for r in records)
+    assert seen["score"] and all(total == 0 for total in seen["score"])
+    assert seen["student"] and all(total > 0 for total in seen["student"])
+
+
 def test_stage3_configs_are_checked():
     with pytest.raises(ValueError, match="needs a 'distill' section"):
         TrainConfig(stage=3)
