@@ -86,6 +86,7 @@ SERVE = [
     (["--port", "99999"], "--port must be from 1 to 65535"),
     (["--host", "0.0.0.0"], "give --token"),
     (["--device", "cuda"], "CUDA is not available"),
+    (["--lora", "/nowhere/style.safetensors:0.5"], "--lora /nowhere/style.safetensors not found"),
 ]
 
 
