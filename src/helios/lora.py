@@ -364,23 +364,27 @@ def unfuse(model: nn.Module) -> None:
 
 
 def unload(model: nn.Module, names: list[str] | None = None) -> None:
-    """Remove adapters (all by default); a model without adapters gets its plain linear layers back."""
+    """Remove adapters (all by default); a model without adapters gets its plain linear layers back.
+    Unloading everything while fused keeps the fused weights (diffusers' fuse-then-unload)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    if getattr(model, "_lora_fused_scale", None) is not None:
-        raise ValueError("unfuse the LoRA before unloading it")
+    fused = getattr(model, "_lora_fused_scale", None) is not None
+    if fused and names:
+        raise ValueError("unfuse the LoRA before unloading some of its adapters")
     names = names or adapter_names(model)
     for name in names:
         if name not in adapter_names(model):
             raise ValueError(f"no adapter named {name!r}")
     for module_name, layer in list(model.named_modules()):
         if isinstance(layer, BaseTunerLayer):
-            for name in names:
-                if name in layer.lora_A:
-                    layer.delete_adapter(name)
-            if not layer.lora_A:
+            if not fused:
+                for name in names:
+                    if name in layer.lora_A:
+                        layer.delete_adapter(name)
+            if fused or not layer.lora_A:
                 parent, _, child = module_name.rpartition(".")
                 setattr(model.get_submodule(parent) if parent else model, child, layer.get_base_layer())
+    model._lora_fused_scale = None
 
 
 class LoraAdapters:

@@ -133,3 +133,41 @@ def test_vae_and_text_encoder_load_safetensors_only(tmp_path, component):
     __import__("torch").save(model.state_dict(), folder / component / name)
     with pytest.raises(CheckpointError, match=f"no safetensors weights in .*{component}.*pickle files are not loaded"):
         HeliosPipeline.from_pretrained(folder, device="cpu", dtype=__import__("torch").float32)
+
+
+def test_a_wan_layout_pipeline_saves_and_loads_back(tmp_path):
+    source = tiny_model_folder(tmp_path / "source", distilled=False)
+    pipe = HeliosPipeline.from_pretrained(source, dtype=torch.float32, device="cpu")
+    assert set(pipe.components) == {"transformer", "text_encoder", "codec"}
+    assert pipe.to("cpu") is pipe
+    options = dict(num_frames=33, seed=1, steps=1, height=64, width=64)
+    expected = pipe.generate("a red circle moves left", **options).frames
+    saved = pipe.save_pretrained(tmp_path / "copy")
+    again = HeliosPipeline.from_pretrained(saved, dtype=torch.float32, device="cpu")
+    assert again.sampler == pipe.sampler  # the Mid family and its shift, from diffusers' configs
+    assert (again.generate("a red circle moves left", **options).frames == expected).all()
+    from diffusers import HeliosPyramidPipeline
+
+    HeliosPyramidPipeline.from_pretrained(saved)  # diffusers reads it too
+
+
+def test_a_world_pipeline_saves_and_loads_back_and_a_fused_lora_is_saved_merged(tmp_path):
+    pipe = HeliosPipeline.from_pretrained(device="cpu")  # the embedded default model
+    options = dict(num_frames=33, seed=2, steps=1)
+    layer = pipe.transformer.blocks[0].attn1.to_q
+    generator = torch.Generator().manual_seed(0)
+    lora = {
+        "transformer.blocks.0.attn1.to_q.lora_A.weight": torch.randn(2, layer.in_features, generator=generator),
+        "transformer.blocks.0.attn1.to_q.lora_B.weight": torch.randn(layer.out_features, 2, generator=generator),
+    }
+    pipe.load_lora_weights(lora, adapter_name="style")
+    with_lora = pipe.generate("a red circle moves right on a black background", **options).frames
+    with pytest.raises(ValueError, match="holds LoRA adapters"):
+        pipe.save_pretrained(tmp_path / "refused")
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()  # fused, then unloaded: the merged weights stay
+    saved = pipe.save_pretrained(tmp_path / "world")
+    again = HeliosPipeline.from_pretrained(saved, device="cpu")
+    assert again.sampler == pipe.sampler and again.drift_settings == pipe.drift_settings
+    got = again.generate("a red circle moves right on a black background", **options).frames
+    assert abs(got.astype(int) - with_lora.astype(int)).max() <= 1

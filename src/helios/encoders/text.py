@@ -56,6 +56,10 @@ class UMT5TextEncoder:
         model.encoder.embed_tokens = model.shared
         return cls(tokenizer, model.to(device).eval(), dtype=dtype)
 
+    def to(self, device: str | torch.device) -> UMT5TextEncoder:
+        self.model.to(device)
+        return self
+
     @torch.no_grad()
     def enable_block_offload(self, device: torch.device | str, slots: int = 2):
         """Memory mode: the encoder layers stream from pinned host memory (model/offload.py)."""

@@ -25,6 +25,11 @@ class WanVideoCodec:
         # The released pipelines store the reciprocal and divide by it when decoding; kept for exactness.
         self.inverse_std = 1.0 / torch.tensor(config.latents_std).view(shape).to(dtype)
 
+    def to(self, device: str | torch.device) -> WanVideoCodec:
+        self.vae.to(device)
+        self.mean, self.inverse_std = self.mean.to(device), self.inverse_std.to(device)
+        return self
+
     @classmethod
     def from_pretrained(cls, root: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
         from diffusers import AutoencoderKLWan

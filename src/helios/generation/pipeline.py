@@ -247,6 +247,26 @@ class HeliosPipeline:
     def device(self) -> torch.device:
         return self.transformer.device
 
+    @property
+    def components(self) -> dict[str, Any]:
+        """The parts this pipeline is built from (``HeliosPipeline(**pipe.components, sampler=...)``)."""
+        return {"transformer": self.transformer, "text_encoder": self.text_encoder, "codec": self.codec}
+
+    def to(self, device: str | torch.device) -> HeliosPipeline:
+        """Move the transformer, the codec and the text encoder (each that can move) to ``device``."""
+        device = torch.device(device)
+        self.transformer.to(device)
+        for part in (self.codec, self.text_encoder):
+            if hasattr(part, "to"):
+                part.to(device)
+        return self
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write a folder ``from_pretrained`` loads back (see ``saving.py`` for the two layouts)."""
+        from .saving import save_pipeline
+
+        return save_pipeline(self, path)
+
     # ------------------------------------------------------------------------------ chunk geometry
 
     @property

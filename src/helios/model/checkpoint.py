@@ -325,9 +325,11 @@ class PretrainedMixin:
             return
         if max_shard_size is not None:
             max_shard_bytes = parse_size(max_shard_size)
+        state = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()}
+        if any("lora_" in name or ".base_layer." in name for name in state):
+            raise ValueError("the model holds LoRA adapters: fuse_lora() then unload_lora() to save the merged weights")
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()}
         save_weights(state, folder, _variant_name(self.weights_name, variant), max_shard_bytes)
         _atomic_write_text(folder / CONFIG_NAME, json.dumps(self.config_json(), indent=2))
 
