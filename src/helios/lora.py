@@ -218,8 +218,18 @@ def _checked(weights: LoraWeights) -> LoraWeights:
 # ----------------------------------------------------------------------------- attaching to a model
 
 
+def _require_peft() -> None:
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise ImportError("LoRA adapters need peft: pip install 'helios[lora]' (or pip install peft)") from None
+
+
 def lora_layers(model: nn.Module) -> list[nn.Module]:
-    from peft.tuners.lora import LoraLayer
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # without peft no adapter can have been loaded
+        return []
 
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
@@ -233,6 +243,7 @@ def adapter_names(model: nn.Module) -> list[str]:
 
 def add_adapter(model: nn.Module, weights: LoraWeights, adapter_name: str) -> None:
     """Inject ``weights`` as the adapter ``adapter_name`` (peft) and make it active beside the others."""
+    _require_peft()
     from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
 
     if adapter_name in adapter_names(model):
