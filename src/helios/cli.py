@@ -208,6 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fast_path_arguments(speed)
     speed.add_argument("--no-breakdown", action="store_true", help="skip the second run with per-call timers")
 
+    hb = bench_kinds.add_parser(
+        "heliosbench", help="HeliosBench: generate the benchmark's videos, then score them (weight-free metrics)"
+    )
+    prompts = hb.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompts", metavar="CSV", help="the benchmark's prompt file (id, prompt, duration)")
+    prompts.add_argument(
+        "--world", type=int, metavar="N", help="the synthetic-world analogue: N held-out scenes, the strict judge"
+    )
+    hb.add_argument("--out", default="outputs/heliosbench", help="folder of the videos (and results.json)")
+    hb.add_argument("--model", help="model folder; default: the embedded default model")
+    hb.add_argument("--tiers", type=_steps, default=[81, 240, 720, 1440], help="durations to run: 81,240,720,1440")
+    hb.add_argument("--score-only", action="store_true", help="score the videos already in --out")
+    hb.add_argument("--preset", choices=["helios-base", "helios-mid", "helios-distilled"])
+    hb.add_argument("--steps", type=_steps)
+    hb.add_argument("--seed", type=int, default=0)
+    hb.add_argument("--device", help="cpu, cuda, ...")
+    hb.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    hb.add_argument(
+        "--official-aesthetic-typo", action="store_true", help="the released long-aesthetic thresholds (see docs)"
+    )
+
     serve = commands.add_parser("serve", help="live streaming server and web page")
     serve.add_argument("--model", help="Helios model folder; default: the embedded default model")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
@@ -233,8 +254,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_heliosbench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.heliosbench import runner
+
+    tiers = tuple(args.tiers) if isinstance(args.tiers, list) else (args.tiers,)
+    unknown = sorted(set(tiers) - set(runner.TIERS))
+    if unknown:
+        raise UsageError(f"--tiers: {unknown} not among the benchmark's durations {list(runner.TIERS)}")
+    if args.world is not None and args.world < 1:
+        raise UsageError("--world needs a number of scenes ≥ 1")
+    scenes = None
+    if args.world is not None:
+        prompts, scenes = runner.world_prompts(args.world, tiers)
+    else:
+        prompts = runner.read_prompt_csv(args.prompts)
+    generation = {}
+    if not args.score_only:
+        from .generation import HeliosPipeline
+
+        device = _device(args.device)
+        pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
+        options = {k: v for k, v in (("preset", args.preset), ("steps", args.steps)) if v is not None}
+        generation = runner.generate_videos(pipeline, prompts, args.out, tiers, args.seed, **options)
+    chosen = [p for p in prompts if p.frames in tiers]
+    semantic = runner.world_judge(scenes) if scenes is not None else None
+    result = runner.score_folder(args.out, chosen, semantic, official_typo=args.official_aesthetic_typo)
+    result = runner.with_throughput(result, generation)
+    print(runner.report_table(result))
+    print(f"wrote {runner.write_result(result, Path(args.out) / 'results.json')}")
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     import torch
+
+    if args.bench == "heliosbench":
+        return run_heliosbench(args)
 
     from .bench.speed import run_benchmark
 
