@@ -280,7 +280,8 @@ def run_heliosbench(args: argparse.Namespace) -> int:
         generation = runner.generate_videos(pipeline, prompts, args.out, tiers, args.seed, **options)
     chosen = [p for p in prompts if p.frames in tiers]
     semantic = runner.world_judge(scenes) if scenes is not None else None
-    result = runner.score_folder(args.out, chosen, semantic, official_typo=args.official_aesthetic_typo)
+    width = None if scenes is not None else runner.metrics.WIDTH  # (the world analogue: its own width)
+    result = runner.score_folder(args.out, chosen, semantic, args.official_aesthetic_typo, width)
     result = runner.with_throughput(result, generation)
     print(runner.report_table(result))
     print(f"wrote {runner.write_result(result, Path(args.out) / 'results.json')}")

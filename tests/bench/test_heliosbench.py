@@ -11,7 +11,7 @@ import pytest
 from helios.bench.heliosbench import metrics
 from helios.bench.heliosbench.runner import BenchPrompt, read_prompt_csv, score_folder, video_name
 from helios.bench.heliosbench.scoring import rating, throughput_score, weighted_total
-from helios.media import write_mp4
+from helios.media import read_video, write_mp4
 
 from ..cli.test_generate import helios_here
 
@@ -37,14 +37,14 @@ def test_ratings_thresholds_and_the_long_aesthetic_typo():
         rating("beauty", 0.5)
 
 
-def _squares(offsets_per_frame: list[int], frames: int = 21, hold: int = 1) -> np.ndarray:
-    """Bright 12-px squares on a dark 96×64 video, each moving by its own offset per frame (held
-    ``hold`` frames at a time: stop-motion)."""
+def _squares(offsets_per_frame: list[int], frames: int = 21, jitter: int = 0) -> np.ndarray:
+    """Bright 12-px squares on a dark 96×64 video, each moving by its own offset per frame (``jitter``:
+    plus a random shake of up to that many pixels each frame — motion that is not smooth)."""
+    shake = np.random.default_rng(1).integers(-jitter, jitter + 1, frames) if jitter else np.zeros(frames, int)
     video = np.full((frames, 64, 96, 3), 20, np.uint8)
     for t in range(frames):
-        shown = t - t % hold
         for n, step in enumerate(offsets_per_frame):
-            x = 40 + step * shown
+            x = 40 + step * t + int(shake[t])
             video[t, 10 + 30 * n : 22 + 30 * n, x : x + 12] = 230
     return video
 
@@ -54,21 +54,20 @@ def test_motion_metrics_on_real_videos_with_known_motion(tmp_path):
         "static": _squares([0]),
         "right": _squares([1]),
         "opposite": _squares([1, -1]),
-        "stop_motion": _squares([1], hold=4),
+        "shaky": _squares([1], jitter=3),
     }
     read = {}
-    for name, video in cases.items():  # through real MP4 files, as the benchmark reads them
+    for name, video in cases.items():  # through real MP4 files (native size: the metrics do not care)
         write_mp4(video, tmp_path / f"{name}.mp4", 24)
-        from helios.media import read_video
-
-        read[name] = metrics.at_benchmark_width(read_video(tmp_path / f"{name}.mp4")[0])
+        read[name] = read_video(tmp_path / f"{name}.mp4")[0]
+    assert metrics.at_benchmark_width(read["right"][:2]).shape == (2, 427, 640, 3)  # the official reading size
     amplitude = {n: metrics.motion_amplitude(v) for n, v in read.items()}
     assert amplitude["static"] < 0.01 < amplitude["right"]
     # the official signed mean: opposite motions cancel (the unsigned magnitude sees them)
     assert amplitude["opposite"] < amplitude["right"] / 3
     assert metrics.motion_magnitude(read["opposite"]) > metrics.motion_magnitude(read["right"])
     smooth = {n: metrics.motion_smoothness_linear(v) for n, v in read.items()}
-    assert smooth["static"] > smooth["right"] > smooth["stop_motion"]
+    assert smooth["static"] > smooth["right"] > smooth["shaky"]
     noisy_end = read["right"].copy()
     noisy_end[-8:] = np.random.default_rng(0).integers(0, 255, noisy_end[-8:].shape, dtype=np.uint8)
     assert metrics.drifting(metrics.motion_smoothness_linear, noisy_end) > 0.1
@@ -80,7 +79,7 @@ def test_scoring_a_folder_of_named_videos(tmp_path):
     write_mp4(_squares([1], frames=40), tmp_path / video_name(prompts[0], 40), 24)  # (cut short: a quick test)
     write_mp4(_squares([1], frames=90), tmp_path / video_name(prompts[1], 90), 24)
     (tmp_path / "notes.mp4").write_bytes(b"not part of the benchmark")  # other names are left alone
-    result = score_folder(tmp_path, prompts)
+    result = score_folder(tmp_path, prompts, width=160)
     assert set(result["sets"]) == {"short", "long"}
     frames = {v["id"]: v["frames"] for v in result["videos"]}
     assert frames == {"1": 40, "181": 81}  # the short set is judged on its first 81 frames

@@ -16,8 +16,8 @@ from .fixtures import tiny_pipeline
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(), "exactly one of prompt or prompts"),
-        (dict(prompt="a", prompts=[]), "exactly one of prompt or prompts"),
+        (dict(), "exactly one of prompt, prompts or prompt_embeds"),
+        (dict(prompt="a", prompts=[]), "exactly one of prompt, prompts or prompt_embeds"),
         (dict(prompt="  "), "prompt is empty"),
         (dict(prompt="a", image="x.png", video="y.mp4"), "either an image"),
         (dict(prompt="a", num_frames=0), "at least 1"),

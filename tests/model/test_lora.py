@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from helios import HeliosTransformer
-from helios.lora import LoraFormatError
+from helios.model.lora import LoraFormatError
 
 from .test_transformer_parity import run_both
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..config import TransformerConfig
-from ..lora import LoraAdapters, scaled
 from .attention import attention
 from .checkpoint import TransformerCheckpointMixin
+from .lora import LoraAdapters, scaled
 from .memory import TokenSegments, as_index_rows, embed_history, memory_patches, patchify
 from .precision import FP32_PARAMETER_PATTERNS
 from .rope import RopeCache, RopeTable, apply_rope

@@ -4,7 +4,8 @@ folder of videos (official file names ``{id}_{target}_ori{actual}.mp4``).
 The prompt file is the user's (the official 240-prompt CSV, columns ``id, prompt, duration``; nothing of
 it is shipped here): durations ≤ 120 form the short set, judged on their first 81 frames; 240, 720 and
 1,440 form the long set. ``world_prompts`` is the synthetic-world analogue that runs in CI: held-out
-world scenes as prompts, the world's strict judge as the semantic metric.
+world scenes as prompts, the world's strict judge as the semantic metric, the motion metrics at the
+world's own width (192: its videos are not the paper's, and 640-wide flow would only cost time).
 
 Metrics computed here are the weight-free ones (``metrics.py``). The model-based ones (aesthetic CLIP
 head, ViCLIP semantic, AMT-S/RAFT smoothness, the naturalness endpoint) need user-supplied weights or an
@@ -105,9 +106,10 @@ def generate_videos(pipeline, prompts: list[BenchPrompt], out: str | Path, tiers
     return {"frames": frames_made, "seconds": round(seconds, 2), "fps": None if fps is None else round(fps, 3)}
 
 
-def score_video(frames: np.ndarray, long: bool) -> dict[str, float]:
-    """The weight-free metrics of one video (uint8 (T, H, W, 3) at any size)."""
-    wide = metrics.at_benchmark_width(frames)
+def score_video(frames: np.ndarray, long: bool, width: int | None = metrics.WIDTH) -> dict[str, float]:
+    """The weight-free metrics of one video (uint8 (T, H, W, 3) at any size), read at ``width`` wide
+    (the official 640; None: as it is)."""
+    wide = metrics.at_benchmark_width(frames, width) if width else frames
     scores = {
         "motion_amplitude": metrics.motion_amplitude(wide),
         "motion_smoothness": metrics.motion_smoothness_linear(wide),
@@ -122,6 +124,7 @@ def score_folder(
     prompts: list[BenchPrompt] | None = None,
     semantic: Callable[[np.ndarray, BenchPrompt], float] | None = None,
     official_typo: bool = False,
+    width: int | None = metrics.WIDTH,
 ) -> dict:
     """Every ``{id}_{target}_ori{actual}.mp4`` of ``folder`` scored, averaged per set (short, long),
     rated and totalled. ``semantic(frames, prompt)`` adds the world judge's score (``semantic_world``,
@@ -141,7 +144,7 @@ def score_folder(
         frames = read_video(path)[0]
         if not prompt.long:
             frames = frames[:SHORT_FRAMES]
-        scores = score_video(frames, prompt.long)
+        scores = score_video(frames, prompt.long, width)
         if semantic is not None:
             if not prompt.prompt:
                 raise ValueError(f"{path.name}: no prompt with id {ident} for the semantic metric")
@@ -152,7 +155,7 @@ def score_folder(
                     semantic(frames[:count], prompt) - semantic(frames[-count:], prompt)
                 )
         videos.append({"video": path.name, "id": ident, "frames": len(frames), "long": prompt.long, **scores})
-    result = {"videos": videos, "sets": {}}
+    result = {"videos": videos, "sets": {}, "width": width or "native"}
     for name, long in (("short", False), ("long", True)):
         members = [v for v in videos if v["long"] == long]
         if not members:
