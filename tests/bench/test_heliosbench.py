@@ -127,3 +127,18 @@ def test_the_world_analogue_end_to_end_on_the_default_model(tmp_path, capsys):
     assert "partial total" in stdout and (out / "w1_81_ori81.mp4").is_file()
     code, _, err = helios_here(capsys, *args, "--score-only")  # scoring alone, on the folder
     assert code == 0, err
+
+
+def test_scoring_alone_from_the_official_prompt_file(tmp_path, capsys):
+    csv_path = tmp_path / "helios_t2v_prompts.csv"
+    csv_path.write_text("id,prompt,duration\n181,a square moves right,120\n")
+    out = tmp_path / "videos"
+    out.mkdir()
+    write_mp4(_squares([1], frames=9), out / "181_81_ori9.mp4", 24)  # (short: scored at 640 wide)
+    args = ["bench", "heliosbench", "--prompts", csv_path, "--tiers", "81", "--out", out, "--score-only"]
+    code, stdout, err = helios_here(capsys, *args)
+    assert code == 0, err
+    short = json.loads((out / "results.json").read_text())["sets"]["short"]
+    assert short["videos"] == 1 and set(short["scores"]) == {"motion_amplitude", "motion_smoothness"}
+    code, _, err = helios_here(capsys, "bench", "heliosbench", "--prompts", csv_path, "--tiers", "100", "--score-only")
+    assert code == 2 and "not among the benchmark's durations" in err
