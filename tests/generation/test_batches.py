@@ -66,6 +66,9 @@ def test_diffusers_style_call_output_types_and_options(pipeline):
     assert as_pt.shape == (1, 33, 3, 64, 64) and torch.allclose(as_pt.permute(0, 1, 3, 4, 2), torch.from_numpy(as_np))
     latents = pipeline(PROMPTS[0], num_frames=33, seed=5, output_type="latent", **FAST).frames
     assert latents.ndim == 5 and latents.shape[0] == 1
+    assert torch.equal(latents, pipeline.generate(PROMPTS[0], num_frames=33, seed=5, **FAST).latents)  # undecoded
+    with pytest.raises(ValueError, match="3 rows for a batch of 2"):
+        pipeline(PROMPTS, negative_prompt_embeds=torch.zeros(3, 5, 32))
     with pytest.raises(ValueError, match="output_type must be one of"):
         pipeline(PROMPTS[0], output_type="pil")
     with pytest.raises(ValueError, match="CPU torch.Generator"):

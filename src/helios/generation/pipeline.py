@@ -161,6 +161,11 @@ class _Denoised:
     drift: bool
 
 
+def _require_finite(options: dict) -> None:
+    if options.get("num_frames", 1) is None:
+        raise ValueError("a whole video needs a finite num_frames; use stream() to run until stopped")
+
+
 class _StepCallback:
     """diffusers' ``callback_on_step_end(pipeline, step, timestep, {"latents", "prompt_embeds"})`` after
     every sampling step of a run (``step`` counts them all); the dict it returns may replace the latents."""
@@ -301,8 +306,10 @@ class HeliosPipeline:
     def get_active_adapters(self) -> list[str]:
         return self.transformer.get_active_adapters()
 
-    def fuse_lora(self, lora_scale: float = 1.0, adapter_names: list[str] | None = None) -> None:
-        self.transformer.fuse_lora(lora_scale, adapter_names)
+    def fuse_lora(
+        self, lora_scale: float = 1.0, safe_fusing: bool = False, adapter_names: list[str] | None = None
+    ) -> None:
+        self.transformer.fuse_lora(lora_scale, safe_fusing, adapter_names)
 
     def unfuse_lora(self) -> None:
         self.transformer.unfuse_lora()
@@ -314,8 +321,7 @@ class HeliosPipeline:
 
     def generate(self, prompt: str | None = None, **options: Any) -> Video:
         """Generate a whole video. Same options as :meth:`stream`; ``num_frames`` must be finite."""
-        if options.get("num_frames", 1) is None:
-            raise ValueError("generate() needs a finite num_frames; use stream() to run until stopped")
+        _require_finite(options)
         chunks = list(self.stream(prompt, **options))
         frames = np.concatenate([c.frames for c in chunks], axis=-4)  # the time axis, batch or not
         latents = torch.cat([c.latents for c in chunks], dim=2)
@@ -351,11 +357,14 @@ class HeliosPipeline:
             options["steps"] = pyramid_num_inference_steps_list or num_inference_steps
         if negative_prompt is not None:
             options["negative_prompt"] = negative_prompt
+        if output_type == "latent":  # denoised only: nothing is decoded
+            _require_finite(options)
+            plan = self._plan(GenerationRequest(prompt=prompt, **options))
+            result = torch.cat([chunk.latents for chunk in self._denoise(plan, _StreamState())], dim=2)
+            return HeliosOutput(frames=result) if return_dict else (result,)
         video = self.generate(prompt, **options)
         frames = video.frames if video.frames.ndim == 5 else video.frames[None]
-        if output_type == "latent":
-            result = video.latents
-        elif output_type == "uint8":
+        if output_type == "uint8":
             result = frames
         elif output_type == "np":
             result = frames.astype(np.float32) / 255
@@ -480,9 +489,7 @@ class HeliosPipeline:
                 if state.stopped:  # a stopped stream (or a client that left) ends within one step
                     raise _Cancelled
                 if latents.shape[0] > batch:  # batched CFG: the batch's history serves both halves
-                    history = (
-                        history.expand(latents.shape[0]) if batch == 1 else history.tile(latents.shape[0] // batch)
-                    )
+                    history = history.expand(latents.shape[0])
                 return self.transformer(latents, timestep, embedding, history=history)
 
             noise = draw.normal((batch, codec.latent_channels, self.history.chunk_latent_frames, latent_h, latent_w))
@@ -510,11 +517,10 @@ class HeliosPipeline:
     # ------------------------------------------------------------------------------ helpers
 
     def _negative(self, request: GenerationRequest, batch: int) -> torch.Tensor:
+        """One row (the request checked its count) per video of the batch."""
         embeds = request.negative_prompt_embeds
         if embeds is None:
             embeds = self._encode_text([request.negative_prompt])
-        if embeds.shape[0] not in (1, batch):
-            raise ValueError(f"negative_prompt_embeds has {embeds.shape[0]} rows for a batch of {batch}")
         return embeds.expand(batch, *embeds.shape[1:])
 
     def _encode_text(self, prompts: list[str]) -> torch.Tensor:

@@ -89,6 +89,9 @@ class GenerationRequest:
                 raise ValueError(f"{name} must be a (batch, tokens, dim) tensor")
         if not _is_int(self.num_videos_per_prompt) or self.num_videos_per_prompt < 1:
             raise ValueError(f"num_videos_per_prompt must be a whole number ≥ 1, got {self.num_videos_per_prompt!r}")
+        negative = self.negative_prompt_embeds
+        if negative is not None and negative.shape[0] not in (1, self.batch_size):
+            raise ValueError(f"negative_prompt_embeds has {negative.shape[0]} rows for a batch of {self.batch_size}")
         if self.generator is not None and (
             not isinstance(self.generator, torch.Generator) or self.generator.device.type != "cpu"
         ):

@@ -81,27 +81,21 @@ class HistoryInputs:
         return replace(self, **moved)
 
     def expand(self, batch: int) -> HistoryInputs:
-        """The same history for ``batch`` samples (batched CFG: one history serves both halves)."""
-        grown = {
-            term: getattr(self, term).expand(batch, *getattr(self, term).shape[1:])
-            for term in HISTORY_TERMS
-            if getattr(self, term) is not None
-        }
-        return replace(self, **grown)
-
-    def tile(self, times: int) -> HistoryInputs:
-        """A batch's history repeated ``times`` (batched CFG over a batch of several videos)."""
-        tiled = {
-            term: getattr(self, term).repeat(times, 1, 1, 1, 1)
-            for term in HISTORY_TERMS
-            if getattr(self, term) is not None
-        }
-        indices = {
-            name: getattr(self, name).repeat(times, 1)
+        """The history for ``batch`` samples, a whole multiple of its own batch (batched CFG: one history
+        serves both halves): a view of a one-sample history, the batch repeated otherwise."""
+        grown = {term: _grow(getattr(self, term), batch) for term in HISTORY_TERMS if getattr(self, term) is not None}
+        indices = {  # per-sample indices (B, T) grow with their latents; shared ones stay
+            name: _grow(getattr(self, name), batch)
             for name in ("indices_short", "indices_mid", "indices_long", "indices_current")
             if getattr(self, name) is not None and getattr(self, name).ndim == 2 and getattr(self, name).shape[0] > 1
         }
-        return replace(self, **tiled, **indices)
+        return replace(self, **grown, **indices)
+
+
+def _grow(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    if tensor.shape[0] == 1:
+        return tensor.expand(batch, *tensor.shape[1:])
+    return tensor.repeat(batch // tensor.shape[0], *[1] * (tensor.ndim - 1))
 
 
 def window_split(settings: HistorySettings) -> tuple[int, int, int]:
