@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,9 @@ WAN_TOP_NAMES = {
     "time_embedding.0": "condition_embedder.time_embedder.linear_1",
     "time_embedding.2": "condition_embedder.time_embedder.linear_2",
 }
+# musubi / kohya flatten the Wan names with underscores
+MUSUBI_BLOCK_NAMES = {wan.replace(".", "_"): wan for wan in WAN_BLOCK_NAMES}
+MUSUBI_TOP_NAMES = {wan.replace(".", "_"): wan for wan in WAN_TOP_NAMES}
 PARTS = {"lora_down.weight": "A", "lora_A.weight": "A", "lora_up.weight": "B", "lora_B.weight": "B"}
 
 
@@ -105,11 +109,11 @@ def _musubi_to_wan(key: str) -> str:
     flat = name.removeprefix("lora_unet_")
     block = re.fullmatch(r"blocks_(\d+)_(.+)", flat)
     if block:
-        inner = {wan.replace(".", "_"): wan for wan in WAN_BLOCK_NAMES}.get(block.group(2))
+        inner = MUSUBI_BLOCK_NAMES.get(block.group(2))
         if inner is None:
             raise LoraFormatError(f"LoRA key {key!r}: unknown Wan block module {block.group(2)!r}")
         return f"blocks.{block.group(1)}.{inner}.{suffix}"
-    top = {wan.replace(".", "_"): wan for wan in WAN_TOP_NAMES}.get(flat)
+    top = MUSUBI_TOP_NAMES.get(flat)
     if top is None:
         raise LoraFormatError(f"LoRA key {key!r}: unknown Wan module {flat!r}")
     return f"{top}.{suffix}"
@@ -330,26 +334,21 @@ def set_active(model: nn.Module, names: list[str], weights: list[float] | None =
         layer.requires_grad_(False)
 
 
+@contextmanager
 def scaled(model: nn.Module, scale: float):
-    """A context in which every active adapter's contribution is multiplied by ``scale`` (diffusers'
+    """Every active adapter's contribution multiplied by ``scale`` inside the context (diffusers'
     ``attention_kwargs={"scale": s}``)."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def context():
-        layers = lora_layers(model) if scale != 1.0 else []
+    layers = lora_layers(model)
+    for layer in layers:
+        layer.scale_layer(scale)
+    try:
+        yield
+    finally:
         for layer in layers:
-            layer.scale_layer(scale)
-        try:
-            yield
-        finally:
-            for layer in layers:
-                layer.unscale_layer(scale)
-
-    return context()
+            layer.unscale_layer(scale)
 
 
-def fuse(model: nn.Module, scale: float = 1.0, names: list[str] | None = None) -> None:
+def fuse(model: nn.Module, scale: float = 1.0, names: list[str] | None = None, safe: bool = False) -> None:
     """Fold the (given or active) adapters into the base weights, scaled by ``scale``. The scale stays
     on the adapters until ``unfuse`` so that unmerging subtracts exactly what was added."""
     if getattr(model, "_lora_fused_scale", None) is not None:
@@ -360,7 +359,7 @@ def fuse(model: nn.Module, scale: float = 1.0, names: list[str] | None = None) -
         layer.scale_layer(scale)
         present = [n for n in names if n in layer.lora_A]
         if present:
-            layer.merge(adapter_names=present)
+            layer.merge(safe_merge=safe, adapter_names=present)  # safe: refuse weights that turn non-finite
     model._lora_fused_scale = scale
 
 
@@ -406,13 +405,15 @@ class LoraAdapters:
         pretrained_model_name_or_path_or_dict: str | Path | dict[str, torch.Tensor],
         adapter_name: str | None = None,
         prefix: str | None = "transformer",
-        **unused,
+        hotswap: bool = False,
+        low_cpu_mem_usage: bool = False,
     ) -> str:
-        """Load a LoRA (any supported format) as ``adapter_name`` (default ``default_N``); returns the name."""
-        if unused.get("hotswap"):
+        """Load a LoRA (any supported format) as ``adapter_name`` (default ``default_N``); returns the name.
+        ``low_cpu_mem_usage`` is accepted for diffusers' callers (the tensors are read once either way)."""
+        if hotswap:
             raise ValueError("hotswap is not supported: unload the adapter and load the new one")
         tensors, metadata = read_lora(pretrained_model_name_or_path_or_dict)
-        if prefix and prefix != "transformer":
+        if prefix:  # (diffusers-format keys: "transformer." is also stripped when converting)
             tensors = {k.removeprefix(f"{prefix}."): v for k, v in tensors.items()}
         name = adapter_name or f"default_{len(adapter_names(self))}"
         add_adapter(self, convert(tensors, metadata), name)
@@ -427,8 +428,10 @@ class LoraAdapters:
     def get_active_adapters(self) -> list[str]:
         return _active_adapters(self)
 
-    def fuse_lora(self, lora_scale: float = 1.0, adapter_names: list[str] | None = None, **unused) -> None:
-        fuse(self, lora_scale, adapter_names)
+    def fuse_lora(
+        self, lora_scale: float = 1.0, safe_fusing: bool = False, adapter_names: list[str] | None = None
+    ) -> None:
+        fuse(self, lora_scale, adapter_names, safe_fusing)
 
     def unfuse_lora(self) -> None:
         unfuse(self)

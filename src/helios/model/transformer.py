@@ -15,7 +15,7 @@ Precision policy (as released): LayerNorms, modulation and residual accumulation
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -393,7 +393,8 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         extra = set(attention_kwargs or {}) - {"scale"}
         if extra:
             raise ValueError(f"attention_kwargs: only 'scale' (the LoRA scale) is supported, got {sorted(extra)}")
-        with scaled(self, float((attention_kwargs or {}).get("scale", 1.0))):
+        scale = float((attention_kwargs or {}).get("scale", 1.0))
+        with scaled(self, scale) if scale != 1.0 else nullcontext():  # (no LoRA walk on the plain path)
             velocity = self.predict(hidden_states, timestep, encoder_hidden_states, history)
         if return_dict is False:
             return (velocity,)
