@@ -23,6 +23,13 @@ def _steps(text: str) -> int | list[int]:
     return values[0] if len(values) == 1 else values
 
 
+def _tiers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"tiers must be a comma list like 81,240 (got {text!r})") from None
+
+
 def _sigma(text: str | None, flag: str) -> tuple[float, float] | None:
     from .generation.request import sigma_range
 
@@ -218,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hb.add_argument("--out", default="outputs/heliosbench", help="folder of the videos (and results.json)")
     hb.add_argument("--model", help="model folder; default: the embedded default model")
-    hb.add_argument("--tiers", type=_steps, default=[81, 240, 720, 1440], help="durations to run: 81,240,720,1440")
+    hb.add_argument("--tiers", type=_tiers, help="durations to run (default all: 81,240,720,1440)")
     hb.add_argument("--score-only", action="store_true", help="score the videos already in --out")
     hb.add_argument("--preset", choices=["helios-base", "helios-mid", "helios-distilled"])
     hb.add_argument("--steps", type=_steps)
@@ -259,7 +266,7 @@ def run_heliosbench(args: argparse.Namespace) -> int:
 
     from .bench.heliosbench import runner
 
-    tiers = tuple(args.tiers) if isinstance(args.tiers, list) else (args.tiers,)
+    tiers = args.tiers or runner.TIERS
     unknown = sorted(set(tiers) - set(runner.TIERS))
     if unknown:
         raise UsageError(f"--tiers: {unknown} not among the benchmark's durations {list(runner.TIERS)}")

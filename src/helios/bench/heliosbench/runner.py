@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...media import read_video, write_mp4
 from . import metrics
 from .scoring import rating, throughput_score, weighted_total
 
@@ -98,10 +99,9 @@ def generate_videos(pipeline, prompts: list[BenchPrompt], out: str | Path, tiers
         started = time.perf_counter()
         video = pipeline.generate(prompt.prompt, num_frames=prompt.frames, seed=seed, **options)
         seconds += time.perf_counter() - started
-        frames = video.frames[: prompt.frames]
+        frames = video.frames[: prompt.frames]  # (whole chunks were generated: the tier's length is kept)
         frames_made += len(frames)
-        video.frames = frames
-        video.save(out / video_name(prompt, len(frames)))
+        write_mp4(frames, out / video_name(prompt, len(frames)), video.fps)
     fps = frames_made / seconds if seconds else None
     return {"frames": frames_made, "seconds": round(seconds, 2), "fps": None if fps is None else round(fps, 3)}
 
@@ -129,8 +129,6 @@ def score_folder(
     """Every ``{id}_{target}_ori{actual}.mp4`` of ``folder`` scored, averaged per set (short, long),
     rated and totalled. ``semantic(frames, prompt)`` adds the world judge's score (``semantic_world``,
     rated on this project's own table and weighted as the semantic metric)."""
-    from ...media import read_video
-
     folder = Path(folder)
     files = sorted(p for p in folder.glob("*.mp4") if NAME.fullmatch(p.name))
     if not files:
