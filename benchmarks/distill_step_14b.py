@@ -23,6 +23,7 @@ import torch
 
 from helios import HeliosTransformer
 from helios.config import HELIOS_14B, TINY, DistillSettings, TrainConfig
+from helios.model.window import window_frames
 from helios.training.distillation import Distillation, Parking
 from helios.training.trainer import add_lora
 
@@ -76,12 +77,12 @@ def main() -> None:
     )
     g = torch.Generator().manual_seed(0)
     h, w = (48, 80) if args.size == "14b" else (8, 8)  # 384×640 latents / a tiny check
-    text_dim = student.config.text_dim
+    channels, history = student.config.in_channels, config.history
     batch = (
-        torch.randn(1, 16, 9, h, w, device=device),  # target chunk
-        torch.randn(1, 16, 19, h, w, device=device),  # real history (Pure Teacher Forcing)
-        torch.randn(1, 16, 1, h, w, device=device),  # anchor
-        torch.randn(1, 512, text_dim, device=device),  # text (512 UMT5 tokens)
+        torch.randn(1, channels, history.chunk_latent_frames, h, w, device=device),  # target chunk
+        torch.randn(1, channels, window_frames(history), h, w, device=device),  # real history (Pure Teacher Forcing)
+        torch.randn(1, channels, 1, h, w, device=device),  # anchor
+        torch.randn(1, 512, student.config.text_dim, device=device),  # text (512 UMT5 tokens)
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
 

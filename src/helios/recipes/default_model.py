@@ -254,11 +254,12 @@ def train_stage(config: TrainConfig, minutes: float, log) -> Path:
 
 # Table 5's distillation ablations at small scale (the full method: Staged ODE Init, Dynamic Re-noise, GAN,
 # an autoregressive teacher that sees the real history)
+# (settings changed, whether the student starts from Staged ODE Init — else from the teacher's weights)
 DISTILL_ABLATIONS = {
-    "full": {},
-    "no_gan": dict(gan=False),  # w/o Adversarial Post-Training
-    "no_coarse_to_fine": dict(renoise_alpha=1.0, renoise_beta=1.0),  # + no ODE init: uniform re-noise
-    "bidirectional_teacher": dict(score_history=False),  # the scores see each chunk alone
+    "full": ({}, True),
+    "no_gan": (dict(gan=False), True),  # w/o Adversarial Post-Training
+    "no_coarse_to_fine": (dict(renoise_alpha=1.0, renoise_beta=1.0), False),  # no ODE init, uniform re-noise
+    "bidirectional_teacher": (dict(score_history=False), True),  # the scores see each chunk alone
 }
 
 
@@ -500,7 +501,13 @@ def main() -> None:
     if "ode-pairs" in args.phase:
         teacher = HeliosTransformer.from_pretrained(Path(args.from_model) / "transformer", dtype=torch.float32)
         record_ode_pairs(
-            teacher, work / "shards", work / "ode", DEFAULT_SAMPLER, args.ode_pairs, device=device, batch_size=32
+            teacher,
+            work / "shards",
+            work / "ode",
+            DEFAULT_SAMPLER,
+            args.ode_pairs,
+            device=device,
+            batch_size=args.batch_size,
         )
         log(f"recorded {args.ode_pairs} ODE pairs")
     if "distill-ode" in args.phase:
@@ -527,12 +534,10 @@ def main() -> None:
             critic_learning_rate=2e-5,
             gan_start_step=args.gan_start,
             gan_head_dim=128,
-            **DISTILL_ABLATIONS[variant],
+            **DISTILL_ABLATIONS[variant][0],
         )
-        # without coarse-to-fine learning the student starts from the teacher, not from Staged ODE Init
-        init = (
-            Path(args.from_model) / "transformer" if variant == "no_coarse_to_fine" else work / "distill_ode" / "export"
-        )
+        ode_init = DISTILL_ABLATIONS[variant][1]
+        init = work / "distill_ode" / "export" if ode_init else Path(args.from_model) / "transformer"
         config = stage_config(
             3,
             work / "shards",
