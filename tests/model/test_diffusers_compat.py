@@ -26,11 +26,9 @@ def test_built_from_diffusers_keywords_with_a_dict_like_config():
     assert ours.config == TINY
     assert {n: p.shape for n, p in ours.state_dict().items()} == {n: p.shape for n, p in theirs.state_dict().items()}
     for key in ("num_layers", "attention_head_dim", "text_dim", "rope_dim"):
-        assert (
-            key in ours.config and tuple(ours.config[key]) == tuple(theirs.config[key])
-            if isinstance(ours.config[key], tuple)
-            else ours.config[key] == theirs.config[key]
-        )
+        assert key in ours.config
+        value, expected = ours.config[key], theirs.config[key]
+        assert (tuple(value) == tuple(expected)) if isinstance(value, tuple) else value == expected
     assert ours.config.get("no_such_key", 7) == 7 and dict(ours.config.items())["num_layers"] == 2
     with pytest.raises(KeyError):
         ours.config["no_such_key"]

@@ -223,5 +223,11 @@ def test_adherence_evaluation_reports_scores_calibration_controls_and_object_cou
     assert result["prompts"] == 2 and result["objects"] == 3
     assert result["ground_truth"]["color"] == 1.0 and result["exact_object_count"]["ground_truth"] == 1.0
     assert all(value == 0.0 for value in result["wrong_prompt_controls"].values())
-    assert set(result["exact_object_count"]) == {"model", "ground_truth", "ground_truth_through_codec"}
+    assert set(result["exact_object_count"]) == {
+        "model",
+        "ground_truth",
+        "ground_truth_through_codec",
+        "wrong_count_control",
+    }
+    assert result["exact_object_count"]["wrong_count_control"] == 0.0
     assert 0.0 <= result["model"]["present"] <= 1.0 and len(result["tables"]) == 3

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -107,7 +108,7 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     """The model's scorecard beside chance, the judge's calibration and the wrong-prompt controls."""
     frames = pipeline.chunk_frames
     cards = {name: Scorecard.empty() for name in ("model", "ground_truth", "ground_truth_through_codec")}
-    exact = {name: 0 for name in cards}
+    exact = {name: 0 for name in [*cards, "wrong_count_control"]}
     controls = {attribute: Scorecard.empty() for attribute in ATTRIBUTES}
     for i, scene in enumerate(scenes):
         truth = render(scene, frames)
@@ -122,6 +123,8 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
             exact[name] += exact_count(found[name], scene)
         for attribute, card in controls.items():
             card.add(judge_detections(detections, wrong_prompt(scene, attribute)))
+        # the count's control: ground truth against its prompt less one object must fail
+        exact["wrong_count_control"] += exact_count(detections, replace(scene, objects=scene.objects[:-1]))
     return {
         "prompts": len(scenes),
         "objects": cards["model"].objects,
