@@ -14,7 +14,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 from helios import HeliosTransformer
-from helios.config import DistillSettings, SamplerSettings, ShiftSettings, TrainConfig
+from helios.config import DistillSettings, HistoryDropSettings, SamplerSettings, ShiftSettings, TrainConfig
 from helios.generation.loading import DEFAULT_MODEL_DIR
 from helios.sampling.chunk import ChunkSampler, pyramid_schedules
 from helios.sampling.noise import NoiseDraws
@@ -315,6 +315,7 @@ def test_a_bidirectional_teacher_scores_without_history(world_shards, tmp_path, 
         distill=_dmd_settings(teacher_folder, score_history=False, gan_start_step=10),
         transformer=str(teacher_folder),
         max_steps=2,
+        history_drop=HistoryDropSettings(t2v=0.0, i2v=0.0, v2v=0.0),  # the student always sees history
     )
     trainer = Trainer(config)
     seen = {"score": [], "student": []}

@@ -18,43 +18,80 @@ def _uniform(low: float, high: float, shape, generator) -> torch.Tensor:
     return torch.rand(shape, generator=generator) * (high - low) + low
 
 
+def device_randn(shape, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise drawn on ``device`` by a generator seeded from ``generator`` (a CPU generator):
+    large noise tensors are made where they are used, and a step stays a pure function of its seed."""
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    return torch.randn(shape, generator=torch.Generator(device).manual_seed(seed), device=device)
+
+
 def choose_modes(frames: int, settings: CorruptionSettings, generator: torch.Generator) -> list[str]:
     """One mode per frame, drawn independently: noise / exposure / downsample / clean."""
-    u = torch.rand(frames, generator=generator)
+    return [MODES[i] for i in _mode_indices(torch.rand(frames, generator=generator), settings).tolist()]
+
+
+def _mode_indices(u: torch.Tensor, settings: CorruptionSettings) -> torch.Tensor:
+    """Index into MODES of each uniform draw in ``u``."""
     edges = torch.tensor([settings.noise_prob, settings.exposure_prob, settings.downsample_prob]).cumsum(0)
-    return [MODES[1 + int((value >= edges).sum())] if value < edges[-1] else "clean" for value in u]
+    index = 1 + (u[..., None] >= edges).sum(-1)
+    return torch.where(u < edges[-1], index, torch.zeros_like(index))
 
 
 def corrupt_frames(
     frames: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator
 ) -> tuple[torch.Tensor, list[str]]:
     """Corrupt each frame of (C, T, h, w) by its own mode and strength."""
-    modes = choose_modes(frames.shape[1], settings, generator)
-    out = frames.clone()
-    for t, mode in enumerate(modes):
-        x = frames[:, t]
-        if mode == "noise":
-            sigma = float(_uniform(*settings.noise_sigma, (1,), generator))
-            out[:, t] = sigma * torch.randn(x.shape, generator=generator) + (1 - sigma) * x
-        elif mode == "exposure":
-            out[:, t] = x * float(_uniform(*settings.exposure_range, (1,), generator))
-        elif mode == "downsample":
-            factor = float(_uniform(*settings.downsample_range, (1,), generator))
-            size = (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor)))
-            small = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)
-            out[:, t] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+    out, modes = _corrupt_batch(frames[None], settings, generator)
+    return out[0], [MODES[i] for i in modes[0].tolist()]
+
+
+def _corrupt_batch(
+    frames: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every frame of (B, C, T, h, w) corrupted by its own mode and strength, all drawn at once (the
+    per-frame Python loop this replaces made data preparation, not the GPU, bound a training step)."""
+    b, _, t, h, w = frames.shape
+    modes = _mode_indices(torch.rand(b, t, generator=generator), settings)
+    sigma = _uniform(*settings.noise_sigma, (b, t), generator)
+    exposure = _uniform(*settings.exposure_range, (b, t), generator)
+    factor = _uniform(*settings.downsample_range, (b, t), generator)
+    noise = device_randn(frames.shape, frames.device, generator)
+
+    def per_frame(values: torch.Tensor) -> torch.Tensor:  # (B, T) → broadcast over (B, C, T, h, w)
+        return values.to(frames.device)[:, None, :, None, None]
+
+    s = per_frame(sigma)
+    out = torch.where(per_frame(modes == 1), s * noise + (1 - s) * frames, frames)
+    out = torch.where(per_frame(modes == 2), frames * per_frame(exposure), out)
+    # Downsampled frames are grouped by their reduced size, so each size is one interpolation call.
+    sizes = torch.stack([(h * factor).round().clamp(min=1), (w * factor).round().clamp(min=1)], -1).long()
+    picked = (modes == 3).nonzero().tolist()
+    by_size: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for i, j in picked:
+        by_size.setdefault(tuple(sizes[i, j].tolist()), []).append((i, j))
+    for size, where in by_size.items():
+        rows, cols = zip(*where)
+        x = frames[list(rows), :, list(cols)]  # (n, C, h, w)
+        small = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        out[list(rows), :, list(cols)] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
     return out, modes
 
 
 def saturate(frames: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator) -> torch.Tensor:
     """Scale deviations from the per-position channel mean by a factor in U[lo, 1) or U(1, hi] (50/50)."""
+    return _saturate_batch(frames[None], torch.ones(1, dtype=torch.bool), settings, generator)[0]
+
+
+def _saturate_batch(
+    frames: torch.Tensor, chosen: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator
+) -> torch.Tensor:
+    """(B, C, T, h, w): the ``chosen`` samples saturated, each by its own factor."""
     low, high = settings.saturation_range
-    factor = (
-        float(_uniform(low, 1.0, (1,), generator))
-        if torch.rand(1, generator=generator) < 0.5
-        else float(_uniform(1.0, high, (1,), generator))
-    )
-    mean = frames.mean(dim=0, keepdim=True)
+    b = frames.shape[0]
+    below = torch.rand(b, generator=generator) < 0.5
+    factor = torch.where(below, _uniform(low, 1.0, (b,), generator), _uniform(1.0, high, (b,), generator))
+    factor = torch.where(chosen, factor, torch.ones_like(factor)).view(-1, 1, 1, 1, 1).to(frames.device)
+    mean = frames.mean(dim=1, keepdim=True)
     return mean + (frames - mean) * factor
 
 
@@ -63,15 +100,14 @@ def corrupt_history(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample of (B, C, T, h, w): with ``clean_prob`` untouched, else Frame-Aware Corrupt per frame
     (anchor separately), then optional saturation of the history (anchor excluded)."""
-    history, anchor = history.clone(), anchor.clone()
-    for b in range(history.shape[0]):
-        if torch.rand(1, generator=generator) < settings.clean_prob:
-            continue
-        history[b], _ = corrupt_frames(history[b], settings, generator)
-        anchor[b], _ = corrupt_frames(anchor[b], settings, generator)
-        if torch.rand(1, generator=generator) < settings.saturation_prob:
-            history[b] = saturate(history[b], settings, generator)
-    return history, anchor
+    b = history.shape[0]
+    corrupted = torch.rand(b, generator=generator) >= settings.clean_prob
+    new_history, _ = _corrupt_batch(history, settings, generator)
+    new_anchor, _ = _corrupt_batch(anchor, settings, generator)
+    saturated = corrupted & (torch.rand(b, generator=generator) < settings.saturation_prob)
+    new_history = _saturate_batch(new_history, saturated, settings, generator)
+    keep = (~corrupted).view(-1, 1, 1, 1, 1).to(history.device)
+    return torch.where(keep, history, new_history), torch.where(keep, anchor, new_anchor)
 
 
 def drop_history(
@@ -79,23 +115,19 @@ def drop_history(
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Per sample: T2V (no history, no anchor) w.p. t2v; else I2V-like (anchor + newest frame) w.p. i2v;
     else V2V-like (the oldest 1 + r·chunk frames zeroed) w.p. v2v; else the full window."""
-    history, anchor = history.clone(), anchor.clone()
-    kinds = []
-    frames = history.shape[2]
+    b, frames = history.shape[0], history.shape[2]
     tail = frames % chunk
-    for b in range(history.shape[0]):
-        u = torch.rand(3, generator=generator)
-        if u[0] < settings.t2v:
-            history[b] = 0
-            anchor[b] = 0
-            kinds.append("t2v")
-        elif u[1] < settings.i2v:
-            history[b, :, :-1] = 0
-            kinds.append("i2v")
-        elif u[2] < settings.v2v:
-            r = int(torch.randint(0, frames // chunk + 1, (1,), generator=generator))
-            history[b, :, : min(frames, tail + r * chunk)] = 0
-            kinds.append("v2v")
-        else:
-            kinds.append("full")
-    return history, anchor, kinds
+    u = torch.rand(b, 3, generator=generator)
+    r = torch.randint(0, frames // chunk + 1, (b,), generator=generator)
+    t2v = u[:, 0] < settings.t2v
+    i2v = ~t2v & (u[:, 1] < settings.i2v)
+    v2v = ~t2v & ~i2v & (u[:, 2] < settings.v2v)
+    # the history frames each sample keeps: built as a (B, T) mask here, applied once on the device
+    position = torch.arange(frames)
+    zeroed = (position[None] < (tail + r * chunk).clamp(max=frames)[:, None]) & v2v[:, None]
+    zeroed |= (position[None] < frames - 1) & i2v[:, None]
+    zeroed |= t2v[:, None]
+    keep_history = (~zeroed).to(history.dtype).to(history.device)[:, None, :, None, None]
+    keep_anchor = (~t2v).to(anchor.dtype).to(anchor.device).view(-1, 1, 1, 1, 1)
+    kinds = ["t2v" if a else "i2v" if i else "v2v" if v else "full" for a, i, v in zip(t2v, i2v, v2v)]
+    return history * keep_history, anchor * keep_anchor, kinds

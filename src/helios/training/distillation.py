@@ -23,6 +23,7 @@ from ..sampling.chunk import pyramid_schedules
 from ..sampling.dmd import step_sigma
 from ..sampling.schedules import PyramidConstants, calculate_shift
 from .backward_simulation import draw_exits, staged_backward_simulation
+from .corruption import device_randn
 from .distill_losses import (
     approximate_r1,
     cached_gradient_loss,
@@ -171,7 +172,7 @@ class Distillation:
         """The student's staged backward simulation from fresh noise, on real history."""
         schedules = pyramid_schedules(self.sampler, self.constants, target.shape, self.patch_size, first_chunk=False)
         exits = draw_exits(schedules, generator)
-        noise = torch.randn(target.shape, generator=generator).to(target.device)
+        noise = device_randn(target.shape, target.device, generator)
         h = self.config.history
 
         def denoise(latents, timestep):
@@ -182,7 +183,7 @@ class Distillation:
     def _renoise(self, clean, timesteps, generator):
         sigma = (timesteps / NUM_TRAIN_TIMESTEPS).float().to(clean.device).view(-1, 1, 1, 1, 1)
         # (the score networks see the same integer timestep as a float, like stage-1 training)
-        noise = torch.randn(clean.shape, generator=generator).to(clean.device)
+        noise = device_randn(clean.shape, clean.device, generator)
         return (1 - sigma) * clean + sigma * noise, noise, sigma
 
     def _score(self, network, noisy, timesteps, text, history, anchor, dtype):
@@ -298,7 +299,7 @@ class Distillation:
         record = {"critic_flow": float(flow.detach())}
         if self.gan_active(step):
             real_noisy, _, _ = self._renoise(target, timesteps, generator)
-            perturbed = real_noisy + s.r1_sigma * torch.randn(real_noisy.shape, generator=generator).to(target.device)
+            perturbed = real_noisy + s.r1_sigma * device_randn(real_noisy.shape, target.device, generator)
             fake_c, real_c, perturbed_c, history_c, anchor_c = self._crop(
                 generator, noisy, real_noisy, perturbed, history, anchor
             )

@@ -13,6 +13,7 @@ from ..config import HistorySettings
 from ..model.window import window_history
 from ..sampling.pyramid import downsample, upsample
 from ..sampling.schedules import PyramidConstants, flow_matching_training_sigmas, local_stage_sigmas
+from .corruption import device_randn
 
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -43,7 +44,7 @@ def flow_matching_loss(
     """Stage 1: x_t = (1 − σ)·x0 + σ·ε, predict ε − x0 (MSE)."""
     batch = target.shape[0]
     sigma = logit_normal_sigmas(batch, *logit_normal, generator).to(target.device).view(batch, 1, 1, 1, 1)
-    noise = torch.randn(target.shape, generator=generator).to(target.device)
+    noise = device_randn(target.shape, target.device, generator)
     noisy = (1 - sigma) * target + sigma * noise
     prediction = predict_velocity(
         model, noisy, sigma.flatten() * NUM_TRAIN_TIMESTEPS, text, history, anchor, settings, dtype
@@ -67,7 +68,7 @@ def pyramid_flow_matching_loss(
     the upsampled previous level re-noised to the stage's start σ) to its end (the next level's start
     point, or the clean latent at the last stage); the target is start − end."""
     stages = constants.stages
-    clean, noise = [target], [torch.randn(target.shape, generator=generator).to(target.device)]
+    clean, noise = [target], [device_randn(target.shape, target.device, generator)]
     for _ in range(stages - 1):
         clean.insert(0, downsample(clean[0]))
         noise.insert(0, downsample(noise[0]) * 2)  # bilinear halving divides the noise std by 2

@@ -25,6 +25,7 @@ from ..config import HistorySettings, SamplerSettings
 from ..model.window import window_frames
 from ..sampling.chunk import ChunkSampler
 from ..sampling.noise import NoiseDraws
+from .corruption import device_randn
 from .data import INDEX_NAME, LatentShards
 from .objectives import predict_velocity
 
@@ -82,7 +83,7 @@ def record_ode_pairs(
         def denoise(latents, timestep, embedding, batch=batch):
             return predict_velocity(teacher, latents, timestep, embedding, batch.history, batch.anchor, history, dtype)
 
-        noise = torch.randn(batch.target.shape, generator=generator).to(device)
+        noise = device_randn(batch.target.shape, device, generator)
         trajectory: list[tuple[torch.Tensor, torch.Tensor]] = []
         negative = torch.zeros_like(text) if sampler.uses_cfg else None
         chunk_sampler.sample(denoise, noise, text, negative, NoiseDraws(generator, device), False, trajectory)

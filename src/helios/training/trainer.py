@@ -128,7 +128,7 @@ class Trainer:
         return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
 
     def _prepare(self, step: int):
-        """The inputs of ``step`` (CPU work: sampling, corruption, history drop), a pure function of it."""
+        """The samples of ``step`` (CPU work, on the prefetch thread), a pure function of it."""
         c = self.config
         generator = self._generator(step)
         if isinstance(self.data, OdePairShards):
@@ -136,20 +136,29 @@ class Trainer:
         batch = self.data.sample(
             c.batch_size, generator, history_frames=window_frames(c.history), first_section=c.first_section
         )
-        history, anchor = corrupt_history(batch.history, batch.anchor, c.corruption, generator)
-        history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
         keep_text = (torch.rand(c.batch_size, generator=generator) >= c.caption_dropout).float().view(-1, 1, 1)
-        return step, (batch.target, history, anchor, batch.text * keep_text), generator
+        return step, (batch.target, batch.history, batch.anchor, batch.text * keep_text), generator
+
+    def _corrupt(self, tensors, generator: torch.Generator):
+        """History corruption and drop, on the device (whole-batch tensor work; random draws from the
+        step's generator, so the step stays a pure function of its seed)."""
+        c = self.config
+        target, history, anchor, text = (t.to(self.device, non_blocking=True) for t in tensors)
+        history, anchor = corrupt_history(history, anchor, c.corruption, generator)
+        history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
+        return target, history, anchor, text
 
     def train_step(self) -> dict[str, float]:
         c = self.config
-        # The next step's inputs are prepared on a thread while this one runs on the device.
+        # The next step's samples are drawn on a thread while this one runs on the device.
         pending = self._prefetch if self._prefetch is not None and self._prefetch.result()[0] == self.step else None
         step, tensors, generator = pending.result() if pending is not None else self._prepare(self.step)
         self._prefetch = self._pool.submit(self._prepare, self.step + 1)
-        if c.stage == 3:
+        if isinstance(tensors, OdePairs):
             return self._distill_step(tensors, generator)
-        target, history, anchor, text = (t.to(self.device, non_blocking=True) for t in tensors)
+        target, history, anchor, text = self._corrupt(tensors, generator)
+        if c.stage == 3:
+            return self._distill_step((target, history, anchor, text), generator)
         with self._autocast():
             if c.stage == 1:
                 loss = flow_matching_loss(
@@ -205,7 +214,7 @@ class Trainer:
             record["loss"] = _global_mean(loss.detach())
             self.step += 1
             return record
-        batch = tuple(t.to(self.device, non_blocking=True) for t in tensors)
+        batch = tensors
         record.update(d.critic_step(self.wrapped, batch, generator, self.step, torch.float32, self._autocast()))
         if d.generator_turn(self.step):
             generator_steps = self.step // c.distill.generator_update_every
