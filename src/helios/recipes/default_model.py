@@ -405,8 +405,10 @@ def main() -> None:
     report_path = work / args.report
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
 
-    def log(message: str) -> None:
-        print(message, flush=True)
+    started = time.time()
+
+    def log(message: str) -> None:  # with the minutes since the start (device calls are budgeted)
+        print(f"[{(time.time() - started) / 60:5.1f} min] {message}", flush=True)
 
     # The codec later phases use: the one this run trains, else the one given.
     codec_dir = work / "codec" if "codec" in args.phase or not args.codec_from else Path(args.codec_from)
