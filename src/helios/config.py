@@ -392,6 +392,10 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "no"  # "bf16" | "no"
     gradient_checkpointing: bool = False
+    # torch.compile backend for each transformer block ("inductor" on GPUs), None: eager. A small model
+    # is bound by kernel launches (the default world model: ~8,500 per stage-2 step), which compiling
+    # each block's element-wise work into few kernels removes.
+    compile: str | None = None
     ema_decay: float | None = None
     ema_start: int = 0
     logit_normal: tuple[float, float] = (0.0, 1.0)  # stage-1 timestep sampling (mean, std)

@@ -17,6 +17,7 @@ from helios import HeliosTransformer
 from helios.config import CorruptionSettings, HistoryDropSettings, TrainConfig
 from helios.encoders.world_text import WorldTextEncoder
 from helios.media import read_video, to_model_pixels
+from helios.model.speed import blocks_compiled
 from helios.synthetic.world import vocabulary
 from helios.training.corruption import choose_modes, corrupt_history, drop_history
 from helios.training.data import LatentShards
@@ -116,6 +117,21 @@ def test_loss_falls(world_shards, tmp_path, stage):
     records = Trainer(config).train()
     losses = [r["loss"] for r in records]
     assert _mean(losses[-8:]) < 0.8 * _mean(losses[:8]), losses
+
+
+def test_compiled_blocks_train_like_eager_ones(world_shards, tmp_path):
+    """``compile``: the blocks go through torch.compile (the aot_eager backend here: the trace and the
+    autograd split are real, code generation is for GPUs) and a stage-2 run's losses and weights match
+    the eager run's."""
+    shards, _, _ = world_shards
+    runs = {}
+    for backend in (None, "aot_eager"):
+        trainer = Trainer(train_config(shards, tmp_path / str(backend), stage=2, max_steps=2, compile=backend))
+        assert blocks_compiled(trainer.model) == (backend is not None)
+        runs[backend] = [r["loss"] for r in trainer.train()], trainer.model.state_dict()
+    (eager_losses, eager_weights), (compiled_losses, compiled_weights) = runs.values()
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    assert all(torch.allclose(eager_weights[k], compiled_weights[k], atol=1e-5) for k in eager_weights)
 
 
 def test_resume_is_exact(world_shards, tmp_path):

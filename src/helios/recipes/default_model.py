@@ -264,9 +264,19 @@ DISTILL_ABLATIONS = {
 
 
 def stage_config(
-    stage: int, shards: Path, out: Path, init: str | dict, steps: int, batch_size: int = 32, **changes
+    stage: int,
+    shards: Path,
+    out: Path,
+    init: str | dict,
+    steps: int,
+    batch_size: int = 32,
+    compile: bool = False,
+    **changes,
 ) -> TrainConfig:
+    """``compile``: regional torch.compile of the trained transformer (GPU only: the small model is
+    launch-bound there; on a CPU compiling costs more than it saves)."""
     values = dict(
+        compile="inductor" if compile and torch.cuda.is_available() else None,
         stage=stage,
         data=str(shards),
         output_dir=str(out),
@@ -368,6 +378,9 @@ def main() -> None:
     parser.add_argument("--mid-steps", type=int, default=2000)
     parser.add_argument("--ablation-steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--compile", action="store_true", help="phases base/mid/refine: compile each transformer block (GPU)"
+    )
     parser.add_argument("--base-minutes", type=float, default=3.5, help="time budget of stage 1")
     parser.add_argument("--mid-minutes", type=float, default=2.0, help="time budget of stage 2")
     parser.add_argument(
@@ -449,6 +462,7 @@ def main() -> None:
             TRANSFORMER,
             args.base_steps,
             args.batch_size,
+            args.compile,
             first_section=args.first_section,
         )
         report["base"] = str(train_stage(config, args.base_minutes, log))
@@ -460,6 +474,7 @@ def main() -> None:
             str(work / "base" / "export"),
             args.mid_steps,
             args.batch_size,
+            args.compile,
             first_section=args.first_section,
         )
         report["mid"] = str(train_stage(config, args.mid_minutes, log))
@@ -471,6 +486,7 @@ def main() -> None:
             str(Path(args.from_model) / "transformer"),
             args.mid_steps,
             args.batch_size,
+            args.compile,
             caption_dropout=0.1,
             first_section=args.first_section,
         )

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import TrainConfig, transformer_preset
 from ..model.memory import init_memory_from_patch_embedding
+from ..model.speed import compile_blocks
 from ..model.transformer import HeliosTransformer
 from ..model.window import window_frames
 from ..sampling.schedules import PyramidConstants
@@ -95,6 +96,8 @@ class Trainer:
                 for conv in (model.patch_short, model.patch_mid, model.patch_long):
                     conv.requires_grad_(True)
         model.enable_gradient_checkpointing(config.gradient_checkpointing)
+        if config.compile:
+            compile_blocks(model, backend=config.compile)
         self.model = model.to(self.device).train()
         self.wrapped = _wrap(self.model, config.distributed, self.device)
         # After wrapping: FSDP2 replaces parameters with sharded ones.
