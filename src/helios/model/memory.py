@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..parallel.context import SequenceShards
 from .rope import RopeCache, RopeTable, _pad_to_multiple
 from .window import HistoryInputs
 
@@ -24,10 +25,18 @@ class TokenSegments:
     history: int
     current: int
     grid: tuple[int, int, int]  # post-patch (T, H, W) of the noisy part
+    # Context parallelism: this rank holds ``history`` + ``current`` tokens of the sequence that
+    # ``shards`` describes (parallel/context.py); None: the whole sequence is here.
+    shards: SequenceShards | None = None
 
     @property
     def total(self) -> int:
         return self.history + self.current
+
+    def shard(self, shards: SequenceShards) -> TokenSegments:
+        """This rank's part: its run of the sequence, history first, then noisy tokens."""
+        history = min(max(self.history - shards.start, 0), shards.local)
+        return TokenSegments(history, shards.local - history, self.grid, shards)
 
 
 def as_index_rows(indices: torch.Tensor, batch: int) -> torch.Tensor:

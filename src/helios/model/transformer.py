@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..config import TransformerConfig
+from ..parallel.context import SequenceShards, gather_sequence, ulysses_attention
 from .attention import attention
 from .checkpoint import TransformerCheckpointMixin
 from .lora import LoraAdapters, scaled
@@ -156,6 +157,7 @@ class Attention(nn.Module):
         context: torch.Tensor | None = None,
         rope: RopeTable | None = None,
         history_length: int = 0,
+        shards: SequenceShards | None = None,
     ) -> torch.Tensor:
         source = x if context is None else context
         if self.fused_qkv and context is None and type(self.to_q) is nn.Linear:  # FP8 layers keep three GEMMs
@@ -177,8 +179,11 @@ class Attention(nn.Module):
             factor = 1.0 + torch.sigmoid(self.history_key_scale) * (HISTORY_KEY_MAX_SCALE - 1.0)
             factor = factor.view(1, 1, -1, 1)
             k = torch.cat([(k[:, :history_length] * factor).to(k.dtype), k[:, history_length:]], dim=1)
-        out = attention(q, k, v, self.backend).flatten(2).type_as(q)
-        return self.to_out[0](out)
+        if shards is not None:  # context parallelism: all tokens, some heads, for the kernel
+            out = ulysses_attention(q, k, v, shards, lambda q, k, v: attention(q, k, v, self.backend))
+        else:
+            out = attention(q, k, v, self.backend)
+        return self.to_out[0](out.flatten(2).type_as(q))
 
 
 class _GeluProjection(nn.Module):
@@ -239,13 +244,19 @@ class HeliosBlock(nn.Module):
         rope: RopeTable,
         segments: TokenSegments,
     ) -> torch.Tensor:
-        lengths = [segments.history, segments.current] if len(projections) == 2 else [segments.total]
+        lengths = [segments.history, segments.current]
+        if len(projections) == 1:
+            lengths = [segments.total]
+        elif 0 in lengths:  # a context-parallel shard may hold one kind of token only
+            projections, lengths = (projections[1:], lengths[1:]) if not lengths[0] else (projections[:1], lengths[:1])
         mod = SegmentModulation(self.scale_shift_table, projections, lengths)
         normed = self._norm_modulate(x, mod, shift=0, scale=1)
-        x = mod.gated_residual(x, self.attn1(normed, rope=rope, history_length=segments.history), gate=2)
+        attended = self.attn1(normed, rope=rope, history_length=segments.history, shards=segments.shards)
+        x = mod.gated_residual(x, attended, gate=2)
         if self.guidance_cross_attn and segments.history > 0:
-            history, current = x.split([segments.history, segments.current], dim=1)
-            x = torch.cat([history, self._cross_attend(current, text)], dim=1)
+            if segments.current > 0:  # (history tokens never read the text)
+                history, current = x.split([segments.history, segments.current], dim=1)
+                x = torch.cat([history, self._cross_attend(current, text)], dim=1)
         else:
             x = self._cross_attend(x, text)
         normed = self._norm_modulate(x, mod, shift=3, scale=4)
@@ -313,6 +324,7 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         self.norm_out = OutputHead(dim, config.eps)
         self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
         self.gradient_checkpointing = False
+        self.context_parallel = None  # parallel/context.py: split the sequence over ranks
         # Inference caches: RoPE tables (the window indices are the same for every chunk) and the
         # history's t = 0 modulation (depends only on weights). Keys include what they depend on.
         self.rope_cache = RopeCache(config.rope_dim, config.rope_theta)
@@ -422,6 +434,11 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         x = torch.cat([*history_tokens, current], dim=1) if history_tokens else current
         rope = RopeTable.cat([*history_tables, current_table])
         segments = TokenSegments(history=x.shape[1] - current.shape[1], current=current.shape[1], grid=grid)
+        if self.context_parallel is not None:  # this rank keeps its run of the sequence
+            shards = self.context_parallel.shards(segments.total)
+            tokens = slice(shards.start, shards.start + shards.local)
+            x, rope = x[:, tokens], RopeTable(rope.cos[:, tokens], rope.sin[:, tokens])
+            segments = segments.shard(shards)
 
         text = self.condition_embedder.embed_text(text.to(device=device, dtype=dtype))
         temb, projections = self.condition_embedder.embed_time(timestep.to(device), dtype)
@@ -440,7 +457,16 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
                 x = block(x, text, segment_projections, rope, segments)
 
         out = self.proj_out(self.norm_out(x[:, segments.history :], temb))
+        if segments.shards is not None:  # every rank returns the whole prediction
+            out = self._gather_noisy(out, segments)
         return self._unpatchify(out, grid)
+
+    @staticmethod
+    def _gather_noisy(out: torch.Tensor, segments: TokenSegments) -> torch.Tensor:
+        """Every rank's noisy-token outputs, in sequence order (context parallelism)."""
+        shards = segments.shards
+        noisy = segments.grid[0] * segments.grid[1] * segments.grid[2]
+        return gather_sequence(out, shards.tokens_from(sum(shards.lengths) - noisy), shards.group)
 
     def _zero_time_projections(
         self, timestep_dtype: torch.dtype, device: torch.device, dtype: torch.dtype

@@ -1,0 +1,79 @@
+"""Run under torchrun (2 gloo processes): a tiny transformer's context-parallel forward and backward
+against the same model run whole in this process. Writes one JSON line of measured differences."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+
+from helios import HeliosTransformer
+from helios.config import TINY
+from helios.parallel import disable_context_parallel, enable_context_parallel
+from tests.conftest import history_inputs
+
+
+def run(model, hidden, text, kwargs):
+    model.zero_grad(set_to_none=True)
+    out = model(hidden, torch.tensor([700.0]), text, **kwargs)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    # (a rank whose tokens never reach a layer gets no gradient there: zero)
+    return out.detach(), {
+        n: torch.zeros_like(p) if p.grad is None else p.grad.clone() for n, p in model.named_parameters()
+    }
+
+
+def compare(config_change: dict, size: tuple[int, int], history: bool) -> dict:
+    torch.manual_seed(0)  # the same weights and inputs on every rank
+    model = HeliosTransformer.from_config(dataclasses.replace(TINY, num_attention_heads=4, **config_change))
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn(1, 16, 3, *size, generator=generator)
+    text = torch.randn(1, 7, TINY.text_dim, generator=generator)
+    kwargs = {"indices_hidden_states": torch.arange(20, 23)[None]}
+    if history:
+        kwargs.update(history_inputs(1, *size, long_frames=4, generator=generator))
+    seen = []  # the token count block 0's self-attention gets: all of them, then this rank's share
+    model.blocks[0].attn1.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    whole, whole_grads = run(model, hidden, text, kwargs)
+    enable_context_parallel(model)
+    split, split_grads = run(model, hidden, text, kwargs)
+    disable_context_parallel(model)
+    for grad in split_grads.values():  # each rank holds its tokens' share
+        dist.all_reduce(grad)
+    worst_grad = max(
+        ((split_grads[n] - g).abs().max() / g.abs().max().clamp(min=1e-12)).item() for n, g in whole_grads.items()
+    )
+    return {
+        "change": config_change,
+        "size": size,
+        "history": history,
+        "output": (split - whole).abs().max().item(),
+        "grad": worst_grad,
+        "same_on_ranks": _same_everywhere(split),
+        "tokens": seen,
+    }
+
+
+def _same_everywhere(x: torch.Tensor) -> bool:
+    others = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(others, x)
+    return all(torch.equal(o, x) for o in others)
+
+
+def main() -> None:
+    dist.init_process_group("gloo")
+    results = [
+        compare({}, (8, 8), history=True),  # rank 0 holds history tokens only
+        compare({"is_amplify_history": True, "guidance_cross_attn": False}, (8, 16), history=True),
+        compare({}, (2, 6), history=False),  # 9 tokens: shards of 5 and 4
+    ]
+    if dist.get_rank() == 0:
+        sys.stdout.write(json.dumps(results) + "\n")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
