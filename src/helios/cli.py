@@ -464,14 +464,9 @@ def _warn_unknown_words(pipeline, prompts: list[str]) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import numpy as np
-    import torch
-
-    from .generation import GenerationRequest, HeliosPipeline
+    from .generation import GenerationRequest
     from .generation.prompts import read_prompt_file
-    from .media import write_frames, write_mp4
+    from .parallel.launch import join, launched_ranks, leave
 
     # Everything that can be checked without the model is checked first: a bad flag costs nothing.
     device = _device(args.device)
@@ -506,9 +501,35 @@ def run_generate(args: argparse.Namespace) -> int:
         if value is not None and not Path(value).is_file():
             what = "not found" if not Path(value).exists() else "is not a file"
             raise UsageError(f"{flag} {value} {what}")
+    ranks = launched_ranks()
+    if ranks > 1:  # under torchrun: one sequence split over every process (parallel/context.py)
+        device = join(device)
+    try:
+        return _generate(args, request, loras, device)
+    finally:
+        leave()
+
+
+def _generate(args: argparse.Namespace, request, loras, device) -> int:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from .generation import HeliosPipeline
+    from .generation.prompts import read_prompt_file
+    from .media import write_frames, write_mp4
+    from .parallel import enable_context_parallel
+    from .parallel.launch import is_main, launched_ranks
+
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
     _apply_loras(pipeline, loras)  # before the fast paths (FP8 replaces the linear layers)
     _fast_paths(args).apply(pipeline)
+    main = is_main()  # every rank samples the same video; the first one reports and writes it
+    if launched_ranks() > 1:
+        parallel = enable_context_parallel(pipeline.transformer)
+        if main:
+            print(f"helios: context parallelism over {parallel.size} processes ({device.type})", file=sys.stderr)
     if args.prompts:
         request = dataclasses.replace(
             request, prompts=read_prompt_file(args.prompts, pipeline.chunk_frames, args.transition)
@@ -520,10 +541,14 @@ def run_generate(args: argparse.Namespace) -> int:
     frames, first_chunk = [], None
     for chunk in stream:
         first_chunk = first_chunk or chunk.since_start_seconds
+        if not main:
+            continue
         frames.append(chunk.frames)
         if args.frames_dir:
             write_frames(chunk.frames, args.frames_dir, start=chunk.first_frame)
         _progress(chunk.index, total, chunk.generation_seconds)
+    if not main:
+        return 0
     sys.stderr.write("\n")
     video = np.concatenate(frames)
     write_mp4(video, args.out, pipeline.fps)
