@@ -303,20 +303,25 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from .bench.speed import run_benchmark
 
+    from .parallel.launch import leave
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fast = _fast_paths(args)
-    run_benchmark(
-        args.size,
-        args.preset,
-        args.frames,
-        device,
-        args.compare,
-        args.out,
-        dtype=getattr(torch, DTYPES[args.dtype]),
-        steps=args.steps,
-        fast=fast,
-        breakdown=not args.no_breakdown,
-    )
+    try:  # (under torchrun: on every process, the sequence split over them)
+        run_benchmark(
+            args.size,
+            args.preset,
+            args.frames,
+            device,
+            args.compare,
+            args.out,
+            dtype=getattr(torch, DTYPES[args.dtype]),
+            steps=args.steps,
+            fast=fast,
+            breakdown=not args.no_breakdown,
+        )
+    finally:
+        leave()
     return 0
 
 

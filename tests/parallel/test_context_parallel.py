@@ -81,3 +81,18 @@ def test_generate_under_torchrun_writes_the_single_process_video(tmp_path):
     one, two = read_frames(tmp_path / "one"), read_frames(tmp_path / "two")
     assert one.shape == two.shape and len(one) > 33  # (history is used from the second chunk on)
     assert np.abs(one.astype(int) - two.astype(int)).max() <= 1
+
+
+def test_bench_speed_under_torchrun_reports_once(tmp_path):
+    out = tmp_path / "speed.json"
+    result = torchrun(
+        ["-m", "helios.cli", "bench", "speed", "--size", "tiny", "--device", "cpu", "--dtype", "fp32"]
+        + ["--preset", "helios-distilled", "--frames", "33", "--no-breakdown", "--out", str(out)]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("| implementation |") == 1  # the first rank prints the table
+    data = json.loads(out.read_text())
+    assert data["meta"]["ranks"] == 2
+    (row,) = data["results"]
+    assert row["implementation"].endswith("×2 ranks (Ulysses)") and row["returned_frames"] == 33
+    assert row["end_to_end_fps"] > 0

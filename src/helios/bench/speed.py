@@ -34,6 +34,8 @@ from ..encoders.video import WanVideoCodec
 from ..generation import HeliosPipeline
 from ..generation.fast_paths import FastPaths
 from ..model.transformer import HeliosTransformer
+from ..parallel import enable_context_parallel
+from ..parallel.launch import is_main, join, launched_ranks
 
 PROMPT = "A red fox runs through fresh snow in a pine forest at sunrise, cinematic tracking shot."
 SIZES = {
@@ -216,12 +218,18 @@ def _peak_rss_gib() -> float:
 
 
 def measure_diffusers(
-    pipeline: HeliosPipeline, frames: int, seed: int = 0, compile: bool = False, attention: str | None = None
+    pipeline: HeliosPipeline,
+    frames: int,
+    seed: int = 0,
+    compile: bool = False,
+    attention: str | None = None,
+    ulysses: int = 1,
 ) -> SpeedResult:
     """diffusers' Helios pipeline on the *same* weights (its transformer shares our parameter tensors),
     the same VAE and prompt embeddings from the same encoder; timed the same way. ``compile``: its
     own regional compilation (``compile_repeated_blocks``); ``attention``: a diffusers attention
-    backend name (e.g. ``_native_cudnn``)."""
+    backend name (e.g. ``_native_cudnn``); ``ulysses``: its own context parallelism over that many
+    ranks (``enable_parallelism``; its compile then runs with ``fullgraph=False``, as ``True`` fails)."""
     from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline, HeliosScheduler, HeliosTransformer3DModel
     from diffusers import HeliosPipeline as DiffusersBase
 
@@ -237,8 +245,12 @@ def measure_diffusers(
     reference.eval()
     if attention:
         reference.set_attention_backend(attention)
+    if ulysses > 1:
+        from diffusers import ContextParallelConfig
+
+        reference.enable_parallelism(config=ContextParallelConfig(ulysses_degree=ulysses))
     if compile:
-        reference.compile_repeated_blocks(fullgraph=True)
+        reference.compile_repeated_blocks(fullgraph=ulysses == 1)
     vae = pipeline.codec.vae
     shift = settings.shift
     scheduler_kwargs = dict(use_dynamic_shifting=shift.kind is not None, time_shift_type=shift.kind or "linear")
@@ -365,6 +377,10 @@ def run_benchmark(
             ),
         )
     vae_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[fast.vae_dtype]
+    ranks = launched_ranks()
+    if ranks > 1:  # under torchrun: both implementations split the sequence over the processes
+        device = str(join(torch.device(device)))
+        torch.manual_seed(0)  # the same random weights on every rank
     pipeline = build_pipeline(size, settings, device, dtype, vae_dtype=vae_dtype)
     # diffusers first: our fast paths (FP8 in place, offload) change the shared weights.
     baseline = (
@@ -373,18 +389,24 @@ def run_benchmark(
             frames,
             compile=compare == "diffusers-compiled",
             attention="_native_cudnn" if compare == "diffusers-compiled" else None,
+            ulysses=ranks,
         )
         if compare
         else None
     )
     fast.apply(pipeline)
+    if ranks > 1:
+        enable_context_parallel(pipeline.transformer)
     results = [measure_ours(pipeline, frames, breakdown=False)]
     if breakdown:
         results.append(measure_ours(pipeline, frames, breakdown=True))
     for result in results:
-        result.implementation += f" [{fast.label()}]"
+        result.implementation += f" [{fast.label()}]" + (f" ×{ranks} ranks (Ulysses)" if ranks > 1 else "")
     if baseline is not None:
+        baseline.implementation += f" ×{ranks} ranks (its Ulysses)" if ranks > 1 else ""
         results.append(baseline)
+    if not is_main():
+        return results
     table = format_table(results)
     print(
         __doc__.split("Definitions")[1]
@@ -406,6 +428,7 @@ def run_benchmark(
             torch=torch.__version__,
             date=time.strftime("%Y-%m-%d"),
             command=" ".join(sys.argv),
+            ranks=ranks,
         )
         with open(out, "w") as f:
             json.dump({"meta": meta, "results": [asdict(r) for r in results]}, f, indent=2)
