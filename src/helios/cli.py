@@ -102,6 +102,9 @@ def _add_fast_path_arguments(parser) -> None:
         help="memory mode: UMT5 layers (text) or also the transformer blocks (all) streamed from pinned host memory",
     )
     parser.add_argument("--memory-limit-gib", type=float, help="cap GPU memory (simulates a smaller card)")
+    parser.add_argument(
+        "--decode-device", help="pipelined: decode (and encode text) on this device, e.g. cuda:1, beside denoising"
+    )
 
 
 def _fast_paths(args: argparse.Namespace):
@@ -120,6 +123,7 @@ def _fast_paths(args: argparse.Namespace):
         overlap_vae=args.overlap_vae,
         offload=args.offload,
         memory_limit_gib=args.memory_limit_gib,
+        decode_device=args.decode_device,
     )
 
 
@@ -302,7 +306,6 @@ def run_bench(args: argparse.Namespace) -> int:
         return run_heliosbench(args)
 
     from .bench.speed import run_benchmark
-
     from .parallel.launch import leave
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -324,3 +324,25 @@ def test_i2v_noise_levels_are_request_options(pipeline, monkeypatch):
         pipeline.generate("x", image=image, image_noise_sigma=(0.4, 0.2))
     with pytest.raises(ValueError, match="applies to I2V / V2V"):
         pipeline.generate("x", video_noise_sigma=0.2)
+
+
+def test_a_placed_decoder_gives_the_same_video(pipeline):
+    """place_decoder (pipelined inference): the codec and the text encoder move, decoding overlaps the
+    next chunk's denoising; the video is unchanged, I2V (the codec encodes the image) included. On a CPU
+    both sides are the CPU: what this checks is the path; tests/gpu/test_multi_gpu.py checks two cards."""
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[20:40, 10:30] = 200
+    plain = [
+        pipeline.generate("a blue square", num_frames=40, seed=5, **FAST, **extra) for extra in ({}, {"image": image})
+    ]
+    try:
+        pipeline.place_decoder("cpu")
+        assert pipeline.overlap_decode and pipeline.decode_device == torch.device("cpu")
+        placed = [
+            pipeline.generate("a blue square", num_frames=40, seed=5, **FAST, **extra)
+            for extra in ({}, {"image": image})
+        ]
+    finally:
+        pipeline.overlap_decode, pipeline.decode_device = False, None
+    for a, b in zip(plain, placed):
+        assert np.array_equal(a.frames, b.frames) and torch.equal(a.latents, b.latents)

@@ -39,6 +39,7 @@ class FastPaths:
         None  # "text" (UMT5 layers) or "all" (and the transformer blocks): streamed from pinned host memory
     )
     memory_limit_gib: float | None = None  # cap the process's GPU memory (simulates a smaller card)
+    decode_device: str | None = None  # pipelined on two devices: codec + text encoder there (place_decoder)
 
     def label(self) -> str:
         parts = [
@@ -59,6 +60,7 @@ class FastPaths:
         parts += [f"attention={self.attention}"] if self.attention else []
         parts += [f"vae={self.vae_dtype}"] if self.vae_dtype != "fp32" else []
         parts += [f"limit={self.memory_limit_gib:g}GiB"] if self.memory_limit_gib else []
+        parts += [f"decode_on={self.decode_device}"] if self.decode_device else []
         return "+".join(parts) or "reference path"
 
     def apply(self, pipeline: HeliosPipeline) -> None:
@@ -99,6 +101,8 @@ class FastPaths:
         if self.memory_limit_gib and pipeline.device.type == "cuda":
             total = torch.cuda.get_device_properties(pipeline.device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, self.memory_limit_gib * 2**30 / total), pipeline.device)
+        if self.decode_device:
+            pipeline.place_decoder(self.decode_device)
 
     def check(self, pipeline: HeliosPipeline) -> None:
         """Refuse combinations this pipeline cannot take, before anything is changed."""
@@ -121,3 +125,9 @@ class FastPaths:
             raise ValueError(f"fp8 must be 'per_row' or 'per_tensor', got {self.fp8!r}")
         if self.attention:
             check_attention_backend(self.attention)
+        if self.decode_device:
+            device = torch.device(self.decode_device)
+            if device.type == "cuda" and (
+                not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+            ):
+                raise ValueError(f"decode device {self.decode_device} does not exist on this machine")

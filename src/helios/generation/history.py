@@ -63,7 +63,7 @@ def condition_on_image(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     batch = window.buffer.shape[0]  # (a batch of videos starts from the same image)
     fake = fake.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
     window.buffer = torch.cat([window.buffer[:, :, :-1], fake], dim=2)
-    window.anchor = anchor.expand(batch, -1, -1, -1, -1)
+    window.anchor = anchor.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
 
 
 def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.Tensor, draw: NoiseDraws) -> None:
@@ -89,7 +89,7 @@ def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     latents = torch.cat([noised(c, settings.video_noise_sigma, draw, per_frame=True) for c in per_chunk], dim=2)
     batch = window.buffer.shape[0]  # (a batch of videos continues the same video)
     latents = latents.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
-    anchor = anchor.expand(batch, -1, -1, -1, -1)
+    anchor = anchor.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
     if latents.shape[2] < window.buffer.shape[2]:
         keep = window.buffer.shape[2] - latents.shape[2]
         window.buffer = torch.cat([window.buffer[:, :, :keep], latents], dim=2)

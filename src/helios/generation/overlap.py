@@ -43,11 +43,14 @@ class ChunkDecoder:
 
     def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], device: torch.device, side_stream: bool):
         self.decode = decode
+        self.device = device
         self.stream = torch.cuda.Stream(device) if side_stream and device.type == "cuda" else None
 
     def submit(self, latents: torch.Tensor) -> DecodedFrames:
         if self.stream is None:
             return DecodedFrames(self.decode(latents).cpu(), None)
+        if latents.device != self.device:  # pipelined over two GPUs: a small copy to the decoding one
+            latents = latents.to(self.device)
         produced = torch.cuda.current_stream(latents.device).record_event()
         with torch.cuda.stream(self.stream):
             self.stream.wait_event(produced)

@@ -204,6 +204,7 @@ class HeliosPipeline:
 
     overlap_decode: bool = False
     batched_cfg: bool = False
+    decode_device: torch.device | None = None  # place_decoder: the codec's own device (None: the transformer's)
     # Adaptive-sampling thresholds for this model's codec (the released Wan ones unless the model
     # folder stores calibrated ones, drift.json).
     drift_settings: DriftSettings = DriftSettings()
@@ -264,6 +265,19 @@ class HeliosPipeline:
         for part in (self.codec, self.text_encoder):
             if hasattr(part, "to"):
                 part.to(device)
+        return self
+
+    def place_decoder(self, device: str | torch.device) -> HeliosPipeline:
+        """Pipelined inference on two devices: the codec (decoding, and encoding I2V/V2V inputs) and
+        the text encoder move to ``device``; the transformer stays. Each chunk's latents cross over
+        and are decoded there while the transformer denoises the next chunk (``overlap_decode`` on),
+        so the rate is the transformer's alone."""
+        device = torch.device(device)
+        for part in (self.codec, self.text_encoder):
+            if hasattr(part, "to"):
+                part.to(device)
+        self.decode_device = device
+        self.overlap_decode = True
         return self
 
     def save_pretrained(self, path: str | Path) -> Path:
@@ -416,7 +430,8 @@ class HeliosPipeline:
         num_frames = plan.request.num_frames
         total_frames = None if num_frames is None else self.output_frames(num_frames)
         denoised = self._denoise(plan, state)
-        decoder = ChunkDecoder(self._decode_on_device, self.device, side_stream=self.overlap_decode)
+        decode_device = self.decode_device or self.device
+        decoder = ChunkDecoder(self._decode_on_device, decode_device, side_stream=self.overlap_decode)
 
         def submit(chunk: _Denoised):
             return chunk, decoder.submit(chunk.latents)
