@@ -4,10 +4,12 @@ their settings, offload reads back, resume is exact, LoRA merges, two processes 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +25,7 @@ from helios.training.corruption import choose_modes, corrupt_history, drop_histo
 from helios.training.data import LatentShards
 from helios.training.trainer import Trainer
 
-from .conftest import train_config
+from .conftest import TINY_WORLD_TRANSFORMER, train_config
 
 
 def test_frame_aware_corrupt_mode_frequencies_match_settings():
@@ -232,6 +234,44 @@ def test_two_process_training(world_shards, tmp_path, mode):
     # FSDP keeps each rank's EMA shard only; the checkpoint gathers whole tensors
     assert {k: v.shape for k, v in ema.items()} == {k: v.shape for k, v in trainable.items()}
     assert any(not torch.equal(ema[k], trainable[k]) for k in ema)
+
+
+def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
+    """FSDP2 from a model folder builds on the meta device and fills each rank's shards one tensor at a
+    time: the gathered weights equal the folder's, the LoRA start is peft's (B = 0, A ~ N(0, 1/r) drawn
+    alike on every rank), and training runs."""
+    shards, _, _ = world_shards
+    folder = tmp_path / "start"
+    torch.manual_seed(5)
+    HeliosTransformer.from_config(TINY_WORLD_TRANSFORMER).save_pretrained(folder)
+    config = train_config(
+        shards,
+        tmp_path / "run",
+        transformer=str(folder),
+        distributed="fsdp",
+        max_steps=2,
+        lora_rank=4,
+        lora_alpha=4,
+        init_memory_patches=False,
+    )
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        + ["-m", "tests.training.sharded_start_worker", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{root}{os.pathsep}{root / 'src'}"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["sharded"] and report["weights_equal"], report
+    assert report["lora_b_zero"] and report["lora_a_same_on_ranks"] and report["lora_a_by_name"], report
+    assert abs(report["lora_a_std"] - 1 / 4) < 0.05, report
+    assert len(report["losses"]) == 2 and all(math.isfinite(x) for x in report["losses"]), report
 
 
 def test_shipped_configs_parse():

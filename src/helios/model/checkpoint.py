@@ -195,6 +195,32 @@ def load_weights(
     return model.eval()
 
 
+class StoredWeights:
+    """A weights folder read one tensor at a time (canonical key names; headers read up front), for
+    loaders that must never hold a whole model in host memory (a sharded start)."""
+
+    def __init__(self, folder: Path, weights_name: str = WEIGHTS_NAME):
+        self.folder = folder
+        self.entries = _stored_shapes(_weight_files(folder, weights_name))
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: shape for name, (_, _, shape) in self.entries.items()}
+
+    def get(self, name: str) -> torch.Tensor:
+        file, key, _ = self.entries[name]
+        with _open(file) as handle:
+            try:
+                return handle.get_tensor(key)
+            except Exception as exc:
+                raise CheckpointError(f"cannot read {key!r} from {file}: damaged file ({exc})") from None
+
+
+def read_model_config(path: str | Path, kind: str = "model") -> tuple[Path, dict]:
+    """The model folder of ``path`` and its parsed ``config.json``."""
+    folder = find_model_dir(path, None, kind)
+    return folder, _read_config(folder)
+
+
 def save_weights(
     state: dict[str, torch.Tensor],
     folder: Path,

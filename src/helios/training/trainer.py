@@ -34,6 +34,7 @@ from .data import LatentShards
 from .distillation import Distillation
 from .objectives import flow_matching_loss, pyramid_flow_matching_loss
 from .ode_pairs import OdePairs, OdePairShards
+from .sharded_start import build_sharded, fill_shard
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -87,19 +88,21 @@ class Trainer:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         torch.manual_seed(config.seed)  # model initialisation only; steps use their own generators
-        model = build_transformer(config.transformer)
-        if config.init_memory_patches and model.config.has_multi_term_memory_patch:
-            init_memory_from_patch_embedding(model, model.patch_embedding)
-        if config.lora_rank:
-            model = add_lora(model, config.lora_rank, config.lora_alpha or config.lora_rank)
-            if config.train_memory_patches:
-                for conv in (model.patch_short, model.patch_mid, model.patch_long):
-                    conv.requires_grad_(True)
-        model.enable_gradient_checkpointing(config.gradient_checkpointing)
-        if config.compile:
-            compile_blocks(model, backend=config.compile)
-        self.model = model.to(self.device).train()
-        self.wrapped = _wrap(self.model, config.distributed, self.device)
+        if _starts_sharded(config):
+            self.model = build_sharded(
+                config.transformer,
+                self.device,
+                prepare=self._prepare_model,
+                shard=lambda m: _wrap(m, "fsdp", self.device),
+                lora_rank=config.lora_rank,
+            ).train()
+            self.wrapped = self.model
+        else:
+            model = build_transformer(config.transformer)
+            if config.init_memory_patches and model.config.has_multi_term_memory_patch:
+                init_memory_from_patch_embedding(model, model.patch_embedding)
+            self.model = self._prepare_model(model).to(self.device).train()
+            self.wrapped = _wrap(self.model, config.distributed, self.device)
         # After wrapping: FSDP2 replaces parameters with sharded ones.
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         # Sharded EMA (paper §4.2): under FSDP2 each parameter is a DTensor, so its fp32 EMA copy holds
@@ -120,6 +123,19 @@ class Trainer:
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._prefetch = None
         self._resume()
+
+    def _prepare_model(self, model: HeliosTransformer) -> HeliosTransformer:
+        """LoRA adapters, gradient checkpointing and compilation, as the config asks."""
+        c = self.config
+        if c.lora_rank:
+            model = add_lora(model, c.lora_rank, c.lora_alpha or c.lora_rank)
+            if c.train_memory_patches:
+                for conv in (model.patch_short, model.patch_mid, model.patch_long):
+                    conv.requires_grad_(True)
+        model.enable_gradient_checkpointing(c.gradient_checkpointing)
+        if c.compile:
+            compile_blocks(model, backend=c.compile)
+        return model
 
     # ------------------------------------------------------------------ one step
 
@@ -336,12 +352,12 @@ class Trainer:
             )
         with torch.no_grad():
             for name, param in self.trainable.items():
-                _load_into(param, saved[name])
+                fill_shard(param, saved[name])
         if self.ema is not None and (folder / "ema.safetensors").is_file():
             saved_ema = load_file(str(folder / "ema.safetensors"))
             with torch.no_grad():
                 for name, value in self.ema.items():
-                    _load_into(value, saved_ema[name])
+                    fill_shard(value, saved_ema[name])
         optimizer = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         _load_optimizer_state(self.wrapped, self.optimizer, optimizer, self.config.distributed)
         if self.distill is not None and self.distill.critic_params:
@@ -409,13 +425,17 @@ def _full(param: torch.Tensor) -> torch.Tensor:
     return param.full_tensor() if hasattr(param, "full_tensor") else param
 
 
-def _load_into(param: torch.Tensor, value: torch.Tensor) -> None:
-    if hasattr(param, "device_mesh"):  # FSDP2 DTensor: take this rank's shard
-        from torch.distributed.tensor import distribute_tensor
-
-        param.copy_(distribute_tensor(value.to(param.dtype), param.device_mesh, param.placements))
-    else:
-        param.copy_(value.to(param.dtype))
+def _starts_sharded(config: TrainConfig) -> bool:
+    """FSDP2 from a Helios folder: built on the meta device and filled shard by shard (sharded_start.py).
+    A preset or Wan start, or memory patches initialised from the patch embedding, build whole."""
+    spec = config.transformer
+    return (
+        config.distributed == "fsdp"
+        and isinstance(spec, str)
+        and not spec.startswith("wan:")
+        and Path(spec).is_dir()
+        and not config.init_memory_patches
+    )
 
 
 def _optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, mode: str) -> dict:
