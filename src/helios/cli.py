@@ -510,7 +510,7 @@ def run_generate(args: argparse.Namespace) -> int:
             what = "not found" if not Path(value).exists() else "is not a file"
             raise UsageError(f"{flag} {value} {what}")
     ranks = launched_ranks()
-    if ranks > 1:  # under torchrun: one sequence split over every process (parallel/context.py)
+    if ranks > 1:  # under torchrun: one sequence split over every process (model/context_parallel.py)
         device = join(device)
     try:
         return _generate(args, request, loras, device)

@@ -34,7 +34,7 @@ def test_ulysses_matches_one_process():
 
 
 def test_a_head_count_not_divisible_by_the_ranks_is_refused():
-    from helios.parallel.context import check_heads
+    from helios.model.context_parallel import check_heads
 
     check_heads(40, 8)
     with pytest.raises(ValueError, match="40 heads cannot be split over 3 ranks"):

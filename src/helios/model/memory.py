@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..parallel.context import SequenceShards
+from .context_parallel import SequenceShards
 from .rope import RopeCache, RopeTable, _pad_to_multiple
 from .window import HistoryInputs
 
@@ -26,7 +26,7 @@ class TokenSegments:
     current: int
     grid: tuple[int, int, int]  # post-patch (T, H, W) of the noisy part
     # Context parallelism: this rank holds ``history`` + ``current`` tokens of the sequence that
-    # ``shards`` describes (parallel/context.py); None: the whole sequence is here.
+    # ``shards`` describes (model/context_parallel.py); None: the whole sequence is here.
     shards: SequenceShards | None = None
 
     @property

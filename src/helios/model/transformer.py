@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..config import TransformerConfig
-from ..parallel.context import SequenceShards, gather_sequence, ulysses_attention
 from .attention import attention
 from .checkpoint import TransformerCheckpointMixin
+from .context_parallel import SequenceShards, gather_sequence, ulysses_attention
 from .lora import LoraAdapters, scaled
 from .memory import TokenSegments, as_index_rows, embed_history, memory_patches, patchify
 from .precision import FP32_PARAMETER_PATTERNS
@@ -324,7 +324,7 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         self.norm_out = OutputHead(dim, config.eps)
         self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
         self.gradient_checkpointing = False
-        self.context_parallel = None  # parallel/context.py: split the sequence over ranks
+        self.context_parallel = None  # model/context_parallel.py: split the sequence over ranks
         # Inference caches: RoPE tables (the window indices are the same for every chunk) and the
         # history's t = 0 modulation (depends only on weights). Keys include what they depend on.
         self.rope_cache = RopeCache(config.rope_dim, config.rope_theta)
