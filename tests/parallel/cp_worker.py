@@ -18,7 +18,7 @@ from tests.conftest import history_inputs
 
 def run(model, hidden, text, kwargs):
     model.zero_grad(set_to_none=True)
-    out = model(hidden, torch.tensor([700.0]), text, **kwargs)
+    out = model(hidden, torch.tensor([700.0 - 50 * i for i in range(hidden.shape[0])]), text, **kwargs)
     (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
     # (a rank whose tokens never reach a layer gets no gradient there: zero)
     return out.detach(), {
@@ -26,17 +26,17 @@ def run(model, hidden, text, kwargs):
     }
 
 
-def compare(config_change: dict, size: tuple[int, int], history: bool) -> dict:
+def compare(config_change: dict, size: tuple[int, int], history: bool, batch: int = 1) -> dict:
     torch.manual_seed(0)  # the same weights and inputs on every rank
     model = HeliosTransformer.from_config(dataclasses.replace(TINY, num_attention_heads=4, **config_change))
     generator = torch.Generator().manual_seed(1)
-    hidden = torch.randn(1, 16, 3, *size, generator=generator)
-    text = torch.randn(1, 7, TINY.text_dim, generator=generator)
+    hidden = torch.randn(batch, 16, 3, *size, generator=generator)
+    text = torch.randn(batch, 7, TINY.text_dim, generator=generator)
     kwargs = {"indices_hidden_states": torch.arange(20, 23)[None]}
     if history:
-        kwargs.update(history_inputs(1, *size, long_frames=4, generator=generator))
-    seen = []  # the token count block 0's self-attention gets: all of them, then this rank's share
-    model.blocks[0].attn1.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+        kwargs.update(history_inputs(batch, *size, long_frames=4, generator=generator))
+    seen = []  # (samples, tokens) block 0's self-attention gets: all of them, then this rank's share
+    model.blocks[0].attn1.register_forward_hook(lambda module, args, out: seen.append(list(args[0].shape[:2])))
     whole, whole_grads = run(model, hidden, text, kwargs)
     enable_context_parallel(model)
     split, split_grads = run(model, hidden, text, kwargs)
@@ -50,6 +50,7 @@ def compare(config_change: dict, size: tuple[int, int], history: bool) -> dict:
         "change": config_change,
         "size": size,
         "history": history,
+        "batch": batch,
         "output": (split - whole).abs().max().item(),
         "grad": worst_grad,
         "same_on_ranks": _same_everywhere(split),
@@ -69,6 +70,7 @@ def main() -> None:
         compare({}, (8, 8), history=True),  # rank 0 holds history tokens only
         compare({"is_amplify_history": True, "guidance_cross_attn": False}, (8, 16), history=True),
         compare({}, (2, 6), history=False),  # 9 tokens: shards of 5 and 4
+        compare({}, (8, 8), history=True, batch=2),  # CFG-parallel: one sample per rank, whole
     ]
     if dist.get_rank() == 0:
         sys.stdout.write(json.dumps(results) + "\n")

@@ -1,5 +1,5 @@
-"""Ulysses context parallelism: two gloo processes on the CPU give the single-process output, and
-their weight gradients sum to the single-process ones."""
+"""Context parallelism (Ulysses, and CFG-parallel batch splitting): two gloo processes on the CPU give
+the single-process output, and their weight gradients sum to the single-process ones."""
 
 from __future__ import annotations
 
@@ -24,13 +24,16 @@ def test_ulysses_matches_one_process():
     result = torchrun(["-m", "tests.parallel.cp_worker"])
     assert result.returncode == 0, result.stderr[-3000:]
     cases = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(cases) == 3
+    assert len(cases) == 4
     for case in cases:
         assert case["output"] < 1e-5, case
         assert case["grad"] < 1e-4, case
         assert case["same_on_ranks"], case
-        whole, local = case["tokens"]
-        assert local in (whole // 2, (whole + 1) // 2) and local < whole, case  # the sequence was split
+        (whole_batch, whole), (local_batch, local) = case["tokens"]
+        if case["batch"] == 2:  # the batch was split, each sample's sequence whole
+            assert (local_batch, local) == (1, whole), case
+        else:  # the sequence was split
+            assert local_batch == whole_batch and local in (whole // 2, (whole + 1) // 2) and local < whole, case
 
 
 def test_a_head_count_not_divisible_by_the_ranks_is_refused():

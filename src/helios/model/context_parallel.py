@@ -44,14 +44,31 @@ class SequenceShards:
 
 
 class ContextParallel:
-    """A process group that splits the transformer's sequence (``enable_context_parallel``)."""
+    """A process group that splits the transformer's work (``enable_context_parallel``).
 
-    def __init__(self, group: dist.ProcessGroup | None = None):
+    ``split_batch``: a batch that divides by the ranks is split by samples instead — each rank runs its
+    samples whole and one gather ends the forward (CFG-parallel: the conditional and unconditional
+    halves of a batched-CFG call on two GPUs); otherwise the sequence is split (Ulysses)."""
+
+    def __init__(self, group: dist.ProcessGroup | None = None, split_batch: bool = True):
         if not dist.is_initialized():
             raise RuntimeError("context parallelism needs torch.distributed initialised (run under torchrun)")
         self.group = group
         self.size = dist.get_world_size(group)
         self.rank = dist.get_rank(group)
+        self.split_batch = split_batch
+
+    def batch_rows(self, batch: int) -> slice | None:
+        """This rank's samples when the batch is split, else None."""
+        if not self.split_batch or batch % self.size:
+            return None
+        per_rank = batch // self.size
+        return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+
+    def gather_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Every rank's samples (B / N, ...) → the batch (B, ...), in rank order, on every rank."""
+        lengths = [x.shape[0]] * self.size
+        return gather_sequence(x.transpose(0, 1), lengths, self.group).transpose(0, 1)
 
     def shards(self, total: int) -> SequenceShards:
         base, extra = divmod(total, self.size)
@@ -66,9 +83,11 @@ def check_heads(heads: int, ranks: int) -> None:
         raise ValueError(f"{heads} heads cannot be split over {ranks} ranks (context parallelism needs a divisor)")
 
 
-def enable_context_parallel(model: torch.nn.Module, group: dist.ProcessGroup | None = None) -> ContextParallel:
-    """Split ``model``'s sequence over ``group`` (default: all ranks) from now on; returns the splitter."""
-    parallel = ContextParallel(group)
+def enable_context_parallel(
+    model: torch.nn.Module, group: dist.ProcessGroup | None = None, split_batch: bool = True
+) -> ContextParallel:
+    """Split ``model``'s work over ``group`` (default: all ranks) from now on; returns the splitter."""
+    parallel = ContextParallel(group, split_batch)
     check_heads(model.config.num_attention_heads, parallel.size)
     model.context_parallel = parallel
     return parallel

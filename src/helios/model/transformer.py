@@ -417,9 +417,27 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
     ) -> torch.Tensor:
         """The network: noisy latents, timestep(s), text embedding and history → velocity."""
         batch = hidden_states.shape[0]
-        dtype = self.dtype
         self._check_input(hidden_states, "hidden_states")
         timestep = self._batch_timesteps(timestep, batch)
+        parallel = self.context_parallel
+        rows = parallel.batch_rows(batch) if parallel is not None else None
+        if rows is not None:  # CFG-parallel: this rank's samples whole, the batch gathered after
+            text = text.expand(batch, *text.shape[1:]) if text.shape[0] == 1 else text
+            local = self._predict(hidden_states[rows], timestep[rows], text[rows], history.rows(rows), False)
+            return parallel.gather_batch(local)
+        return self._predict(hidden_states, timestep, text, history, parallel is not None)
+
+    def _predict(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        text: torch.Tensor,
+        history: HistoryInputs,
+        split: bool,
+    ) -> torch.Tensor:
+        """``predict`` on this process's inputs; ``split``: the sequence is split over the ranks."""
+        batch = hidden_states.shape[0]
+        dtype = self.dtype
 
         current, grid = patchify(self.patch_embedding, hidden_states.to(dtype))
         device = current.device
@@ -434,7 +452,7 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         x = torch.cat([*history_tokens, current], dim=1) if history_tokens else current
         rope = RopeTable.cat([*history_tables, current_table])
         segments = TokenSegments(history=x.shape[1] - current.shape[1], current=current.shape[1], grid=grid)
-        if self.context_parallel is not None:  # this rank keeps its run of the sequence
+        if split:  # this rank keeps its run of the sequence
             shards = self.context_parallel.shards(segments.total)
             tokens = slice(shards.start, shards.start + shards.local)
             x, rope = x[:, tokens], RopeTable(rope.cos[:, tokens], rope.sin[:, tokens])

@@ -91,6 +91,17 @@ class HistoryInputs:
         }
         return replace(self, **grown, **indices)
 
+    def rows(self, rows: slice) -> HistoryInputs:
+        """The history of samples ``rows`` (latents of a one-sample history and shared indices stay)."""
+        picked = {
+            name: getattr(self, name)[rows]
+            for name in (*HISTORY_TERMS, "indices_short", "indices_mid", "indices_long", "indices_current")
+            if getattr(self, name) is not None
+            and getattr(self, name).shape[0] > 1
+            and (name in HISTORY_TERMS or getattr(self, name).ndim == 2)
+        }
+        return replace(self, **picked)
+
 
 def _grow(tensor: torch.Tensor, batch: int) -> torch.Tensor:
     if tensor.shape[0] == 1:
