@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--no-breakdown", action="store_true", help="skip the second run with per-call timers")
 
     hb = bench_kinds.add_parser(
-        "heliosbench", help="HeliosBench: generate the benchmark's videos, then score them (weight-free metrics)"
+        "heliosbench", help="HeliosBench: generate the benchmark's videos, then score them"
     )
     prompts = hb.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompts", metavar="CSV", help="the benchmark's prompt file (id, prompt, duration)")
@@ -236,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--seed", type=int, default=0)
     hb.add_argument("--device", help="cpu, cuda, ...")
     hb.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    hb.add_argument(
+        "--clip", help="a transformers CLIP ViT-L/14 folder: the CLIP semantic fallback (+ --aesthetic-head)"
+    )
+    hb.add_argument("--aesthetic-head", help="the LAION linear aesthetic head (.pth or .safetensors) for --clip")
+    hb.add_argument(
+        "--naturalness-url", help="OpenAI-compatible API base for naturalness (key: $HELIOS_NATURALNESS_KEY)"
+    )
+    hb.add_argument("--naturalness-model", help="the model name the naturalness endpoint serves")
     hb.add_argument(
         "--official-aesthetic-typo", action="store_true", help="the released long-aesthetic thresholds (see docs)"
     )
@@ -290,9 +298,13 @@ def run_heliosbench(args: argparse.Namespace) -> int:
         options = {k: v for k, v in (("preset", args.preset), ("steps", args.steps)) if v is not None}
         generation = runner.generate_videos(pipeline, prompts, args.out, tiers, args.seed, **options)
     chosen = [p for p in prompts if p.frames in tiers]
-    semantic = runner.world_judge(scenes) if scenes is not None else None
+    scorers = runner.model_scorers(
+        args.clip, args.aesthetic_head, args.naturalness_url, args.naturalness_model, str(_device(args.device))
+    )
+    if scenes is not None:
+        scorers["semantic_world"] = runner.world_judge(scenes)
     width = None if scenes is not None else runner.metrics.WIDTH  # (the world analogue: its own width)
-    result = runner.score_folder(args.out, chosen, semantic, args.official_aesthetic_typo, width)
+    result = runner.score_folder(args.out, chosen, scorers, args.official_aesthetic_typo, width)
     result = runner.with_throughput(result, generation)
     print(runner.report_table(result))
     print(f"wrote {runner.write_result(result, Path(args.out) / 'results.json')}")

@@ -7,9 +7,10 @@ it is shipped here): durations ≤ 120 form the short set, judged on their first
 world scenes as prompts, the world's strict judge as the semantic metric, the motion metrics at the
 world's own width (192: its videos are not the paper's, and 640-wide flow would only cost time).
 
-Metrics computed here are the weight-free ones (``metrics.py``). The model-based ones (aesthetic CLIP
-head, ViCLIP semantic, AMT-S/RAFT smoothness, the naturalness endpoint) need user-supplied weights or an
-API and are not part of this command yet: totals over what is present are marked partial.
+The weight-free metrics (``metrics.py``) always run; the model-based ones (``model_metrics.py``: the
+aesthetic CLIP head, a CLIP frame–text semantic fallback, the naturalness endpoint) run when the user
+gives their weights or endpoint. ViCLIP and AMT-S/RAFT smoothness are not available: totals over what is
+present are marked partial.
 """
 
 from __future__ import annotations
@@ -122,13 +123,14 @@ def score_video(frames: np.ndarray, long: bool, width: int | None = metrics.WIDT
 def score_folder(
     folder: str | Path,
     prompts: list[BenchPrompt] | None = None,
-    semantic: Callable[[np.ndarray, BenchPrompt], float] | None = None,
+    scorers: dict[str, Callable[[np.ndarray, BenchPrompt], float]] | None = None,
     official_typo: bool = False,
     width: int | None = metrics.WIDTH,
 ) -> dict:
     """Every ``{id}_{target}_ori{actual}.mp4`` of ``folder`` scored, averaged per set (short, long),
-    rated and totalled. ``semantic(frames, prompt)`` adds the world judge's score (``semantic_world``,
-    rated on this project's own table and weighted as the semantic metric)."""
+    rated and totalled. ``scorers``: more metrics by name, ``scorer(frames, prompt)`` (``model_scorers``:
+    aesthetic, semantic_clip, naturalness; ``world_judge``: semantic_world); on long videos each also
+    gives its drifting variant (first vs last 15 %)."""
     folder = Path(folder)
     files = sorted(p for p in folder.glob("*.mp4") if NAME.fullmatch(p.name))
     if not files:
@@ -143,15 +145,13 @@ def score_folder(
         if not prompt.long:
             frames = frames[:SHORT_FRAMES]
         scores = score_video(frames, prompt.long, width)
-        if semantic is not None:
+        for name, scorer in (scorers or {}).items():
             if not prompt.prompt:
-                raise ValueError(f"{path.name}: no prompt with id {ident} for the semantic metric")
-            scores["semantic_world"] = semantic(frames, prompt)
+                raise ValueError(f"{path.name}: no prompt with id {ident} for the metric {name}")
+            scores[name] = scorer(frames, prompt)
             if prompt.long:
                 count = max(4, round(len(frames) * metrics.DRIFT_PART))
-                scores["drift_semantic_world"] = abs(
-                    semantic(frames[:count], prompt) - semantic(frames[-count:], prompt)
-                )
+                scores[f"drift_{name}"] = abs(scorer(frames[:count], prompt) - scorer(frames[-count:], prompt))
         videos.append({"video": path.name, "id": ident, "frames": len(frames), "long": prompt.long, **scores})
     result = {"videos": videos, "sets": {}, "width": width or "native"}
     for name, long in (("short", False), ("long", True)):
@@ -180,6 +180,32 @@ def world_judge(scenes: dict) -> Callable[[np.ndarray, BenchPrompt], float]:
         return float(np.mean([value for result in results for value in result.values()]))
 
     return semantic
+
+
+def model_scorers(
+    clip: str | Path | None = None,
+    aesthetic_head: str | Path | None = None,
+    naturalness_url: str | None = None,
+    naturalness_model: str | None = None,
+    device: str = "cpu",
+) -> dict[str, Callable[[np.ndarray, BenchPrompt], float]]:
+    """The model-based metrics the user gave weights or an endpoint for (model_metrics.py)."""
+    from .model_metrics import ClipMetrics, NaturalnessEndpoint
+
+    scorers = {}
+    if aesthetic_head is not None and clip is None:
+        raise ValueError("the aesthetic head needs the CLIP model it reads (--clip)")
+    if clip is not None:
+        model = ClipMetrics(clip, aesthetic_head, device)
+        if aesthetic_head is not None:
+            scorers["aesthetic"] = lambda frames, prompt: model.aesthetic(frames)
+        scorers["semantic_clip"] = lambda frames, prompt: model.semantic(frames, prompt.prompt)
+    if naturalness_url is not None:
+        if not naturalness_model:
+            raise ValueError("the naturalness endpoint needs a model name (--naturalness-model)")
+        judge = NaturalnessEndpoint(naturalness_url, naturalness_model)
+        scorers["naturalness"] = lambda frames, prompt: judge(frames)
+    return scorers
 
 
 def report_table(result: dict) -> str:

@@ -30,7 +30,15 @@ THRESHOLDS: dict[str, tuple[str, tuple[float, ...]]] = {
 # ViCLIP similarity, rated in tenths (≥ 0.9 → 10 … ≥ 0.1 → 2), and weighted as the semantic metric.
 THRESHOLDS["semantic_world"] = (HIGHER, tuple(round(0.9 - 0.1 * i, 1) for i in range(9)))
 THRESHOLDS["drift_semantic_world"] = (LOWER, (0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14, 0.16, 0.18))
-WEIGHT_OF = {"semantic_world": "semantic", "drift_semantic_world": "drift_semantic"}
+# The CLIP frame–text fallback for ViCLIP's semantic score: the semantic table and weight, its own name.
+THRESHOLDS["semantic_clip"] = THRESHOLDS["semantic"]
+THRESHOLDS["drift_semantic_clip"] = THRESHOLDS["drift_semantic"]
+WEIGHT_OF = {
+    "semantic_world": "semantic",
+    "drift_semantic_world": "drift_semantic",
+    "semantic_clip": "semantic",
+    "drift_semantic_clip": "drift_semantic",
+}
 OFFICIAL_LONG_AESTHETIC = (0.70, 0.65, 0.60, 0.55, 0.50, 0.45, 0.40, 0.45, 0.40)
 
 SHORT_WEIGHTS = {
