@@ -1,5 +1,7 @@
 """Wan2.1 VAE decode of one chunk (9 latent frames → 33 frames at 384×640) on the GPU, per variant:
-fp32, bf16, bf16 channels-last, bf16 with torch.compile of the decoder (issue 5).
+fp32, bf16, bf16 channels-last, bf16 with torch.compile of the decoder (issue 5); then our streaming
+decoder (encoders/wan_decoder.py: a whole chunk per layer) in bf16, channels-last, and compiled, each
+with its error against diffusers' fp32 decode (issue 14).
 
     python benchmarks/vae_decode.py --out vae_decode.json
 """
@@ -56,6 +58,24 @@ def main() -> None:
         "first_call_s": time.perf_counter() - started,
         "ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
         "max_abs_vs_bf16": (compiled - bf16).abs().max().item(),
+    }
+    vae.decoder._compiled_call_impl = None  # (back to eager for our decoder, which shares the weights)
+    codec.use_own_decoder(True)
+    for name, fmt in (("helios_bf16", torch.contiguous_format), ("helios_bf16_channels_last", torch.channels_last_3d)):
+        layout(fmt)
+        ours = codec.decode(latents).float()
+        results[name] = {
+            "ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
+            "max_abs_vs_fp32": (ours - reference).abs().max().item(),
+            "max_abs_vs_bf16": (ours - bf16).abs().max().item(),
+        }
+    codec.own_decoder.compile()
+    started = time.perf_counter()
+    ours = codec.decode(latents).float()
+    results["helios_bf16_channels_last_compiled"] = {
+        "first_call_s": time.perf_counter() - started,
+        "ms": cuda_median_ms(lambda: codec.decode(latents), warmup=2, repeat=3),
+        "max_abs_vs_fp32": (ours - reference).abs().max().item(),
     }
     for name, r in results.items():
         print(name, r, flush=True)

@@ -91,6 +91,9 @@ def _add_fast_path_arguments(parser) -> None:
     parser.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
     parser.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32", help="Wan VAE precision")
     parser.add_argument("--vae-channels-last", action="store_true", help="channels-last 3-D conv weights in the VAE")
+    parser.add_argument(
+        "--vae-decoder", choices=["diffusers", "helios"], default="diffusers", help="Wan VAE decoder implementation"
+    )
     parser.add_argument("--fp8", choices=["per_row", "per_tensor"], help="block linears through the FP8 GEMM")
     parser.add_argument("--cuda-graphs", action="store_true", help="one CUDA graph per transformer input shape")
     parser.add_argument(
@@ -124,6 +127,7 @@ def _fast_paths(args: argparse.Namespace):
         offload=args.offload,
         memory_limit_gib=args.memory_limit_gib,
         decode_device=args.decode_device,
+        vae_decoder=args.vae_decoder,
     )
 
 
@@ -219,9 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fast_path_arguments(speed)
     speed.add_argument("--no-breakdown", action="store_true", help="skip the second run with per-call timers")
 
-    hb = bench_kinds.add_parser(
-        "heliosbench", help="HeliosBench: generate the benchmark's videos, then score them"
-    )
+    hb = bench_kinds.add_parser("heliosbench", help="HeliosBench: generate the benchmark's videos, then score them")
     prompts = hb.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompts", metavar="CSV", help="the benchmark's prompt file (id, prompt, duration)")
     prompts.add_argument(

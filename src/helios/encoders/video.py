@@ -25,6 +25,16 @@ class WanVideoCodec:
         # The released pipelines store the reciprocal and divide by it when decoding; kept for exactness.
         self.inverse_std = 1.0 / torch.tensor(config.latents_std).view(shape).to(dtype)
 
+    own_decoder = None  # our WanDecoder (wan_decoder.py) when use_own_decoder() chose it
+
+    def use_own_decoder(self, enabled: bool = True) -> WanVideoCodec:
+        """Decode with our streaming decoder (a whole chunk per layer; equal to diffusers' within
+        rounding, tests/encoders/test_wan_decoder.py) instead of diffusers' frame-by-frame one."""
+        from .wan_decoder import WanDecoder
+
+        self.own_decoder = WanDecoder.from_vae(self.vae) if enabled else None
+        return self
+
     def to(self, device: str | torch.device) -> WanVideoCodec:
         self.vae.to(device)
         self.mean, self.inverse_std = self.mean.to(device), self.inverse_std.to(device)
@@ -64,7 +74,9 @@ class WanVideoCodec:
 
     def to_dtype(self, dtype: torch.dtype) -> WanVideoCodec:
         """The same VAE in ``dtype`` (its latent statistics follow), e.g. bf16 for faster decoding."""
-        return self if self.vae.dtype == dtype else WanVideoCodec(self.vae.to(dtype))
+        if self.vae.dtype == dtype:
+            return self
+        return WanVideoCodec(self.vae.to(dtype)).use_own_decoder(self.own_decoder is not None)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -75,4 +87,6 @@ class WanVideoCodec:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         z = latents.to(self.device, self.vae.dtype) / self.inverse_std.to(self.device) + self.mean.to(self.device)
+        if self.own_decoder is not None:
+            return self.own_decoder(z)
         return self.vae.decode(z, return_dict=False)[0]

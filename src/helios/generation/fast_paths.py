@@ -39,6 +39,7 @@ class FastPaths:
         None  # "text" (UMT5 layers) or "all" (and the transformer blocks): streamed from pinned host memory
     )
     memory_limit_gib: float | None = None  # cap the process's GPU memory (simulates a smaller card)
+    vae_decoder: str = "diffusers"  # "helios": our streaming Wan decoder (encoders/wan_decoder.py)
     decode_device: str | None = None  # pipelined on two devices: codec + text encoder there (place_decoder)
 
     def label(self) -> str:
@@ -59,6 +60,7 @@ class FastPaths:
         parts += [f"fp8={self.fp8}"] if self.fp8 else []
         parts += [f"attention={self.attention}"] if self.attention else []
         parts += [f"vae={self.vae_dtype}"] if self.vae_dtype != "fp32" else []
+        parts += [f"vae_decoder={self.vae_decoder}"] if self.vae_decoder != "diffusers" else []
         parts += [f"limit={self.memory_limit_gib:g}GiB"] if self.memory_limit_gib else []
         parts += [f"decode_on={self.decode_device}"] if self.decode_device else []
         return "+".join(parts) or "reference path"
@@ -98,6 +100,8 @@ class FastPaths:
             pipeline.codec = pipeline.codec.to_dtype(torch.bfloat16)
         if self.vae_channels_last:
             pipeline.codec.channels_last(True)
+        if self.vae_decoder == "helios":
+            pipeline.codec.use_own_decoder(True)
         if self.memory_limit_gib and pipeline.device.type == "cuda":
             total = torch.cuda.get_device_properties(pipeline.device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, self.memory_limit_gib * 2**30 / total), pipeline.device)
@@ -117,7 +121,10 @@ class FastPaths:
             raise ValueError(
                 "offload='all' streams weights between eager blocks: it cannot be combined with compile or cuda_graphs"
             )
-        if (self.vae_dtype == "bf16" or self.vae_channels_last) and not isinstance(pipeline.codec, WanVideoCodec):
+        if self.vae_decoder not in ("diffusers", "helios"):
+            raise ValueError(f"vae_decoder must be 'diffusers' or 'helios', got {self.vae_decoder!r}")
+        wan_options = self.vae_dtype == "bf16" or self.vae_channels_last or self.vae_decoder != "diffusers"
+        if wan_options and not isinstance(pipeline.codec, WanVideoCodec):
             raise ValueError(
                 f"the VAE options apply to the Wan VAE; this model's codec is {type(pipeline.codec).__name__}"
             )
