@@ -57,8 +57,8 @@ for indices in (torch.tensor([[0, 3, 7]]), torch.tensor([[0, 3, 7], [1, 2, 9]]))
 # 3. The whole model, with history, forward and parameter gradients.
 model = HeliosTransformer.from_config(TINY)
 generator = torch.Generator().manual_seed(2)
-hidden, text = torch.randn(2, 16, 3, 8, 8, generator=generator), torch.randn(2, 5, 32, generator=generator)
-short = torch.randn(2, 16, 2, 8, 8, generator=generator)
+hidden, text = torch.randn(2, 16, 2, 4, 4, generator=generator), torch.randn(2, 5, 32, generator=generator)
+short = torch.randn(2, 16, 2, 4, 4, generator=generator)
 kwargs = dict(indices_latents_history_short=torch.tensor([[0, 5]]), latents_history_short=short)
 results = []
 for fused in (False, True):

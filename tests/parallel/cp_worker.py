@@ -1,5 +1,6 @@
 """Run under torchrun (2 gloo processes): a tiny transformer's context-parallel forward and backward
-against the same model run whole in this process. Writes one JSON line of measured differences."""
+against the same model run whole in this process, then the speed benchmark on both processes (its
+JSON to argv[1]). Writes one JSON line of measured differences."""
 
 from __future__ import annotations
 
@@ -72,8 +73,12 @@ def main() -> None:
         compare({}, (2, 6), history=False),  # 9 tokens: shards of 5 and 4
         compare({}, (8, 8), history=True, batch=2),  # CFG-parallel: one sample per rank, whole
     ]
+    # `helios bench speed` on both processes (its table printed and its JSON written by the first)
+    from helios.bench.speed import run_benchmark
+
+    speed = run_benchmark("tiny", "helios-distilled", 33, "cpu", None, sys.argv[1], torch.float32, breakdown=False)
     if dist.get_rank() == 0:
-        sys.stdout.write(json.dumps(results) + "\n")
+        sys.stdout.write(json.dumps({"cases": results, "speed_rows": len(speed)}) + "\n")
     dist.destroy_process_group()
 
 

@@ -20,10 +20,13 @@ def torchrun(args: list[str], processes: int = 2) -> subprocess.CompletedProcess
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
-def test_ulysses_matches_one_process():
-    result = torchrun(["-m", "tests.parallel.cp_worker"])
+def test_context_parallel_matches_one_process_and_benchmarks_once(tmp_path):
+    out = tmp_path / "speed.json"
+    result = torchrun(["-m", "tests.parallel.cp_worker", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
-    cases = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    _check_bench_speed(result.stdout, out)
+    cases = report["cases"]
     assert len(cases) == 4
     for case in cases:
         assert case["output"] < 1e-5, case
@@ -55,7 +58,7 @@ def test_generate_under_torchrun_writes_the_single_process_video(tmp_path):
         return np.stack([read_image(path) for path in sorted(folder.glob("*.png"))])
 
     common = ["--prompt", "a large red circle moves left slowly on a black background", "--frames", "66"]
-    common += ["--steps", "1,1,1", "--device", "cpu"]
+    common += ["--steps", "1,1,1", "--device", "cpu", "--height", "64", "--width", "128"]  # (small: quick)
     single = subprocess.run(
         [sys.executable, "-m", "helios.cli", "generate", *common, "--out", str(tmp_path / "one.mp4")]
         + ["--frames-dir", str(tmp_path / "one")],
@@ -82,18 +85,15 @@ def test_generate_under_torchrun_writes_the_single_process_video(tmp_path):
     assert "context parallelism over 2 processes" in split.stderr
     assert split.stdout.count("wrote") == 1  # only the first rank writes and reports
     one, two = read_frames(tmp_path / "one"), read_frames(tmp_path / "two")
-    assert one.shape == two.shape and len(one) > 33  # (history is used from the second chunk on)
+    assert (
+        one.shape == two.shape and len(one) > 33 and one.shape[1:3] == (64, 128)
+    )  # (history is used from the second chunk on)
     assert np.abs(one.astype(int) - two.astype(int)).max() <= 1
 
 
-def test_bench_speed_under_torchrun_reports_once(tmp_path):
-    out = tmp_path / "speed.json"
-    result = torchrun(
-        ["-m", "helios.cli", "bench", "speed", "--size", "tiny", "--device", "cpu", "--dtype", "fp32"]
-        + ["--preset", "helios-distilled", "--frames", "33", "--no-breakdown", "--out", str(out)]
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("| implementation |") == 1  # the first rank prints the table
+def _check_bench_speed(stdout: str, out: Path) -> None:
+    """`helios bench speed`'s run on two processes: one table, one JSON, our Ulysses row."""
+    assert stdout.count("| implementation |") == 1  # the first rank prints the table
     data = json.loads(out.read_text())
     assert data["meta"]["ranks"] == 2
     (row,) = data["results"]
