@@ -200,7 +200,7 @@ def test_bad_training_configs():
         TrainConfig.from_dict({"corruption": {"sparkle": 1}})
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("mode", ["ddp"])  # (FSDP2 runs in test_fsdp_starts_from_a_folder_shard_by_shard)
 def test_two_process_training(world_shards, tmp_path, mode):
     shards, _, _ = world_shards
     config = train_config(shards, tmp_path / "run", distributed=mode, max_steps=3, checkpoint_every=3, ema_decay=0.9)
@@ -239,7 +239,7 @@ def test_two_process_training(world_shards, tmp_path, mode):
 def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
     """FSDP2 from a model folder builds on the meta device and fills each rank's shards one tensor at a
     time: the gathered weights equal the folder's, the LoRA start is peft's (B = 0, A ~ N(0, 1/r) drawn
-    alike on every rank), and training runs."""
+    alike on every rank), and training runs: the log, and a checkpoint whose EMA is gathered whole."""
     shards, _, _ = world_shards
     folder = tmp_path / "start"
     torch.manual_seed(5)
@@ -249,7 +249,9 @@ def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
         tmp_path / "run",
         transformer=str(folder),
         distributed="fsdp",
-        max_steps=2,
+        max_steps=3,
+        checkpoint_every=3,
+        ema_decay=0.9,
         lora_rank=4,
         lora_alpha=4,
         init_memory_patches=False,
@@ -271,7 +273,14 @@ def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
     assert report["sharded"] and report["weights_equal"], report
     assert report["lora_b_zero"] and report["lora_a_same_on_ranks"] and report["lora_a_by_name"], report
     assert abs(report["lora_a_std"] - 1 / 4) < 0.05, report
-    assert len(report["losses"]) == 2 and all(math.isfinite(x) for x in report["losses"]), report
+    assert len(report["losses"]) == 3 and all(math.isfinite(x) for x in report["losses"]), report
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    saved = tmp_path / "run" / "checkpoints" / "step_0000003"
+    trainable, ema = load_file(str(saved / "trainable.safetensors")), load_file(str(saved / "ema.safetensors"))
+    # FSDP keeps each rank's EMA shard only; the checkpoint gathers whole tensors
+    assert {k: v.shape for k, v in ema.items()} == {k: v.shape for k, v in trainable.items()}
+    assert any(not torch.equal(ema[k], trainable[k]) for k in ema)
 
 
 def test_shipped_configs_parse():
