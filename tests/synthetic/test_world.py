@@ -233,3 +233,20 @@ def test_adherence_evaluation_reports_scores_calibration_controls_and_object_cou
     }
     assert result["exact_object_count"]["wrong_count_control"] == 0.0
     assert 0.0 <= result["model"]["present"] <= 1.0 and len(result["tables"]) == 3
+
+
+def test_two_objects_fused_into_one_blob_are_not_present():
+    """A red and a yellow square that touch all along read as one two-coloured blob: the judge counts
+    neither as present (colour-by-colour detection alone would find both). Apart, both are present."""
+    from helios.synthetic.judge import judge_clip
+
+    def scene(x_red: float, x_yellow: float) -> Scene:
+        red = ObjectSpec("square", "red", "large", "right", "slowly", x_red, 0.5)
+        yellow = ObjectSpec("square", "yellow", "large", "right", "slowly", x_yellow, 0.5)
+        return Scene("navy", (red, yellow))
+
+    apart, fused = scene(0.2, 0.62), scene(0.35, 0.54)  # fused: 36 px between centres, 37 px of squares
+    assert all(r["present"] for r in judge_clip(render(apart, 33), apart))
+    assert [max(d.merged for d in detect(render(apart, 33)))] == [0.0]
+    assert min(d.merged for d in detect(render(fused, 33))) > 0.9
+    assert not any(r["present"] for r in judge_clip(render(fused, 33), fused))

@@ -24,6 +24,9 @@ class Detection:
     speed: float  # pixels per frame
     area: float  # mean pixels per frame
     presence: float  # fraction of frames where it is seen
+    # fraction of those frames in which it touches another object colour: two objects fused into one
+    # blob (the world's judged scenes never let objects meet, so ground truth scores 0 here)
+    merged: float = 0.0
 
 
 def classify_pixels(frames: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -54,10 +57,29 @@ def _shape(fill: float) -> str:
     return "triangle"
 
 
+CONTACT_REACH = 2  # pixels between two colours' regions that count as touching
+CONTACT_PIXELS = 3  # touching pixels that make a frame's contact
+
+
+def _dilated(masks: np.ndarray, reach: int) -> np.ndarray:
+    """(T, H, W) masks grown by ``reach`` pixels (square neighbourhood)."""
+    grown = masks.copy()
+    height, width = masks.shape[1:]
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            ys, yd = (
+                (slice(0, height - dy), slice(dy, height)) if dy >= 0 else (slice(-dy, height), slice(0, height + dy))
+            )
+            xs, xd = (slice(0, width - dx), slice(dx, width)) if dx >= 0 else (slice(-dx, width), slice(0, width + dx))
+            grown[:, yd, xd] |= masks[:, ys, xs]
+    return grown
+
+
 def detect(frames: np.ndarray) -> list[Detection]:
     """Objects in a clip of uint8 frames (T, H, W, 3)."""
     names, labels = classify_pixels(frames)
     detections = []
+    objects = labels >= 0
     for index, name in enumerate(names):
         masks = labels == index
         counts = masks.sum(axis=(1, 2))
@@ -86,9 +108,17 @@ def detect(frames: np.ndarray) -> list[Detection]:
         direction = None
         if speed > 0.25:
             direction = max(DIRECTIONS, key=lambda d: DIRECTIONS[d][0] * velocity[0] + DIRECTIONS[d][1] * velocity[1])
+        others = _dilated(objects & ~masks, CONTACT_REACH)
+        contact = (masks & others).sum(axis=(1, 2))[seen] >= CONTACT_PIXELS
         detections.append(
             Detection(
-                name, _shape(float(np.median(fills))), direction, speed, float(counts[seen].mean()), float(seen.mean())
+                name,
+                _shape(float(np.median(fills))),
+                direction,
+                speed,
+                float(counts[seen].mean()),
+                float(seen.mean()),
+                float(contact.mean()),
             )
         )
     return detections

@@ -2,7 +2,9 @@
 
 Every prompted object is matched to a detected object (same colour first, else any unmatched one, so
 a wrong colour does not hide a right shape), then judged on colour, shape, size, direction and speed;
-an object with no match is absent and fails every attribute. Each score comes with its chance level
+an object with no match is absent and fails every attribute — so does one fused with another object
+into a single blob (its colour touches another object's in most frames; judged scenes never let two
+objects meet). Each score comes with its chance level
 (what a model that ignores the prompt gets) and two kinds of control:
 
 * calibration: ground-truth renders, and ground truth through the codec, must score near 100 %;
@@ -31,6 +33,7 @@ CHANCE = {
     "direction": 1 / len(DIRECTIONS),
     "speed": 1 / len(SPEEDS),
 }
+MERGED = 0.25  # an object touching another object's colour in more of its frames than this is not one object
 _OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
@@ -106,7 +109,7 @@ def judge_detections(
     several captions: the prompt and its wrong-prompt controls)."""
     results = []
     for obj, found in zip(scene.objects, match(scene, detections)):
-        if found is None:
+        if found is None or found.merged > MERGED:  # absent, or fused with another object into one blob
             results.append({"present": False, **{a: False for a in ATTRIBUTES}})
             continue
         results.append(
