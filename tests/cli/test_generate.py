@@ -45,15 +45,17 @@ def helios_here(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_generate_writes_a_playable_mp4_and_frames(model, tmp_path):
+def test_generate_writes_a_playable_mp4_and_frames(model, tmp_path, capsys):
     out = tmp_path / "out.mp4"
-    result = helios("generate", "--model", model, *TINY_RUN, "--out", out, "--frames-dir", tmp_path / "png")
-    assert result.returncode == 0, result.stderr
+    code, stdout, stderr = helios_here(
+        capsys, "generate", "--model", model, *TINY_RUN, "--out", out, "--frames-dir", tmp_path / "png"
+    )
+    assert code == 0, stderr
     frames, fps = read_video(out)
     assert frames.shape == (65, 64, 64, 3) and fps == 24
     assert len(list((tmp_path / "png").glob("frame_*.png"))) == 65
-    assert "chunk 2/2" in result.stderr
-    assert "wrote" in result.stdout and "65 frames" in result.stdout and "FPS" in result.stdout
+    assert "chunk 2/2" in stderr
+    assert "wrote" in stdout and "65 frames" in stdout and "FPS" in stdout
 
 
 def test_prompt_schedule_file(model, tmp_path, capsys):
@@ -155,10 +157,10 @@ def test_lora_files_with_scales_on_the_command_line(model, tmp_path, capsys):
 
 
 def test_default_model_needs_no_model_argument(tmp_path):
-    """What `make demo` runs, shortened to one chunk."""
+    """What `make demo` runs, shortened to one chunk of fewer steps."""
     out = tmp_path / "demo.mp4"
     prompt = "a large red circle moves right slowly on a black background"
-    result = helios("generate", "--device", "cpu", "--frames", 33, "--out", out, "--prompt", prompt)
+    result = helios("generate", "--device", "cpu", "--frames", 33, "--out", out, "--prompt", prompt, "--steps", "2,2,2")
     assert result.returncode == 0, result.stderr
     frames, _ = read_video(out)
     assert frames.shape == (33, 128, 192, 3)
