@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -168,36 +169,27 @@ def load_weights(
     state = model.state_dict(keep_vars=True)
     if len(state) != sum(1 for _ in model.parameters()) + sum(1 for _ in model.buffers()):
         raise AssertionError(f"{type(model).__name__} holds non-persistent buffers: they would stay on the meta device")
-    files = _weight_files(folder, weights_name)
-    stored = _stored_shapes(files)
+    stored = StoredWeights(folder, weights_name)
+    shapes = stored.shapes()
     expected = {name: tuple(t.shape) for name, t in state.items()}
-    required = {k: v for k, v in expected.items() if k not in optional or k in stored}
-    check_keys(required, {k: v[2] for k, v in stored.items()}, str(folder))
+    required = {k: v for k, v in expected.items() if k not in optional or k in shapes}
+    check_keys(required, shapes, str(folder))
 
     def target(name: str, tensor: torch.Tensor) -> torch.dtype:
         if not tensor.is_floating_point():
             return tensor.dtype
         return torch.float32 if keep_fp32(name) else dtype
 
-    by_file: dict[Path, list[tuple[str, str]]] = {}
-    for name, (file, key, _) in stored.items():
-        by_file.setdefault(file, []).append((name, key))
-    for file, names in by_file.items():
-        with _open(file) as handle:
-            for name, key in names:
-                try:
-                    tensor = handle.get_tensor(key)
-                except Exception as exc:  # a truncated file passes the header check and fails here
-                    raise CheckpointError(f"cannot read {key!r} from {file}: damaged file ({exc})") from None
-                _assign(model, name, tensor.to(device=device, dtype=target(name, tensor)))
-    for name in sorted(set(expected) - set(stored)):  # optional keys absent from the file: filled by the caller
+    for name, tensor in stored.tensors():
+        _assign(model, name, tensor.to(device=device, dtype=target(name, tensor)))
+    for name in sorted(set(expected) - set(shapes)):  # optional keys absent from the file: filled by the caller
         _assign(model, name, torch.zeros(expected[name], dtype=target(name, state[name]), device=device))
     return model.eval()
 
 
 class StoredWeights:
-    """A weights folder read one tensor at a time (canonical key names; headers read up front), for
-    loaders that must never hold a whole model in host memory (a sharded start)."""
+    """A weights folder read one tensor at a time (canonical key names; headers read up front): no
+    loader ever holds a whole model in host memory."""
 
     def __init__(self, folder: Path, weights_name: str = WEIGHTS_NAME):
         self.folder = folder
@@ -206,13 +198,19 @@ class StoredWeights:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: shape for name, (_, _, shape) in self.entries.items()}
 
-    def get(self, name: str) -> torch.Tensor:
-        file, key, _ = self.entries[name]
-        with _open(file) as handle:
-            try:
-                return handle.get_tensor(key)
-            except Exception as exc:
-                raise CheckpointError(f"cannot read {key!r} from {file}: damaged file ({exc})") from None
+    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(canonical name, tensor) for every stored tensor, each file opened once."""
+        by_file: dict[Path, list[tuple[str, str]]] = {}
+        for name, (file, key, _) in self.entries.items():
+            by_file.setdefault(file, []).append((name, key))
+        for file, names in by_file.items():
+            with _open(file) as handle:
+                for name, key in names:
+                    try:
+                        tensor = handle.get_tensor(key)
+                    except Exception as exc:  # a truncated file passes the header check and fails here
+                        raise CheckpointError(f"cannot read {key!r} from {file}: damaged file ({exc})") from None
+                    yield name, tensor
 
 
 def read_model_config(path: str | Path, kind: str = "model") -> tuple[Path, dict]:

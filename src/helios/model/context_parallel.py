@@ -8,8 +8,8 @@ back after it. The noisy tokens' outputs are gathered at the end, so every rank 
 prediction and the sampler, identical on all ranks, needs no change. Weights are replicated.
 
 Shards may differ in length by one token (any sequence length works); the head count must be a
-multiple of N. The exchanges and the gather are autograd functions (the backward of an all-to-all is the reverse
-all-to-all), so gradients flow; each rank's weight gradients are then its tokens' share, and their
+multiple of N. The exchanges and the gather are autograd functions (the backward of an all-to-all
+is the reverse all-to-all), so gradients flow; each rank's weight gradients are then its tokens' share, and their
 sum over the ranks (an all-reduce) is the single-process gradient (tested).
 """
 
@@ -127,33 +127,24 @@ def _heads_to_sequence(y: torch.Tensor, shards: SequenceShards) -> torch.Tensor:
     return received.view(n, shards.local, batch, group_heads, dim).permute(2, 1, 0, 3, 4).flatten(2, 3)
 
 
-class _SequenceToHeads(torch.autograd.Function):
+class _Exchange(torch.autograd.Function):
+    """``_sequence_to_heads`` (``to_heads``) or its inverse; the backward of each is the other."""
+
     @staticmethod
-    def forward(ctx, x, shards):
-        ctx.shards = shards
-        return _sequence_to_heads(x, shards)
+    def forward(ctx, x, shards, to_heads: bool):
+        ctx.shards, ctx.to_heads = shards, to_heads
+        return (_sequence_to_heads if to_heads else _heads_to_sequence)(x, shards)
 
     @staticmethod
     def backward(ctx, grad):
-        return _heads_to_sequence(grad, ctx.shards), None
-
-
-class _HeadsToSequence(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, shards):
-        ctx.shards = shards
-        return _heads_to_sequence(y, shards)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _sequence_to_heads(grad, ctx.shards), None
+        return (_heads_to_sequence if ctx.to_heads else _sequence_to_heads)(grad, ctx.shards), None, None
 
 
 def ulysses_attention(q, k, v, shards: SequenceShards, attend) -> torch.Tensor:
     """Self-attention of the whole sequence from this rank's (B, S_local, H, D) q, k, v: ``attend`` (a
     kernel on (B, S, heads, D)) sees all tokens and H / N heads; the result is this rank's tokens."""
-    q, k, v = (_SequenceToHeads.apply(t, shards) for t in (q, k, v))
-    return _HeadsToSequence.apply(attend(q, k, v), shards)
+    q, k, v = (_Exchange.apply(t, shards, True) for t in (q, k, v))
+    return _Exchange.apply(attend(q, k, v), shards, False)
 
 
 class _GatherSequence(torch.autograd.Function):

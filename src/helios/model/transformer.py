@@ -96,8 +96,10 @@ class SegmentModulation:
     """
 
     def __init__(self, table: torch.Tensor, projections: list[torch.Tensor], lengths: list[int]):
-        self.lengths = lengths
-        self.vectors = [(table + p.float()).unsqueeze(2).unbind(1) for p in projections]
+        # (a context-parallel shard may hold one kind of token only: empty segments are left out)
+        kept = [(p, n) for p, n in zip(projections, lengths) if n > 0]
+        self.lengths = [n for _, n in kept]
+        self.vectors = [(table + p.float()).unsqueeze(2).unbind(1) for p, _ in kept]
 
     def _parts(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return x.split(self.lengths, dim=1) if len(self.lengths) > 1 else (x,)
@@ -244,11 +246,7 @@ class HeliosBlock(nn.Module):
         rope: RopeTable,
         segments: TokenSegments,
     ) -> torch.Tensor:
-        lengths = [segments.history, segments.current]
-        if len(projections) == 1:
-            lengths = [segments.total]
-        elif 0 in lengths:  # a context-parallel shard may hold one kind of token only
-            projections, lengths = (projections[1:], lengths[1:]) if not lengths[0] else (projections[:1], lengths[:1])
+        lengths = [segments.history, segments.current] if len(projections) == 2 else [segments.total]
         mod = SegmentModulation(self.scale_shift_table, projections, lengths)
         normed = self._norm_modulate(x, mod, shift=0, scale=1)
         attended = self.attn1(normed, rope=rope, history_length=segments.history, shards=segments.shards)
@@ -483,8 +481,8 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
     def _gather_noisy(out: torch.Tensor, segments: TokenSegments) -> torch.Tensor:
         """Every rank's noisy-token outputs, in sequence order (context parallelism)."""
         shards = segments.shards
-        noisy = segments.grid[0] * segments.grid[1] * segments.grid[2]
-        return gather_sequence(out, shards.tokens_from(sum(shards.lengths) - noisy), shards.group)
+        history = sum(shards.lengths) - math.prod(segments.grid)  # (the noisy tokens are the grid's)
+        return gather_sequence(out, shards.tokens_from(history), shards.group)
 
     def _zero_time_projections(
         self, timestep_dtype: torch.dtype, device: torch.device, dtype: torch.dtype

@@ -80,27 +80,24 @@ class HistoryInputs:
         }
         return replace(self, **moved)
 
+    def _per_sample(self) -> list[str]:
+        """The fields whose first axis is the batch: the latents, and indices given per sample (B, T)."""
+        indices = ("indices_short", "indices_mid", "indices_long", "indices_current")
+        return [term for term in HISTORY_TERMS if getattr(self, term) is not None] + [
+            name
+            for name in indices
+            if getattr(self, name) is not None and getattr(self, name).ndim == 2 and getattr(self, name).shape[0] > 1
+        ]
+
     def expand(self, batch: int) -> HistoryInputs:
         """The history for ``batch`` samples, a whole multiple of its own batch (batched CFG: one history
         serves both halves): a view of a one-sample history, the batch repeated otherwise."""
-        grown = {term: _grow(getattr(self, term), batch) for term in HISTORY_TERMS if getattr(self, term) is not None}
-        indices = {  # per-sample indices (B, T) grow with their latents; shared ones stay
-            name: _grow(getattr(self, name), batch)
-            for name in ("indices_short", "indices_mid", "indices_long", "indices_current")
-            if getattr(self, name) is not None and getattr(self, name).ndim == 2 and getattr(self, name).shape[0] > 1
-        }
-        return replace(self, **grown, **indices)
+        return replace(self, **{name: _grow(getattr(self, name), batch) for name in self._per_sample()})
 
     def rows(self, rows: slice) -> HistoryInputs:
-        """The history of samples ``rows`` (latents of a one-sample history and shared indices stay)."""
-        picked = {
-            name: getattr(self, name)[rows]
-            for name in (*HISTORY_TERMS, "indices_short", "indices_mid", "indices_long", "indices_current")
-            if getattr(self, name) is not None
-            and getattr(self, name).shape[0] > 1
-            and (name in HISTORY_TERMS or getattr(self, name).ndim == 2)
-        }
-        return replace(self, **picked)
+        """The history of samples ``rows`` (a one-sample history serves every row and stays)."""
+        fields = [name for name in self._per_sample() if getattr(self, name).shape[0] > 1]
+        return replace(self, **{name: getattr(self, name)[rows] for name in fields})
 
 
 def _grow(tensor: torch.Tensor, batch: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..model.checkpoint import CheckpointError, StoredWeights, check_keys, read_model_config
+from ..model.checkpoint import StoredWeights, check_keys, read_model_config
 from ..model.transformer import HeliosTransformer
 
 
@@ -50,18 +50,14 @@ def build_sharded(
     model.to_empty(device=device)
     stored = StoredWeights(folder)
     state = model.state_dict(keep_vars=True)
-    from_file = {stored_name(n): tuple(t.shape) for n, t in state.items() if "lora_" not in n}
-    check_keys(from_file, stored.shapes(), str(folder))
+    by_stored_name = {stored_name(n): t for n, t in state.items() if "lora_" not in n}
+    check_keys({n: tuple(t.shape) for n, t in by_stored_name.items()}, stored.shapes(), str(folder))
     with torch.no_grad():
+        for name, value in stored.tensors():
+            fill_shard(by_stored_name[name], value)
         for name, tensor in state.items():
             if "lora_" in name:
-                value = new_lora_tensor(name, tensor.shape, lora_rank or 1)
-            else:
-                value = stored.get(stored_name(name))
-            fill_shard(tensor, value)
-    for name, buffer in model.named_buffers():
-        if buffer.is_meta:
-            raise CheckpointError(f"{name} was not filled")
+                fill_shard(tensor, new_lora_tensor(name, tensor.shape, lora_rank or 1))
     return model
 
 
