@@ -20,3 +20,10 @@ class NoiseDraws:
 
     def uniform(self, count: int) -> torch.Tensor:
         return to_device(torch.rand(count, generator=self.generator, device=self.generator.device), self.device)
+
+
+def device_randn(shape, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise drawn on ``device`` by a generator seeded from ``generator`` (a CPU generator):
+    large noise tensors are made where they are used, and a step stays a pure function of its seed."""
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    return torch.randn(shape, generator=torch.Generator(device).manual_seed(seed), device=device)

@@ -10,19 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import CorruptionSettings, HistoryDropSettings
+from ..sampling.noise import device_randn
 
 MODES = ("clean", "noise", "exposure", "downsample")
 
 
 def _uniform(low: float, high: float, shape, generator) -> torch.Tensor:
     return torch.rand(shape, generator=generator) * (high - low) + low
-
-
-def device_randn(shape, device: torch.device, generator: torch.Generator) -> torch.Tensor:
-    """Gaussian noise drawn on ``device`` by a generator seeded from ``generator`` (a CPU generator):
-    large noise tensors are made where they are used, and a step stays a pure function of its seed."""
-    seed = int(torch.randint(2**62, (1,), generator=generator))
-    return torch.randn(shape, generator=torch.Generator(device).manual_seed(seed), device=device)
 
 
 def choose_modes(frames: int, settings: CorruptionSettings, generator: torch.Generator) -> list[str]:
@@ -35,14 +29,6 @@ def _mode_indices(u: torch.Tensor, settings: CorruptionSettings) -> torch.Tensor
     edges = torch.tensor([settings.noise_prob, settings.exposure_prob, settings.downsample_prob]).cumsum(0)
     index = 1 + (u[..., None] >= edges).sum(-1)
     return torch.where(u < edges[-1], index, torch.zeros_like(index))
-
-
-def corrupt_frames(
-    frames: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator
-) -> tuple[torch.Tensor, list[str]]:
-    """Corrupt each frame of (C, T, h, w) by its own mode and strength."""
-    out, modes = _corrupt_batch(frames[None], settings, generator)
-    return out[0], [MODES[i] for i in modes[0].tolist()]
 
 
 def _corrupt_batch(
@@ -75,11 +61,6 @@ def _corrupt_batch(
         small = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         out[list(rows), :, list(cols)] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
     return out, modes
-
-
-def saturate(frames: torch.Tensor, settings: CorruptionSettings, generator: torch.Generator) -> torch.Tensor:
-    """Scale deviations from the per-position channel mean by a factor in U[lo, 1) or U(1, hi] (50/50)."""
-    return _saturate_batch(frames[None], torch.ones(1, dtype=torch.bool), settings, generator)[0]
 
 
 def _saturate_batch(

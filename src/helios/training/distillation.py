@@ -21,9 +21,9 @@ import torch.nn as nn
 from ..config import DistillSettings, SamplerSettings, ShiftSettings, TrainConfig
 from ..sampling.chunk import pyramid_schedules
 from ..sampling.dmd import step_sigma
+from ..sampling.noise import device_randn
 from ..sampling.schedules import PyramidConstants, calculate_shift
 from .backward_simulation import draw_exits, staged_backward_simulation
-from .corruption import device_randn
 from .distill_losses import (
     approximate_r1,
     cached_gradient_loss,

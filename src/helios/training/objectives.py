@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from ..config import HistorySettings
 from ..model.window import window_history
+from ..sampling.noise import device_randn
 from ..sampling.pyramid import downsample, upsample
 from ..sampling.schedules import PyramidConstants, flow_matching_training_sigmas, local_stage_sigmas
-from .corruption import device_randn
 
 NUM_TRAIN_TIMESTEPS = 1000
 

@@ -24,8 +24,7 @@ from safetensors.torch import save_file
 from ..config import HistorySettings, SamplerSettings
 from ..model.window import window_frames
 from ..sampling.chunk import ChunkSampler
-from ..sampling.noise import NoiseDraws
-from .corruption import device_randn
+from ..sampling.noise import NoiseDraws, device_randn
 from .data import INDEX_NAME, LatentShards
 from .objectives import predict_velocity
 

@@ -173,11 +173,11 @@ class Trainer:
         pending = self._prefetch if self._prefetch is not None and self._prefetch.result()[0] == self.step else None
         step, tensors, generator = pending.result() if pending is not None else self._prepare(self.step)
         self._prefetch = self._pool.submit(self._prepare, self.step + 1)
-        if isinstance(tensors, OdePairs):
-            return self._distill_step(tensors, generator)
-        target, history, anchor, text = self._corrupt(tensors, generator)
+        if not isinstance(tensors, OdePairs):
+            tensors = self._corrupt(tensors, generator)
         if c.stage == 3:
-            return self._distill_step((target, history, anchor, text), generator)
+            return self._distill_step(tensors, generator)
+        target, history, anchor, text = tensors
         with self._autocast():
             if c.stage == 1:
                 loss = flow_matching_loss(
@@ -233,7 +233,7 @@ class Trainer:
             record["loss"] = _global_mean(loss.detach())
             self.step += 1
             return record
-        batch = tensors
+        batch = tensors  # (target, history, anchor, text), history corrupted
         record.update(d.critic_step(self.wrapped, batch, generator, self.step, torch.float32, self._autocast()))
         if d.generator_turn(self.step):
             generator_steps = self.step // c.distill.generator_update_every
