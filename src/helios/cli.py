@@ -291,17 +291,17 @@ def run_heliosbench(args: argparse.Namespace) -> int:
         prompts, scenes = runner.world_prompts(args.world, tiers)
     else:
         prompts = runner.read_prompt_csv(args.prompts)
+    device = _device(args.device)
     generation = {}
     if not args.score_only:
         from .generation import HeliosPipeline
 
-        device = _device(args.device)
         pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
         options = {k: v for k, v in (("preset", args.preset), ("steps", args.steps)) if v is not None}
         generation = runner.generate_videos(pipeline, prompts, args.out, tiers, args.seed, **options)
     chosen = [p for p in prompts if p.frames in tiers]
     scorers = runner.model_scorers(
-        args.clip, args.aesthetic_head, args.naturalness_url, args.naturalness_model, str(_device(args.device))
+        args.clip, args.aesthetic_head, args.naturalness_url, args.naturalness_model, str(device)
     )
     if scenes is not None:
         scorers["semantic_world"] = runner.world_judge(scenes)
@@ -322,7 +322,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from .bench.speed import run_benchmark
     from .parallel.launch import leave
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(_device(args.device))
     fast = _fast_paths(args)
     try:  # (under torchrun: on every process, the sequence split over them)
         run_benchmark(
@@ -394,7 +394,7 @@ def run_offload(args: argparse.Namespace) -> int:
     from .generation import HeliosPipeline
     from .training.offload import offload
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(args.device)
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=torch.float32, device=device)
     if args.record_ode:
         from .training.ode_pairs import record_ode_pairs
@@ -432,22 +432,12 @@ def _progress(index: int, total: int | None, seconds: float) -> None:
 
 def _device(name: str | None):
     """The device a command runs on, refused clearly when it does not exist here."""
-    import torch
+    from .devices import resolve_device
 
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise UsageError(f"--device {name}: only cpu and cuda devices are supported")
-    return device
+        return resolve_device(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_output_file(path: str, flag: str) -> None:
@@ -523,16 +513,16 @@ def run_generate(args: argparse.Namespace) -> int:
         if value is not None and not Path(value).is_file():
             what = "not found" if not Path(value).exists() else "is not a file"
             raise UsageError(f"{flag} {value} {what}")
-    ranks = launched_ranks()
-    if ranks > 1:  # under torchrun: one sequence split over every process (model/context_parallel.py)
+    parallel = launched_ranks() > 1  # under torchrun: the work split over every process
+    if parallel:
         device = join(device)
     try:
-        return _generate(args, request, loras, device)
+        return _generate(args, request, loras, device, parallel)
     finally:
         leave()
 
 
-def _generate(args: argparse.Namespace, request, loras, device) -> int:
+def _generate(args: argparse.Namespace, request, loras, device, parallel: bool) -> int:
     import dataclasses
 
     import numpy as np
@@ -542,16 +532,16 @@ def _generate(args: argparse.Namespace, request, loras, device) -> int:
     from .generation.prompts import read_prompt_file
     from .media import write_frames, write_mp4
     from .parallel import enable_context_parallel
-    from .parallel.launch import is_main, launched_ranks
+    from .parallel.launch import is_main
 
     pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
     _apply_loras(pipeline, loras)  # before the fast paths (FP8 replaces the linear layers)
     _fast_paths(args).apply(pipeline)
     main = is_main()  # every rank samples the same video; the first one reports and writes it
-    if launched_ranks() > 1:
-        parallel = enable_context_parallel(pipeline.transformer)
+    if parallel:
+        ranks = enable_context_parallel(pipeline.transformer).size
         if main:
-            print(f"helios: context parallelism over {parallel.size} processes ({device.type})", file=sys.stderr)
+            print(f"helios: context parallelism over {ranks} processes ({device.type})", file=sys.stderr)
     if args.prompts:
         request = dataclasses.replace(
             request, prompts=read_prompt_file(args.prompts, pipeline.chunk_frames, args.transition)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..devices import resolve_device
 from ..encoders.video import WanVideoCodec
 from ..model import speed
 from ..model.attention import check_attention_backend, set_attention_backend
@@ -133,8 +134,4 @@ class FastPaths:
         if self.attention:
             check_attention_backend(self.attention)
         if self.decode_device:
-            device = torch.device(self.decode_device)
-            if device.type == "cuda" and (
-                not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
-            ):
-                raise ValueError(f"decode device {self.decode_device} does not exist on this machine")
+            resolve_device(self.decode_device)

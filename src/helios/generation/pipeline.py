@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..config import HistorySettings, SamplerSettings, sampler_preset
+from ..devices import resolve_device
 from ..encoders.protocols import TextEncoder, VideoCodec
 from ..media import read_image, read_video, to_model_pixels, to_uint8_frames, write_frames, write_mp4
 from ..model.transformer import HeliosTransformer
@@ -242,9 +243,7 @@ class HeliosPipeline:
         path is given."""
         from .loading import load_default_pipeline, load_pipeline_folder
 
-        device = (
-            torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        device = resolve_device(device)
         if path is None:
             return load_default_pipeline(cls, device=device, preset=preset)
         return load_pipeline_folder(cls, Path(path), dtype=dtype, device=device, preset=preset)
@@ -260,12 +259,15 @@ class HeliosPipeline:
 
     def to(self, device: str | torch.device) -> HeliosPipeline:
         """Move the transformer, the codec and the text encoder (each that can move) to ``device``."""
-        device = torch.device(device)
         self.transformer.to(device)
+        self._move_encoders(device)
+        self.decode_device = None  # (everything on one device again)
+        return self
+
+    def _move_encoders(self, device: str | torch.device) -> None:
         for part in (self.codec, self.text_encoder):
             if hasattr(part, "to"):
                 part.to(device)
-        return self
 
     def place_decoder(self, device: str | torch.device) -> HeliosPipeline:
         """Pipelined inference on two devices: the codec (decoding, and encoding I2V/V2V inputs) and
@@ -273,9 +275,7 @@ class HeliosPipeline:
         and are decoded there while the transformer denoises the next chunk (``overlap_decode`` on),
         so the rate is the transformer's alone."""
         device = torch.device(device)
-        for part in (self.codec, self.text_encoder):
-            if hasattr(part, "to"):
-                part.to(device)
+        self._move_encoders(device)
         self.decode_device = device
         self.overlap_decode = True
         return self
