@@ -36,6 +36,7 @@ def test_weights_load_strictly_and_bad_layouts_are_refused(vae):
     ours = WanDecoder.from_vae(vae)
     names = {k for k in vae.state_dict() if k.startswith(("decoder.", "post_quant_conv."))}
     assert set(ours.state_dict()) == names  # the same parameter names: a VAE folder's weights load as they are
+    assert ours.decoder.conv_in.weight is vae.decoder.conv_in.weight  # shared: the VAE's layout changes reach it
     from diffusers import AutoencoderKLWan
 
     with pytest.raises(ValueError, match="only the Wan2.1 VAE layout"):

@@ -29,7 +29,6 @@ class CausalConv3d(nn.Conv3d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int | tuple[int, int, int], padding=0):
         super().__init__(in_channels, out_channels, kernel)
-        kt, kh, kw = self.kernel_size
         pt, ph, pw = (padding,) * 3 if isinstance(padding, int) else padding
         self.time_context = 2 * pt
         self.spatial = (pw, pw, ph, ph)
@@ -69,12 +68,14 @@ class _Cached:
         self.state, self.index, self.new = state, 0, {}
 
     def conv(self, layer: CausalConv3d, x: torch.Tensor) -> torch.Tensor:
-        context = self.state.context.get(self.index) if self.state is not None else None
-        tail = x[:, :, -CONTEXT:]
-        if tail.shape[2] < CONTEXT:  # (a one-frame input: the frame before it comes from the context)
-            before = context[:, :, -1:] if context is not None else torch.zeros_like(tail)
-            tail = torch.cat([before.to(tail.dtype), tail], dim=2)
-        self.new[self.index] = tail
+        context = None
+        if self.state is not None:  # (without a state nothing is kept: no decode holds its inputs alive)
+            context = self.state.context.get(self.index)
+            tail = x[:, :, -CONTEXT:]
+            if tail.shape[2] < CONTEXT:  # (a one-frame input: the frame before it comes from the context)
+                before = context[:, :, -1:] if context is not None else torch.zeros_like(tail)
+                tail = torch.cat([before.to(tail.dtype), tail], dim=2)
+            self.new[self.index] = tail.clone()  # (a copy: a view would keep the whole input alive)
         self.index += 1
         return layer(x, context)
 
@@ -231,8 +232,10 @@ class WanDecoder(nn.Module):
             config.get("decoder_base_dim"),
             config.get("out_channels", 3),
         )
-        weights = {k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
-        decoder.load_state_dict(weights, strict=True, assign=True)  # the VAE's own tensors: no second copy
+        # The VAE's own Parameter objects: no second copy, and a later change of their layout or dtype
+        # (channels_last, to()) reaches this decoder too.
+        weights = {k: v for k, v in vae.named_parameters() if k.startswith(("decoder.", "post_quant_conv."))}
+        decoder.load_state_dict(weights, strict=True, assign=True)
         return decoder.eval()
 
     @torch.no_grad()
