@@ -32,6 +32,10 @@ def test_pipelined_decoding_on_the_second_gpu_gives_the_one_gpu_video():
 
 
 def test_context_parallel_generate_on_two_gpus_with_nccl(tmp_path):
+    """Two processes over NCCL write the video one process writes (within a level of rounding: the
+    attention kernels see other head groups)."""
+    from helios.media import read_video
+
     common = ["generate", "--prompt", PROMPT, "--frames", "66", "--steps", "2,2,2"]
     one = subprocess.run([sys.executable, "-m", "helios.cli", *common, "--out", str(tmp_path / "one.mp4")], text=True)
     assert one.returncode == 0
@@ -43,4 +47,6 @@ def test_context_parallel_generate_on_two_gpus_with_nccl(tmp_path):
     )
     assert two.returncode == 0, two.stderr[-3000:]
     assert "context parallelism over 2 processes (cuda)" in two.stderr
-    assert (tmp_path / "two.mp4").stat().st_size > 0
+    single, split = read_video(tmp_path / "one.mp4")[0], read_video(tmp_path / "two.mp4")[0]
+    assert single.shape == split.shape
+    assert np.abs(single.astype(int) - split.astype(int)).mean() < 1.0

@@ -21,17 +21,17 @@ FLOW_WIDTH = 16
 DRIFT_PART = 0.15
 
 
-def _cv2():
+def opencv():
     try:
         import cv2
     except ImportError:
-        raise ImportError("HeliosBench's motion metrics need OpenCV: pip install 'helios[bench]'") from None
+        raise ImportError("HeliosBench needs OpenCV: pip install 'helios[bench]'") from None
     return cv2
 
 
 def at_benchmark_width(frames: np.ndarray, width: int = WIDTH) -> np.ndarray:
     """Frames resized to ``width`` wide, aspect kept (the official reader's size)."""
-    cv2 = _cv2()
+    cv2 = opencv()
     _, h, w, _ = frames.shape
     if w == width:
         return frames
@@ -48,7 +48,7 @@ def _check(frames: np.ndarray, minimum: int) -> None:
 
 def _flows(frames: np.ndarray) -> np.ndarray:
     """Farnebäck flow of each consecutive pair, area-resized to 16 wide: (T − 1, h, 16, 2)."""
-    cv2 = _cv2()
+    cv2 = opencv()
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     _, h, w, _ = frames.shape
     small = (FLOW_WIDTH, max(1, round(h * FLOW_WIDTH / w)))

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .metrics import opencv
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SEMANTIC_FRAMES = 8
@@ -151,8 +153,7 @@ class NaturalnessEndpoint:
     @staticmethod
     def jpeg_frames(frames: np.ndarray) -> list[str]:
         """16 evenly spaced frames, long side 512, as base64 JPEG data URLs."""
-        import cv2
-
+        cv2 = opencv()
         picked = frames[np.linspace(0, len(frames) - 1, min(NATURALNESS_FRAMES, len(frames))).round().astype(int)]
         urls = []
         for frame in picked:
