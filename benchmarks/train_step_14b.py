@@ -6,7 +6,13 @@ every linear layer (rank 128 as the official stage-1 configs) plus fully trained
 gradient checkpointing on, bf16 weights, AdamW. Reports step time (after one warm-up step) and peak
 GPU memory.
 
+Under torchrun the model is built on the meta device, sharded with FSDP2 (one unit per block, bf16
+compute with fp32 gradient reduction), and only this rank's shards get storage and random values —
+no rank ever holds the whole model; each rank trains on its own batch, so throughput is
+ranks × batch / step time.
+
     python benchmarks/train_step_14b.py --out train_step.json
+    torchrun --nproc-per-node 2 benchmarks/train_step_14b.py --out train_step_2gpu.json
 """
 
 from __future__ import annotations
@@ -19,93 +25,142 @@ import time
 import torch
 
 from helios import HeliosTransformer
-from helios.config import HELIOS_14B, HistorySettings
+from helios.config import HELIOS_14B, TINY, HistorySettings
+from helios.parallel.launch import is_main, join, launched_ranks, leave
 from helios.sampling.schedules import PyramidConstants
 from helios.training.objectives import flow_matching_loss, pyramid_flow_matching_loss
 from helios.training.trainer import add_lora
 
 
-def build(device: str, rank: int) -> HeliosTransformer:
+def build(device: torch.device, rank: int, config=HELIOS_14B) -> HeliosTransformer:
+    """The model with LoRA on ``device``; under torchrun built on meta and sharded (see the docstring)."""
+    sharded = launched_ranks() > 1
     torch.set_default_dtype(torch.bfloat16)
     try:
-        with torch.device(device):
-            model = HeliosTransformer.from_config(HELIOS_14B).cast(torch.bfloat16)
+        with torch.device("meta" if sharded else device):
+            model = HeliosTransformer.from_config(config).cast(torch.bfloat16)
+            model = add_lora(model, rank, rank)
     finally:
         torch.set_default_dtype(torch.float32)
-    model = add_lora(model, rank, rank)
     for conv in (model.patch_short, model.patch_mid, model.patch_long):
         conv.requires_grad_(True)
     model.enable_gradient_checkpointing(True)
+    if sharded:
+        shard_randomly(model, device)
     return model.train()
+
+
+def shard_randomly(model: HeliosTransformer, device: torch.device) -> None:
+    """FSDP2 units per block and the root, storage for this rank's shards only, random values
+    (speed and memory do not depend on them; LoRA B is random too so every gradient is non-trivial)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for block in model.blocks:
+        fully_shard(block, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    model.to_empty(device=device)
+    generator = torch.Generator(device).manual_seed(torch.distributed.get_rank())
+    with torch.no_grad():
+        for param in model.parameters():
+            param.to_local().normal_(0, 0.02, generator=generator)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="train_step_14b.json")
     parser.add_argument("--rank", type=int, default=128)
+    parser.add_argument("--rows", default="1x1,1x2,2x1,2x2", help="stage x batch per rank, comma-separated")
+    parser.add_argument("--tiny", action="store_true", help="the tiny configuration at a small size (CPU check)")
     args = parser.parse_args()
-    device = "cuda"
-    model = build(device, args.rank)
+    ranks = launched_ranks()
+    device = torch.device("cpu" if args.tiny else "cuda")
+    if ranks > 1:
+        device = join(device)
+    config = TINY if args.tiny else HELIOS_14B
+    height, width, tokens = (8, 8, 4) if args.tiny else (48, 80, 512)
+    model = build(device, args.rank, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
-    weights = torch.cuda.memory_allocated() / 2**30
-    print(
-        f"14B + LoRA r{args.rank}: {sum(p.numel() for p in trainable) / 1e6:.0f} M trainable, {weights:.1f} GiB",
-        flush=True,
-    )
+    cuda = device.type == "cuda"
+    weights = torch.cuda.memory_allocated(device) / 2**30 if cuda else 0.0
+    trainable_count = sum(p.numel() for p in trainable) * (ranks if ranks > 1 else 1)  # (shards)
+    if is_main():
+        print(f"LoRA r{args.rank}: ~{trainable_count / 1e6:.0f} M trainable, {weights:.1f} GiB on rank 0", flush=True)
     settings, constants = HistorySettings(), PyramidConstants()
+    channels, text_dim = config.in_channels, config.text_dim
     rows = []
-    for stage in (1, 2):
-        for batch in (1, 2):
-            g = torch.Generator().manual_seed(0)
-            target = torch.randn(batch, 16, 9, 48, 80, device=device)
-            history = torch.randn(batch, 16, 19, 48, 80, device=device)
-            anchor = torch.randn(batch, 16, 1, 48, 80, device=device)
-            text = torch.randn(batch, 512, 4096, device=device)
+    for row in args.rows.split(","):
+        stage, batch = (int(v) for v in row.split("x"))
+        g = torch.Generator().manual_seed(0)
+        target = torch.randn(batch, channels, 9, height, width, device=device)
+        history = torch.randn(batch, channels, 19, height, width, device=device)
+        anchor = torch.randn(batch, channels, 1, height, width, device=device)
+        text = torch.randn(batch, tokens, text_dim, device=device)
 
-            def step():
-                if stage == 1:
-                    loss = flow_matching_loss(model, target, history, anchor, text, settings, g, dtype=torch.bfloat16)
-                else:
-                    loss = pyramid_flow_matching_loss(
-                        model, target, history, anchor, text, settings, g, constants, dtype=torch.bfloat16
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                optimizer.step()
-                return loss
+        def step():
+            if stage == 1:
+                loss = flow_matching_loss(model, target, history, anchor, text, settings, g, dtype=torch.bfloat16)
+            else:
+                loss = pyramid_flow_matching_loss(
+                    model, target, history, anchor, text, settings, g, constants, dtype=torch.bfloat16
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            return loss
 
-            step()  # warm-up (also allocates the optimizer state)
+        step()  # warm-up (also allocates the optimizer state)
+        if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            started = time.perf_counter()
-            loss = step()
+        started = time.perf_counter()
+        loss = step()
+        if cuda:
             torch.cuda.synchronize()
-            seconds = time.perf_counter() - started
-            rows.append(
-                dict(
-                    stage=stage,
-                    batch=batch,
-                    step_seconds=seconds,
-                    peak_gib=torch.cuda.max_memory_allocated() / 2**30,
-                    loss=float(loss),
-                )
+        seconds = time.perf_counter() - started
+        rows.append(
+            dict(
+                stage=stage,
+                batch=batch,
+                ranks=ranks,
+                step_seconds=seconds,
+                samples_per_second=ranks * batch / seconds,
+                peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
+                peak_host_rss_gib=peak_rss_gib(),
+                loss=loss.item(),
             )
+        )
+        if is_main():
             print(rows[-1], flush=True)
-    meta = dict(
-        device=torch.cuda.get_device_name(),
-        torch=torch.__version__,
-        lora_rank=args.rank,
-        weights_gib=weights,
-        date=time.strftime("%Y-%m-%d"),
-        command=" ".join(sys.argv),
-    )
-    with open(args.out, "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
-    print("| stage | batch | step s | peak GPU GiB |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['stage']} | {r['batch']} | {r['step_seconds']:.2f} | {r['peak_gib']:.1f} |")
+    if is_main():
+        meta = dict(
+            device=torch.cuda.get_device_name() if cuda else "cpu",
+            torch=torch.__version__,
+            ranks=ranks,
+            sharding="FSDP2 from the meta device" if ranks > 1 else "none",
+            lora_rank=args.rank,
+            weights_gib_rank0=weights,
+            date=time.strftime("%Y-%m-%d"),
+            command=" ".join(sys.argv),
+        )
+        with open(args.out, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=2)
+        print("| ranks | stage | batch per rank | step s | samples/s | peak GPU GiB per rank | peak host RSS GiB |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['ranks']} | {r['stage']} | {r['batch']} | {r['step_seconds']:.2f} | "
+                f"{r['samples_per_second']:.3f} | {r['peak_gib']:.1f} | {r['peak_host_rss_gib']:.1f} |"
+            )
+    leave()
+
+
+def peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 if __name__ == "__main__":

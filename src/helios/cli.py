@@ -91,6 +91,7 @@ def _add_fast_path_arguments(parser) -> None:
     parser.add_argument("--batched-cfg", action="store_true", help="cond and uncond as one batch")
     parser.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32", help="Wan VAE precision")
     parser.add_argument("--vae-channels-last", action="store_true", help="channels-last 3-D conv weights in the VAE")
+    parser.add_argument("--vae-compile", action="store_true", help="torch.compile the VAE decoder")
     parser.add_argument(
         "--vae-decoder", choices=["diffusers", "helios"], default="diffusers", help="Wan VAE decoder implementation"
     )
@@ -121,6 +122,7 @@ def _fast_paths(args: argparse.Namespace):
         batched_cfg=args.batched_cfg,
         vae_dtype=args.vae_dtype,
         vae_channels_last=args.vae_channels_last,
+        vae_compile=args.vae_compile,
         fp8=args.fp8,
         cuda_graphs=args.cuda_graphs,
         overlap_vae=args.overlap_vae,

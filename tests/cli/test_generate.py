@@ -205,5 +205,7 @@ def test_fast_path_combinations_that_cannot_work_are_refused_before_any_change()
         FastPaths(offload="all", compile=True, fp8="per_row").apply(pipeline)
     with pytest.raises(ValueError, match="VAE options apply to the Wan VAE"):
         FastPaths(fp8="per_row", vae_channels_last=True).apply(pipeline)
+    with pytest.raises(ValueError, match="VAE options apply to the Wan VAE"):
+        FastPaths(vae_compile=True).apply(pipeline)
     after = dict(pipeline.transformer.named_parameters())
     assert before.keys() == after.keys() and all(torch.equal(before[n], after[n]) for n in before)

@@ -41,6 +41,7 @@ class FastPaths:
     )
     memory_limit_gib: float | None = None  # cap the process's GPU memory (simulates a smaller card)
     vae_decoder: str = "diffusers"  # "helios": our streaming Wan decoder (encoders/wan_decoder.py)
+    vae_compile: bool = False  # torch.compile of the VAE decoder (one shape per chunk: compiled once)
     decode_device: str | None = None  # pipelined on two devices: codec + text encoder there (place_decoder)
 
     def label(self) -> str:
@@ -54,6 +55,7 @@ class FastPaths:
                 "batched_cfg",
                 "overlap_vae",
                 "vae_channels_last",
+                "vae_compile",
             )
             if getattr(self, name)
         ]
@@ -103,6 +105,8 @@ class FastPaths:
             pipeline.codec.channels_last(True)
         if self.vae_decoder == "helios":
             pipeline.codec.use_own_decoder(True)
+        if self.vae_compile:
+            pipeline.codec.compile_decoder()
         if self.memory_limit_gib and pipeline.device.type == "cuda":
             total = torch.cuda.get_device_properties(pipeline.device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, self.memory_limit_gib * 2**30 / total), pipeline.device)
@@ -124,7 +128,9 @@ class FastPaths:
             )
         if self.vae_decoder not in ("diffusers", "helios"):
             raise ValueError(f"vae_decoder must be 'diffusers' or 'helios', got {self.vae_decoder!r}")
-        wan_options = self.vae_dtype == "bf16" or self.vae_channels_last or self.vae_decoder != "diffusers"
+        wan_options = (
+            self.vae_dtype == "bf16" or self.vae_channels_last or self.vae_compile or self.vae_decoder != "diffusers"
+        )
         if wan_options and not isinstance(pipeline.codec, WanVideoCodec):
             raise ValueError(
                 f"the VAE options apply to the Wan VAE; this model's codec is {type(pipeline.codec).__name__}"

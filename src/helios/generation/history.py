@@ -50,20 +50,25 @@ def noised(latents: torch.Tensor, sigma_range: tuple[float, float], draw: NoiseD
     return sigma * draw.normal(tuple(latents.shape)) + (1 - sigma) * latents
 
 
+def encode_to(window: HistoryWindow, codec: VideoCodec, pixels: torch.Tensor, draw: NoiseDraws) -> torch.Tensor:
+    """Latents of ``pixels`` on the window's device: with the codec on a second device (pipelined
+    inference) they cross over before the noise, which is drawn on the transformer's device, meets them."""
+    return codec.encode(pixels, draw.generator).to(window.buffer.device)
+
+
 def condition_on_image(window: HistoryWindow, codec: VideoCodec, pixels: torch.Tensor, draw: NoiseDraws) -> None:
     """I2V (official §2.2): the image is the anchor; the last latent of the image repeated for one
     chunk fills the newest history slot. Both are lightly noised so the model is not frozen."""
     settings = window.settings
     image = pixels[:, :, :1]
     chunk_frames = settings.chunk_video_frames(codec.temporal_factor)
-    anchor = codec.encode(image, draw.generator)
-    fake = codec.encode(image.repeat(1, 1, chunk_frames, 1, 1), draw.generator)[:, :, -1:]
+    anchor = encode_to(window, codec, image, draw)
+    fake = encode_to(window, codec, image.repeat(1, 1, chunk_frames, 1, 1), draw)[:, :, -1:]
     anchor = noised(anchor, settings.image_noise_sigma, draw, per_frame=False)
     fake = noised(fake, settings.video_noise_sigma, draw, per_frame=False)
     batch = window.buffer.shape[0]  # (a batch of videos starts from the same image)
-    fake = fake.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
-    window.buffer = torch.cat([window.buffer[:, :, :-1], fake], dim=2)
-    window.anchor = anchor.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
+    window.buffer = torch.cat([window.buffer[:, :, :-1], fake.expand(batch, -1, -1, -1, -1)], dim=2)
+    window.anchor = anchor.expand(batch, -1, -1, -1, -1)
 
 
 def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.Tensor, draw: NoiseDraws) -> None:
@@ -76,10 +81,10 @@ def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     if chunks == 0:
         raise ValueError(f"the input video has {total} frames; video-to-video needs at least {chunk_frames}")
     start = total - chunks * chunk_frames
-    anchor = codec.encode(pixels[:, :, :1], draw.generator)
+    anchor = encode_to(window, codec, pixels[:, :, :1], draw)
     latents = torch.cat(
         [
-            codec.encode(pixels[:, :, start + i * chunk_frames : start + (i + 1) * chunk_frames], draw.generator)
+            encode_to(window, codec, pixels[:, :, start + i * chunk_frames : start + (i + 1) * chunk_frames], draw)
             for i in range(chunks)
         ],
         dim=2,
@@ -88,8 +93,8 @@ def condition_on_video(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     per_chunk = latents.split(settings.chunk_latent_frames, dim=2)
     latents = torch.cat([noised(c, settings.video_noise_sigma, draw, per_frame=True) for c in per_chunk], dim=2)
     batch = window.buffer.shape[0]  # (a batch of videos continues the same video)
-    latents = latents.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
-    anchor = anchor.to(window.buffer.device).expand(batch, -1, -1, -1, -1)
+    latents = latents.expand(batch, -1, -1, -1, -1)
+    anchor = anchor.expand(batch, -1, -1, -1, -1)
     if latents.shape[2] < window.buffer.shape[2]:
         keep = window.buffer.shape[2] - latents.shape[2]
         window.buffer = torch.cat([window.buffer[:, :, :keep], latents], dim=2)

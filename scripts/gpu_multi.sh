@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Two-GPU measurements (issues 14, 15) on a two-GPU machine, each part switched by a variable:
+#   TESTS=1  the two-GPU tests (tests/gpu/test_multi_gpu.py);
+#   TRAIN=1  one 14B LoRA training step on one card, then FSDP2 over both (benchmarks/train_step_14b.py);
+#   SPEED=1  the one-GPU baseline (random 14B weights, STEPS=1,1,1 by default: the paper's workload,
+#            384×640, 240 frames), with our Wan decoder's timing on the second card meanwhile (VAE=1),
+#            then context parallelism over both cards, ours and diffusers' own (Ulysses), in one
+#            torchrun run. OURS adds flags to our runs (e.g. "--vae-decoder helios --vae-compile").
+set -u
+OUT=${OUT:-/tmp/out}; STEPS=${STEPS:-1,1,1}; TAG=${STEPS//,/}${TAG:-}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1
+RUN2="python3 -m torch.distributed.run --standalone --nproc-per-node=2"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/card.txt"
+if [ "${TESTS:-0}" = 1 ]; then
+  python3 -m pytest -q tests/gpu/test_multi_gpu.py -p no:cacheprovider >"$OUT/gpu_tests_multi.txt" 2>&1
+  grep -E "^E |passed|failed" "$OUT/gpu_tests_multi.txt" | head -20
+fi
+if [ "${TRAIN:-0}" = 1 ]; then
+  date +%T; CUDA_VISIBLE_DEVICES=0 python3 benchmarks/train_step_14b.py --rows ${ROWS:-2x1} \
+    --out "$OUT/train_step_14b_one_gpu.json" 2>&1 | grep -v Warn | tail -3
+  date +%T; $RUN2 benchmarks/train_step_14b.py --rows ${ROWS:-2x1} --out "$OUT/train_step_14b_two_gpus.json" 2>&1 \
+    | grep -v Warn | tail -3
+fi
+if [ "${SPEED:-0}" = 1 ]; then
+  FAST="--preset helios-distilled --steps $STEPS --frames 240 --compile --attention cudnn --vae-dtype bf16 --vae-channels-last --no-breakdown ${OURS:-}"
+  if [ "${VAE:-0}" = 1 ]; then
+    (CUDA_VISIBLE_DEVICES=1 python3 benchmarks/vae_decode.py --out "$OUT/vae_decode.json" >"$OUT/vae_decode.log" 2>&1) &
+  fi
+  date +%T; CUDA_VISIBLE_DEVICES=0 python3 -m helios.cli bench speed $FAST --out "$OUT/speed_${TAG}_one_gpu.json" 2>&1 \
+    | grep -v Warning | tail -2
+  wait; date +%T
+  $RUN2 -m helios.cli bench speed $FAST --compare diffusers-compiled --out "$OUT/speed_${TAG}_two_gpus.json" 2>&1 \
+    | grep -v Warning | tail -4
+  date +%T; tail -8 "$OUT/vae_decode.log" 2>/dev/null
+fi
