@@ -7,7 +7,7 @@ gradient checkpointing on, bf16 weights, AdamW. Reports step time (after one war
 GPU memory.
 
 Under torchrun the model is built on the meta device, sharded with FSDP2 (one unit per block, bf16
-compute with fp32 gradient reduction), and only this rank's shards get storage and random values —
+as on one GPU), and only this rank's shards get storage and random values —
 no rank ever holds the whole model; each rank trains on its own batch, so throughput is
 ranks × batch / step time.
 
@@ -52,13 +52,14 @@ def build(device: torch.device, rank: int, config=HELIOS_14B) -> HeliosTransform
 
 def shard_randomly(model: HeliosTransformer, device: torch.device) -> None:
     """FSDP2 units per block and the root, storage for this rank's shards only, random values
-    (speed and memory do not depend on them; LoRA B is random too so every gradient is non-trivial)."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    (speed and memory do not depend on them; LoRA B is random too so every gradient is non-trivial).
+    Every parameter is bf16 already (LoRA included), as on one GPU: no mixed-precision policy, whose
+    input casts are skipped when a checkpointed block recomputes (different dtypes, a CheckpointError)."""
+    from torch.distributed.fsdp import fully_shard
 
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for block in model.blocks:
-        fully_shard(block, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+        fully_shard(block)
+    fully_shard(model)
     model.to_empty(device=device)
     generator = torch.Generator(device).manual_seed(torch.distributed.get_rank())
     with torch.no_grad():
