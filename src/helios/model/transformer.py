@@ -453,7 +453,10 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         if split:  # this rank keeps its run of the sequence
             shards = self.context_parallel.shards(segments.total)
             tokens = slice(shards.start, shards.start + shards.local)
-            x, rope = x[:, tokens], RopeTable(rope.cos[:, tokens], rope.sin[:, tokens])
+            # Copies, not views: a view keeps the whole sequence's strides, which differ from call to
+            # call, and every new stride recompiles the compiled blocks (seen on two GPUs).
+            x = x[:, tokens].contiguous()
+            rope = RopeTable(rope.cos[:, tokens].contiguous(), rope.sin[:, tokens].contiguous())
             segments = segments.shard(shards)
 
         text = self.condition_embedder.embed_text(text.to(device=device, dtype=dtype))
