@@ -15,6 +15,15 @@ class UsageError(ValueError):
     """A bad command-line value; printed as one line."""
 
 
+def _workloads(name: str | None) -> list | None:
+    """``bench speed --workload``: the step settings to measure in turn (None: --steps or the preset's)."""
+    from .bench.speed import WORKLOADS
+
+    if name is None:
+        return None
+    return list(WORKLOADS.values()) if name == "both" else [WORKLOADS[name]]
+
+
 def _steps(text: str) -> int | list[int]:
     try:
         values = [int(v) for v in text.split(",")]
@@ -213,7 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=["helios-base", "helios-mid", "helios-distilled"], default="helios-distilled"
     )
     speed.add_argument("--frames", type=int, default=240)
-    speed.add_argument("--steps", type=_steps, help="override the preset's steps")
+    workload = speed.add_mutually_exclusive_group()
+    workload.add_argument("--steps", type=_steps, help="override the preset's steps")
+    workload.add_argument(
+        "--workload",
+        choices=["paper", "released", "both"],
+        help="paper: 1/1/1 (the paper's 3 sampling steps); released: the preset's own (2/2/2 for Distilled); "
+        "both: the two in one process",
+    )
     speed.add_argument("--device", help="cuda (default when available) or cpu")
     speed.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     speed.add_argument(
@@ -338,6 +354,7 @@ def run_bench(args: argparse.Namespace) -> int:
             steps=args.steps,
             fast=fast,
             breakdown=not args.no_breakdown,
+            workloads=_workloads(args.workload),
         )
     finally:
         leave()

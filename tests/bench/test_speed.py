@@ -20,8 +20,9 @@ def test_speed_benchmark_with_diffusers_comparison(tmp_path, cpu_cholesky, capsy
         steps=1,
     )
     printed = capsys.readouterr().out
-    assert "end-to-end FPS" in printed and "speed-up over diffusers" in printed
+    assert "end-to-end FPS" in printed and "speed-up over diffusers 0.42.1 [eager] at 1/1/1" in printed
     ours, with_timers, theirs = results
+    assert ours.steps == theirs.steps == "1/1/1"
     assert ours.returned_frames == theirs.returned_frames == 65
     assert ours.end_to_end_fps > 0 and theirs.end_to_end_fps > 0
     assert ours.time_to_first_chunk_s is not None and len(ours.chunk_latency_s) == 2
@@ -48,13 +49,15 @@ def test_speed_cli_with_fast_paths(tmp_path):
     assert "fuse_qkv+batched_cfg+attention=math" in data["results"][0]["implementation"]
 
 
-def test_speed_cli_with_fp8_overlap_and_offload(tmp_path):
-    """The FP8 GEMM, the overlapped decode and the block-offload memory mode run end to end."""
+def test_speed_cli_with_fp8_overlap_and_offload_on_both_workloads(tmp_path):
+    """The FP8 GEMM, the overlapped decode and the block-offload memory mode run end to end, on the
+    paper's 1/1/1 workload and the released 2/2/2 one in one process."""
     data = bench_speed(
-        "--steps 1 --frames 66 --fp8 per_row --overlap-vae --vae-channels-last --offload all --no-breakdown",
+        "--workload both --frames 33 --fp8 per_row --overlap-vae --vae-channels-last --offload all --no-breakdown",
         tmp_path / "modes.json",
     )
-    assert len(data["results"]) == 1 and data["results"][0]["returned_frames"] == 65
+    assert [r["steps"] for r in data["results"]] == ["1/1/1", "2/2/2"] == data["meta"]["steps"]
+    assert all(r["returned_frames"] == 33 for r in data["results"])
     assert "overlap_vae+vae_channels_last+offload=all+fp8=per_row" in data["results"][0]["implementation"]
 
 

@@ -89,6 +89,7 @@ class SpeedResult:
     vae_seconds: float | None = None
     peak_gpu_gib: float | None = None
     peak_host_rss_gib: float | None = None
+    steps: str | None = None  # the workload: steps per pyramid stage ("1/1/1") or "N steps"
 
 
 def word_tokenizer(text: str = PROMPT):
@@ -331,9 +332,9 @@ def measure_diffusers(
 
 def format_table(results: list[SpeedResult]) -> str:
     lines = [
-        "| implementation | preset | frames | wall s | end-to-end FPS | first chunk s | chunk s (± jitter) "
+        "| implementation | preset | steps | frames | wall s | end-to-end FPS | first chunk s | chunk s (± jitter) "
         "| transformer s (calls) | VAE s | peak GPU GiB | peak RSS GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def f(value, fmt):
@@ -344,12 +345,32 @@ def format_table(results: list[SpeedResult]) -> str:
         chunk = f"{statistics.mean(steady):.2f} (±{r.chunk_jitter_s:.2f})" if steady else "–"
         calls = f"{r.transformer_seconds:.1f} ({r.transformer_calls})" if r.transformer_seconds is not None else "–"
         lines.append(
-            f"| {r.implementation} | {r.preset} | {r.returned_frames} | {r.wall_seconds:.2f} | "
+            f"| {r.implementation} | {r.preset} | {r.steps or '–'} | {r.returned_frames} | {r.wall_seconds:.2f} | "
             f"{r.end_to_end_fps:.2f} | "
             f"{f(r.time_to_first_chunk_s, '.2f')} | {chunk} | {calls} | {f(r.vae_seconds, '.2f')} | "
             f"{f(r.peak_gpu_gib, '.1f')} | {f(r.peak_host_rss_gib, '.2f')} |"
         )
     return "\n".join(lines)
+
+
+# Named workloads: the paper's 3 sampling steps (§5.1, the figure its 19.5 FPS is for) and the released
+# scripts' 2/2/2 (the Distilled preset's default). "both" measures the two in one process.
+WORKLOADS = {"paper": [1, 1, 1], "released": None}
+
+
+def with_steps(settings: SamplerSettings, steps: list[int] | int | None) -> SamplerSettings:
+    """The preset with its steps overridden (a list: one per pyramid stage)."""
+    from dataclasses import replace
+
+    if steps is None:
+        return settings
+    if settings.pyramid_steps:
+        return replace(settings, pyramid_steps=tuple(steps) if isinstance(steps, list) else (steps,) * 3)
+    return replace(settings, steps=int(steps))
+
+
+def steps_label(settings: SamplerSettings) -> str:
+    return "/".join(map(str, settings.pyramid_steps)) if settings.pyramid_steps else f"{settings.steps} steps"
 
 
 def run_benchmark(
@@ -363,48 +384,46 @@ def run_benchmark(
     steps: list[int] | int | None = None,
     fast: FastPaths = FastPaths(),
     breakdown: bool = True,
+    workloads: list[list[int] | int | None] | None = None,
 ) -> list[SpeedResult]:
-    from dataclasses import replace
-
-    settings = sampler_preset(preset)
-    if steps is not None:
-        settings = replace(
-            settings,
-            **(
-                {"pyramid_steps": tuple(steps) if isinstance(steps, list) else (steps,) * 3}
-                if settings.pyramid_steps
-                else {"steps": int(steps)}
-            ),
-        )
+    """Time ours (and diffusers with ``compare``) on one set of random weights, for ``steps`` or for
+    each of ``workloads`` (step settings) in turn; under torchrun on every process."""
+    all_settings = [with_steps(sampler_preset(preset), s) for s in (workloads or [steps])]
     vae_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[fast.vae_dtype]
     ranks = launched_ranks()
     if ranks > 1:  # under torchrun: both implementations split the sequence over the processes
         device = str(join(torch.device(device)))
         torch.manual_seed(0)  # the same random weights on every rank
-    pipeline = build_pipeline(size, settings, device, dtype, vae_dtype=vae_dtype)
+    pipeline = build_pipeline(size, all_settings[0], device, dtype, vae_dtype=vae_dtype)
     # diffusers first: our fast paths (FP8 in place, offload) change the shared weights.
-    baseline = (
-        measure_diffusers(
+    baselines = []
+    for settings in all_settings if compare else []:
+        pipeline.sampler = settings
+        baseline = measure_diffusers(
             pipeline,
             frames,
             compile=compare == "diffusers-compiled",
             attention="_native_cudnn" if compare == "diffusers-compiled" else None,
             ulysses=ranks,
         )
-        if compare
-        else None
-    )
+        baseline.implementation += f" ×{ranks} ranks (its Ulysses)" if ranks > 1 else ""
+        baselines.append(baseline)
     fast.apply(pipeline)
     if ranks > 1:
         enable_context_parallel(pipeline.transformer)
-    results = [measure_ours(pipeline, frames, breakdown=False)]
-    if breakdown:
-        results.append(measure_ours(pipeline, frames, breakdown=True))
-    for result in results:
-        result.implementation += f" [{fast.label()}]" + (f" ×{ranks} ranks (Ulysses)" if ranks > 1 else "")
-    if baseline is not None:
-        baseline.implementation += f" ×{ranks} ranks (its Ulysses)" if ranks > 1 else ""
-        results.append(baseline)
+    results, ratios = [], []
+    for index, settings in enumerate(all_settings):
+        pipeline.sampler = settings
+        ours = [measure_ours(pipeline, frames, breakdown=False)]
+        if breakdown:
+            ours.append(measure_ours(pipeline, frames, breakdown=True))
+        for result in ours:
+            result.implementation += f" [{fast.label()}]" + (f" ×{ranks} ranks (Ulysses)" if ranks > 1 else "")
+        for result in ours + baselines[index : index + 1]:
+            result.steps = steps_label(settings)
+        results += ours + baselines[index : index + 1]
+        if baselines:
+            ratios.append((settings, ours[0].end_to_end_fps / baselines[index].end_to_end_fps))
     if not is_main():
         return results
     table = format_table(results)
@@ -415,12 +434,13 @@ def run_benchmark(
         .replace("(printed with every result):", "Definitions:")
     )
     print(table)
-    if baseline is not None:
-        print(f"speed-up over {baseline.implementation}: {results[0].end_to_end_fps / baseline.end_to_end_fps:.2f}×")
+    for (settings, ratio), baseline in zip(ratios, baselines):
+        print(f"speed-up over {baseline.implementation} at {steps_label(settings)}: {ratio:.2f}×")
     if out:
         meta = dict(
             size=size,
             preset=preset,
+            steps=[steps_label(settings) for settings in all_settings],
             frames=frames,
             device=str(pipeline.device),
             fast_paths=asdict(fast),
