@@ -367,6 +367,9 @@ def run_serve(args: argparse.Namespace) -> int:
     import torch
 
     from .generation import HeliosPipeline
+    from .parallel import enable_context_parallel
+    from .parallel.launch import is_main, join, launched_ranks, leave
+    from .parallel.lockstep import LockstepPipeline, control_group, follow
     from .serve.app import ServeSettings, run
 
     token = args.token or os.environ.get("HELIOS_TOKEN") or None
@@ -383,15 +386,39 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     device = _device(args.device)
     loras = _lora_specs(args.lora)
-    try:  # the port is checked before the model loads, not after
-        with socket.create_server((args.host, args.port)):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
-    _apply_loras(pipeline, loras)
-    run(pipeline, args.host, args.port, settings)
-    return 0
+    ranks = launched_ranks()
+    if ranks > 1 and args.max_sessions != 1:
+        raise UsageError(
+            f"on several processes the server runs one session at a time: --max-sessions 1, not {args.max_sessions}"
+        )
+    if is_main():
+        try:  # the port is checked before the model loads, not after
+            with socket.create_server((args.host, args.port)):
+                pass
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    if ranks > 1:  # under torchrun: the first process serves, the others follow it (parallel/lockstep.py)
+        device = join(device)
+    try:
+        pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)
+        _apply_loras(pipeline, loras)
+        if ranks == 1:
+            run(pipeline, args.host, args.port, settings)
+            return 0
+        enable_context_parallel(pipeline.transformer)
+        group = control_group()
+        if not is_main():
+            follow(pipeline, group)
+            return 0
+        print(f"helios: serving from the first of {ranks} processes (context parallelism)", file=sys.stderr)
+        lockstep = LockstepPipeline(pipeline, group)
+        try:
+            run(lockstep, args.host, args.port, settings)
+        finally:
+            lockstep.close()
+        return 0
+    finally:
+        leave()
 
 
 def run_train(args: argparse.Namespace) -> int:

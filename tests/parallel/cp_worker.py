@@ -1,6 +1,7 @@
 """Run under torchrun (2 gloo processes): a tiny transformer's context-parallel forward and backward
 against the same model run whole in this process, then the speed benchmark on both processes (its
-JSON to argv[1]). Writes one JSON line of measured differences."""
+JSON to argv[1]), then the server's lockstep (the first rank drives, the second follows) against one
+process. Writes one JSON line of measured differences."""
 
 from __future__ import annotations
 
@@ -77,9 +78,64 @@ def main() -> None:
     from helios.bench.speed import run_benchmark
 
     speed = run_benchmark("tiny", "helios-distilled", 33, "cpu", None, sys.argv[1], torch.float32, breakdown=False)
+    lockstep = lockstep_session()
     if dist.get_rank() == 0:
-        sys.stdout.write(json.dumps({"cases": results, "speed_rows": len(speed)}) + "\n")
+        sys.stdout.write(json.dumps({"cases": results, "speed_rows": len(speed), "lockstep": lockstep}) + "\n")
     dist.destroy_process_group()
+
+
+def lockstep_session() -> dict | None:
+    """What the server does on the first rank — a live stream with a prompt change after chunk 0 and a
+    stop after chunk 1, a second generation refused while it runs, then another stream to its end —
+    with the second rank following; the frames against the same calls in one process."""
+    from helios import GenerationRequest, HeliosPipeline
+    from helios.parallel.lockstep import Busy, LockstepPipeline, control_group, follow
+
+    pipeline = HeliosPipeline.from_pretrained(device="cpu")
+    pipeline.height, pipeline.width = 64, 128
+    red = "a large red circle moves left slowly on a black background"
+    blue = "a large blue square moves up quickly on a black background"
+    requests = [
+        GenerationRequest(red, num_frames=99, seed=3, steps=(1, 1, 1)),
+        GenerationRequest(blue, num_frames=33, steps=(1, 1, 1)),
+    ]
+
+    def session(runner) -> tuple[list, list, list]:
+        stream = runner.run(requests[0])
+        first = [next(stream).frames]
+        scheduled = [stream.update_prompt(blue, 1)]
+        refused = []
+        try:
+            runner.run(requests[1])
+        except Busy as exc:
+            refused.append(str(exc))
+        first.append(next(stream).frames)
+        stream.stop()
+        first += [c.frames for c in stream]  # (nothing: stopped at the boundary)
+        second = [c.frames for c in runner.run(requests[1])]
+        return first, second, scheduled + refused
+
+    enable_context_parallel(pipeline.transformer)
+    group = control_group()
+    if dist.get_rank() != 0:
+        follow(pipeline, group)
+        return None
+    lockstep = LockstepPipeline(pipeline, group)
+    first, second, notes = session(lockstep)
+    lockstep.close()
+    disable_context_parallel(pipeline.transformer)
+    alone = HeliosPipeline.from_pretrained(device="cpu")
+    alone.height, alone.width = 64, 128
+    stream = alone.run(requests[0])
+    expected_first = [next(stream).frames]
+    stream.update_prompt(blue, 1)
+    expected_first.append(next(stream).frames)
+    stream.stop()
+    expected_second = [c.frames for c in alone.run(requests[1])]
+    difference = max(
+        int(abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(first + second, expected_first + expected_second)
+    )
+    return {"chunks": [len(first), len(second)], "max_difference": difference, "notes": notes}
 
 
 if __name__ == "__main__":

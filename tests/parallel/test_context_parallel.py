@@ -26,6 +26,11 @@ def test_context_parallel_matches_one_process_and_benchmarks_once(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     _check_bench_speed(result.stdout, out)
+    # the server's lockstep: the followed stream gives one process's frames, the prompt change lands
+    # at chunk 1 on both ranks, a stop ends at the chunk boundary, a second generation meanwhile is busy
+    lockstep = report["lockstep"]
+    assert lockstep["chunks"] == [2, 1] and lockstep["max_difference"] <= 1, lockstep
+    assert lockstep["notes"] == [1, "busy: on several processes the server runs one generation at a time"]
     cases = report["cases"]
     assert len(cases) == 4
     for case in cases:
@@ -99,3 +104,47 @@ def _check_bench_speed(stdout: str, out: Path) -> None:
     (row,) = data["results"]
     assert row["implementation"].endswith("×2 ranks (Ulysses)") and row["returned_frames"] == 33
     assert row["end_to_end_fps"] > 0
+
+
+def test_serve_under_torchrun_streams_from_the_first_process():
+    """`helios serve` on two processes: the first serves (one line says so), the second follows; a
+    client streams three chunks and changes the prompt after the first arrives (it lands on the next
+    chunk not yet started, as on one process); SIGTERM ends both processes."""
+    import signal
+    import time
+
+    from websockets.sync.client import connect
+
+    from tests.serve.conftest import free_port
+    from tests.serve.test_protocol import FAST, receive, receive_until
+
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    command += ["-m", "helios.cli", "serve", "--device", "cpu", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                ws = connect(f"ws://127.0.0.1:{port}/v1/stream")
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.stderr.read()[-3000:]
+                time.sleep(0.2)
+        with ws:
+            ws.send(json.dumps({"type": "start", "prompt": "a large red circle", "frames": 99, **FAST}))
+            assert receive(ws)["type"] == "started"
+            assert receive_until(ws, "chunk")[-1]["index"] == 0
+            ws.send(json.dumps({"type": "prompt", "prompt": "a small blue square", "transition": 1}))
+            messages = receive_until(ws, "done")
+        scheduled = next(m for m in messages if m["type"] == "prompt_scheduled")
+        chunks = [m for m in messages if m["type"] == "chunk"]
+        assert scheduled["chunk"] in (1, 2) and chunks[-1]["index"] == 2
+        prompts = {c["index"]: c["prompt"] for c in chunks}
+        assert prompts[scheduled["chunk"]] == "a small blue square"
+        assert all(prompts[i] == "a large red circle" for i in prompts if i < scheduled["chunk"])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=60)
+    assert "serving from the first of 2 processes" in stderr

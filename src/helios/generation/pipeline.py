@@ -131,6 +131,12 @@ class LiveStream:
                 schedule.add(PromptChange(start, prompt, transition))
         return start
 
+    @property
+    def next_index(self) -> int:
+        """The chunk a prompt change made now would start at."""
+        with self._state.lock:
+            return self._state.started + 1
+
     def stop(self) -> None:
         """End the stream: the chunk in progress is abandoned at its next sampling step."""
         self._state.stopped = True

@@ -16,6 +16,7 @@ import time
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from ..parallel.lockstep import Busy
 from .schema import ProtocolError, prompt_change, request_from_message
 from .session import END, Session
 from .state import ServerState
@@ -200,6 +201,8 @@ class StreamConnection:
             await loop.run_in_executor(None, session.start)
         except (ValueError, TypeError) as exc:
             raise ProtocolError("bad_input", str(exc)) from None
+        except Busy as exc:  # several processes: a job holds the ranks
+            raise ProtocolError("busy", str(exc)) from None
         if self.forward is not None:
             self.forward.cancel()
         self.ready.clear()
