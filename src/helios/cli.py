@@ -85,6 +85,15 @@ def _apply_loras(pipeline, specs: list[tuple[Path, float]]) -> None:
     pipeline.fuse_lora()
 
 
+def _add_context_parallel_argument(parser) -> None:
+    parser.add_argument(
+        "--context-parallel",
+        choices=["ulysses", "ring"],
+        default="ulysses",
+        help="under torchrun, how self-attention spans the split sequence: all-to-all (ulysses) or ring (inference)",
+    )
+
+
 def _add_fast_path_arguments(parser) -> None:
     """The command-line flags of every fast path (shared by ``generate`` and ``bench speed``)."""
     parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
@@ -187,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weights/activations of a model folder")
     _add_lora_argument(gen)
     _add_fast_path_arguments(gen.add_argument_group("fast paths (GPU; see benchmarks/README.md)"))
+    _add_context_parallel_argument(gen)
 
     train = commands.add_parser(
         "train", help="train or fine-tune (stage 1 Base, 2 Mid, 3 Distilled); torchrun for several GPUs"
@@ -239,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speed.add_argument("--out", help="write the results as JSON")
     _add_fast_path_arguments(speed)
+    _add_context_parallel_argument(speed)
     speed.add_argument("--no-breakdown", action="store_true", help="skip the second run with per-call timers")
 
     hb = bench_kinds.add_parser("heliosbench", help="HeliosBench: generate the benchmark's videos, then score them")
@@ -269,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     serve = commands.add_parser("serve", help="live streaming server and web page")
+    _add_context_parallel_argument(serve)
     serve.add_argument("--model", help="Helios model folder; default: the embedded default model")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     serve.add_argument("--port", type=int, default=8000)
@@ -355,6 +367,7 @@ def run_bench(args: argparse.Namespace) -> int:
             fast=fast,
             breakdown=not args.no_breakdown,
             workloads=_workloads(args.workload),
+            context_parallel=args.context_parallel,
         )
     finally:
         leave()
@@ -405,7 +418,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if ranks == 1:
             run(pipeline, args.host, args.port, settings)
             return 0
-        enable_context_parallel(pipeline.transformer)
+        enable_context_parallel(pipeline.transformer, method=args.context_parallel)
         group = control_group()
         if not is_main():
             follow(pipeline, group)
@@ -585,9 +598,12 @@ def _generate(args: argparse.Namespace, request, loras, device, parallel: bool) 
     _fast_paths(args).apply(pipeline)
     main = is_main()  # every rank samples the same video; the first one reports and writes it
     if parallel:
-        ranks = enable_context_parallel(pipeline.transformer).size
+        ranks = enable_context_parallel(pipeline.transformer, method=args.context_parallel).size
         if main:
-            print(f"helios: context parallelism over {ranks} processes ({device.type})", file=sys.stderr)
+            print(
+                f"helios: context parallelism over {ranks} processes ({device.type}, {args.context_parallel})",
+                file=sys.stderr,
+            )
     if args.prompts:
         request = dataclasses.replace(
             request, prompts=read_prompt_file(args.prompts, pipeline.chunk_frames, args.transition)

@@ -47,7 +47,7 @@ def test_context_parallel_generate_on_two_gpus_with_nccl(tmp_path):
         text=True,
     )
     assert two.returncode == 0, two.stderr[-3000:]
-    assert "context parallelism over 2 processes (cuda)" in two.stderr
+    assert "context parallelism over 2 processes (cuda, ulysses)" in two.stderr
     single, split = read_video(tmp_path / "one.mp4")[0], read_video(tmp_path / "two.mp4")[0]
     assert single.shape == split.shape
     assert np.abs(single.astype(int) - split.astype(int)).mean() < 2.0

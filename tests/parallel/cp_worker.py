@@ -60,6 +60,28 @@ def compare(config_change: dict, size: tuple[int, int], history: bool, batch: in
     }
 
 
+def compare_ring(size: tuple[int, int]) -> dict:
+    """Ring attention (forward only) on 3 heads — which Ulysses cannot split over 2 ranks — against the
+    whole model; a training forward is refused."""
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(dataclasses.replace(TINY, num_attention_heads=3)).eval()
+    generator = torch.Generator().manual_seed(2)
+    hidden = torch.randn(1, 16, 3, *size, generator=generator)
+    text = torch.randn(1, 7, TINY.text_dim, generator=generator)
+    kwargs = {"indices_hidden_states": torch.arange(20, 23)[None], **history_inputs(1, *size, long_frames=4)}
+    with torch.no_grad():
+        whole = model(hidden, torch.tensor([600.0]), text, **kwargs)
+        enable_context_parallel(model, method="ring")
+        split = model(hidden, torch.tensor([600.0]), text, **kwargs)
+    try:
+        model(hidden, torch.tensor([600.0]), text, **kwargs)
+        refused = ""
+    except RuntimeError as exc:
+        refused = str(exc)
+    disable_context_parallel(model)
+    return {"output": (split - whole).abs().max().item(), "same_on_ranks": _same_everywhere(split), "refused": refused}
+
+
 def _same_everywhere(x: torch.Tensor) -> bool:
     others = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(others, x)
@@ -74,13 +96,16 @@ def main() -> None:
         compare({}, (2, 6), history=False),  # 9 tokens: shards of 5 and 4
         compare({}, (8, 8), history=True, batch=2),  # CFG-parallel: one sample per rank, whole
     ]
+    ring = compare_ring((2, 6))  # 9 noisy tokens after the history: uneven shards
     # `helios bench speed` on both processes (its table printed and its JSON written by the first)
     from helios.bench.speed import run_benchmark
 
     speed = run_benchmark("tiny", "helios-distilled", 33, "cpu", None, sys.argv[1], torch.float32, breakdown=False)
     lockstep = lockstep_session()
     if dist.get_rank() == 0:
-        sys.stdout.write(json.dumps({"cases": results, "speed_rows": len(speed), "lockstep": lockstep}) + "\n")
+        sys.stdout.write(
+            json.dumps({"cases": results, "ring": ring, "speed_rows": len(speed), "lockstep": lockstep}) + "\n"
+        )
     dist.destroy_process_group()
 
 

@@ -26,6 +26,9 @@ def test_context_parallel_matches_one_process_and_benchmarks_once(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     _check_bench_speed(result.stdout, out)
+    ring = report["ring"]  # ring attention: the same output, on a head count Ulysses cannot split
+    assert ring["output"] < 1e-5 and ring["same_on_ranks"], ring
+    assert ring["refused"] == "ring attention has no backward: train with Ulysses context parallelism"
     # the server's lockstep: the followed stream gives one process's frames, the prompt change lands
     # at chunk 1 on both ranks, a stop ends at the chunk boundary, a second generation meanwhile is busy
     lockstep = report["lockstep"]
@@ -54,7 +57,8 @@ def test_a_head_count_not_divisible_by_the_ranks_is_refused():
 
 def test_generate_under_torchrun_writes_the_single_process_video(tmp_path):
     """`helios generate` launched on two processes splits the default model's sequence (history
-    included: two chunks) and writes the frames one process writes."""
+    included: two chunks), attends across the split by ring attention, and writes the frames one
+    process writes."""
     import numpy as np
 
     from helios.media import read_image
@@ -84,10 +88,12 @@ def test_generate_under_torchrun_writes_the_single_process_video(tmp_path):
             str(tmp_path / "two.mp4"),
             "--frames-dir",
             str(tmp_path / "two"),
+            "--context-parallel",
+            "ring",  # (Ulysses runs through `serve` below and the cases of cp_worker)
         ]
     )
     assert split.returncode == 0, split.stderr[-3000:]
-    assert "context parallelism over 2 processes" in split.stderr
+    assert "context parallelism over 2 processes (cpu, ring)" in split.stderr
     assert split.stdout.count("wrote") == 1  # only the first rank writes and reports
     one, two = read_frames(tmp_path / "one"), read_frames(tmp_path / "two")
     assert (

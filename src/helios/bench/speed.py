@@ -385,6 +385,7 @@ def run_benchmark(
     fast: FastPaths = FastPaths(),
     breakdown: bool = True,
     workloads: list[list[int] | int | None] | None = None,
+    context_parallel: str = "ulysses",
 ) -> list[SpeedResult]:
     """Time ours (and diffusers with ``compare``) on one set of random weights, for ``steps`` or for
     each of ``workloads`` (step settings) in turn; under torchrun on every process."""
@@ -410,7 +411,7 @@ def run_benchmark(
         baselines.append(baseline)
     fast.apply(pipeline)
     if ranks > 1:
-        enable_context_parallel(pipeline.transformer)
+        enable_context_parallel(pipeline.transformer, method=context_parallel)
     results, ratios = [], []
     for index, settings in enumerate(all_settings):
         pipeline.sampler = settings
@@ -418,7 +419,8 @@ def run_benchmark(
         if breakdown:
             ours.append(measure_ours(pipeline, frames, breakdown=True))
         for result in ours:
-            result.implementation += f" [{fast.label()}]" + (f" ×{ranks} ranks (Ulysses)" if ranks > 1 else "")
+            split = " (ring attention)" if context_parallel == "ring" else " (Ulysses)"
+            result.implementation += f" [{fast.label()}]" + (f" ×{ranks} ranks{split}" if ranks > 1 else "")
         for result in ours + baselines[index : index + 1]:
             result.steps = steps_label(settings)
         results += ours + baselines[index : index + 1]

@@ -28,6 +28,7 @@ class SequenceShards:
     group: dist.ProcessGroup | None  # None: the default (world) group
     lengths: tuple[int, ...]  # every rank's token count, in rank order
     rank: int
+    method: str = "ulysses"  # how self-attention sees the whole sequence: "ulysses" or "ring"
 
     @property
     def start(self) -> int:
@@ -48,11 +49,15 @@ class ContextParallel:
 
     ``split_batch``: a batch that divides by the ranks is split by samples instead — each rank runs its
     samples whole and one gather ends the forward (CFG-parallel: the conditional and unconditional
-    halves of a batched-CFG call on two GPUs); otherwise the sequence is split (Ulysses)."""
+    halves of a batched-CFG call on two GPUs); otherwise the sequence is split, and self-attention
+    sees all of it by ``method``: "ulysses" (all-to-all, heads split) or "ring" (ring_attention.py)."""
 
-    def __init__(self, group: dist.ProcessGroup | None = None, split_batch: bool = True):
+    def __init__(self, group: dist.ProcessGroup | None = None, split_batch: bool = True, method: str = "ulysses"):
         if not dist.is_initialized():
             raise RuntimeError("context parallelism needs torch.distributed initialised (run under torchrun)")
+        if method not in ("ulysses", "ring"):
+            raise ValueError(f"context-parallel method must be 'ulysses' or 'ring', got {method!r}")
+        self.method = method
         self.group = group
         self.size = dist.get_world_size(group)
         self.rank = dist.get_rank(group)
@@ -75,7 +80,7 @@ class ContextParallel:
         if base == 0:
             raise ValueError(f"{total} tokens cannot be split over {self.size} ranks")
         lengths = tuple(base + (1 if r < extra else 0) for r in range(self.size))
-        return SequenceShards(self.group, lengths, self.rank)
+        return SequenceShards(self.group, lengths, self.rank, self.method)
 
 
 def check_heads(heads: int, ranks: int) -> None:
@@ -84,11 +89,12 @@ def check_heads(heads: int, ranks: int) -> None:
 
 
 def enable_context_parallel(
-    model: torch.nn.Module, group: dist.ProcessGroup | None = None, split_batch: bool = True
+    model: torch.nn.Module, group: dist.ProcessGroup | None = None, split_batch: bool = True, method: str = "ulysses"
 ) -> ContextParallel:
     """Split ``model``'s work over ``group`` (default: all ranks) from now on; returns the splitter."""
-    parallel = ContextParallel(group, split_batch)
-    check_heads(model.config.num_attention_heads, parallel.size)
+    parallel = ContextParallel(group, split_batch, method)
+    if method == "ulysses":
+        check_heads(model.config.num_attention_heads, parallel.size)
     model.context_parallel = parallel
     return parallel
 

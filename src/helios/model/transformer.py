@@ -31,6 +31,7 @@ from .context_parallel import SequenceShards, gather_sequence, ulysses_attention
 from .lora import LoraAdapters, scaled
 from .memory import TokenSegments, as_index_rows, embed_history, memory_patches, patchify
 from .precision import FP32_PARAMETER_PATTERNS
+from .ring_attention import ring_attention
 from .rope import RopeCache, RopeTable, apply_rope
 from .window import HistoryInputs
 
@@ -181,7 +182,9 @@ class Attention(nn.Module):
             factor = 1.0 + torch.sigmoid(self.history_key_scale) * (HISTORY_KEY_MAX_SCALE - 1.0)
             factor = factor.view(1, 1, -1, 1)
             k = torch.cat([(k[:, :history_length] * factor).to(k.dtype), k[:, history_length:]], dim=1)
-        if shards is not None:  # context parallelism: all tokens, some heads, for the kernel
+        if shards is not None and shards.method == "ring":  # context parallelism: K and V go round
+            out = ring_attention(q, k, v, shards)
+        elif shards is not None:  # context parallelism: all tokens, some heads, for the kernel
             out = ulysses_attention(q, k, v, shards, lambda q, k, v: attention(q, k, v, self.backend))
         else:
             out = attention(q, k, v, self.backend)
