@@ -276,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hb.add_argument("--naturalness-model", help="the model name the naturalness endpoint serves")
     hb.add_argument(
+        "--raft",
+        metavar="WEIGHTS",
+        help="torchvision RAFT weights (.pth/.safetensors or their folder): motion smoothness by flow "
+        "interpolation instead of the weight-free linear fallback",
+    )
+    hb.add_argument(
         "--official-aesthetic-typo", action="store_true", help="the released long-aesthetic thresholds (see docs)"
     )
 
@@ -336,7 +342,8 @@ def run_heliosbench(args: argparse.Namespace) -> int:
     if scenes is not None:
         scorers["semantic_world"] = runner.world_judge(scenes)
     width = None if scenes is not None else runner.metrics.WIDTH  # (the world analogue: its own width)
-    result = runner.score_folder(args.out, chosen, scorers, args.official_aesthetic_typo, width)
+    smoothness = runner.raft_smoothness(args.raft, str(device)) if args.raft else None
+    result = runner.score_folder(args.out, chosen, scorers, args.official_aesthetic_typo, width, smoothness)
     result = runner.with_throughput(result, generation)
     print(runner.report_table(result))
     print(f"wrote {runner.write_result(result, Path(args.out) / 'results.json')}")
@@ -649,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (UsageError, MediaError, CheckpointError, ModelFolderError, OSError, ValueError) as exc:
+    except (UsageError, MediaError, CheckpointError, ModelFolderError, OSError, ValueError, ImportError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"helios: error: {message}", file=sys.stderr)
         return 2

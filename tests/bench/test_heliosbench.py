@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helios.bench.heliosbench import metrics
-from helios.bench.heliosbench.runner import BenchPrompt, read_prompt_csv, score_folder, video_name
+from helios.bench.heliosbench.runner import BenchPrompt, read_prompt_csv, score_folder, score_video, video_name
 from helios.bench.heliosbench.scoring import rating, throughput_score, weighted_total
 from helios.media import read_video, write_mp4
 
@@ -142,3 +142,53 @@ def test_scoring_alone_from_the_official_prompt_file(tmp_path, capsys):
     assert short["videos"] == 1 and set(short["scores"]) == {"motion_amplitude", "motion_smoothness"}
     code, _, err = helios_here(capsys, "bench", "heliosbench", "--prompts", csv_path, "--tiers", "100", "--score-only")
     assert code == 2 and "not among the benchmark's durations" in err
+
+
+def _farneback(a, b):
+    """OpenCV's Farnebäck flow as a ``Flow`` (a real estimator that needs no weights)."""
+    import cv2
+    import torch
+
+    def gray(t):
+        return cv2.cvtColor(t.permute(1, 2, 0).numpy().astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+    flows = [cv2.calcOpticalFlowFarneback(gray(x), gray(y), None, 0.5, 3, 15, 3, 5, 1.2, 0) for x, y in zip(a, b)]
+    return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2)
+
+
+def test_flow_interpolation_predicts_moving_frames_that_blending_cannot():
+    """The smoothness metric as the paper states it (flow interpolation; RAFT gives the flow in use):
+    a square moving 2 px a frame is predicted almost exactly — the linear blend of the fallback is not —
+    and the same motion shaken scores lower. The warp itself moves pixels by the flow."""
+    import torch
+
+    from helios.bench.heliosbench.flow_interpolation import motion_smoothness_flow, warp
+
+    image = torch.rand(1, 3, 10, 12)
+    shift = torch.zeros(1, 2, 10, 12)
+    shift[:, 0] = 2
+    assert torch.allclose(warp(image, shift)[..., :-2], image[..., 2:], atol=1e-5)
+    moving, shaky = _squares([2]), _squares([2], jitter=3)
+    flow = {name: motion_smoothness_flow(video, _farneback) for name, video in (("moving", moving), ("shaky", shaky))}
+    assert flow["moving"] > 0.999 > metrics.motion_smoothness_linear(moving)
+    assert flow["shaky"] < flow["moving"] - 0.005
+    scores = score_video(moving, False, None, lambda frames: motion_smoothness_flow(frames, _farneback))
+    assert scores["motion_smoothness"] == flow["moving"]  # the benchmark's smoothness slot takes it
+    with pytest.raises(ValueError, match="at least 3 uint8"):
+        motion_smoothness_flow(moving[:2], _farneback)
+
+
+def test_raft_weights_missing_or_without_torchvision_is_one_clear_error(tmp_path, capsys):
+    from helios.bench.heliosbench.flow_interpolation import load_raft
+
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("id,prompt,duration\n1,a fox,81\n")
+    command = ["bench", "heliosbench", "--prompts", prompts, "--score-only", "--out", tmp_path]
+    code, _, err = helios_here(capsys, *command, "--raft", tmp_path / "raft.pth")
+    assert code == 2 and err.strip() == f"helios: error: no RAFT weights at {tmp_path / 'raft.pth'}"
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError):  # here: the CPU torch has no matching torchvision
+        (tmp_path / "raft.pth").write_bytes(b"")
+        with pytest.raises(ImportError, match="RAFT smoothness needs a torchvision matching this torch"):
+            load_raft(tmp_path)

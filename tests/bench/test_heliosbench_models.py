@@ -171,3 +171,24 @@ def test_the_command_scores_with_user_weights(clip_folder, tmp_path):
     assert main([*arguments, "--device", "cpu"]) == 0
     short = json.loads((videos / "results.json").read_text())["sets"]["short"]
     assert {"aesthetic", "semantic_clip"} <= set(short["ratings"]) and short["missing"] == ["naturalness"]
+
+
+def test_raft_from_a_torchvision_weights_file(tmp_path):
+    """torchvision's RAFT (random weights, saved as a user's .pth) gives the smoothness metric its flow;
+    a file of other weights is refused by name. Runs where a torchvision matching torch is installed
+    (the GPU machine); the CPU build here has none."""
+    try:
+        from torchvision.models.optical_flow import raft_small
+    except (ImportError, RuntimeError):
+        pytest.skip("no torchvision matching this torch")
+    from helios.bench.heliosbench.flow_interpolation import load_raft, motion_smoothness_flow
+
+    torch.save(raft_small(weights=None).state_dict(), tmp_path / "raft_small.pth")
+    flow = load_raft(tmp_path)
+    video = np.random.default_rng(0).integers(0, 255, (5, 60, 90, 3), dtype=np.uint8)
+    field = flow(torch.from_numpy(video[:2]).permute(0, 3, 1, 2).float(), torch.zeros(2, 3, 60, 90))
+    assert field.shape == (2, 2, 60, 90) and torch.isfinite(field).all()
+    assert 0.0 <= motion_smoothness_flow(video, flow) <= 1.0
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="holds neither raft_large's nor raft_small's weights"):
+        load_raft(tmp_path / "other.pth")

@@ -9,8 +9,9 @@ world's own width (192: its videos are not the paper's, and 640-wide flow would 
 
 The weight-free metrics (``metrics.py``) always run; the model-based ones (``model_metrics.py``: the
 aesthetic CLIP head, a CLIP frame–text semantic fallback, the naturalness endpoint) run when the user
-gives their weights or endpoint. ViCLIP and AMT-S/RAFT smoothness are not available: totals over what is
-present are marked partial.
+gives their weights or endpoint; motion smoothness is by RAFT flow interpolation with the user's
+torchvision RAFT weights (``flow_interpolation.py``), else a weight-free linear fallback. ViCLIP is not
+available: totals over what is present are marked partial.
 """
 
 from __future__ import annotations
@@ -107,17 +108,34 @@ def generate_videos(pipeline, prompts: list[BenchPrompt], out: str | Path, tiers
     return {"frames": frames_made, "seconds": round(seconds, 2), "fps": None if fps is None else round(fps, 3)}
 
 
-def score_video(frames: np.ndarray, long: bool, width: int | None = metrics.WIDTH) -> dict[str, float]:
-    """The weight-free metrics of one video (uint8 (T, H, W, 3) at any size), read at ``width`` wide
-    (the official 640; None: as it is)."""
+Smoothness = Callable[[np.ndarray], float]
+
+
+def score_video(
+    frames: np.ndarray, long: bool, width: int | None = metrics.WIDTH, smoothness: Smoothness | None = None
+) -> dict[str, float]:
+    """The motion metrics of one video (uint8 (T, H, W, 3) at any size), read at ``width`` wide (the
+    official 640; None: as it is). ``smoothness``: the motion-smoothness metric (``raft_smoothness``);
+    default the weight-free linear fallback."""
+    smoothness = smoothness or metrics.motion_smoothness_linear
     wide = metrics.at_benchmark_width(frames, width) if width else frames
-    scores = {
-        "motion_amplitude": metrics.motion_amplitude(wide),
-        "motion_smoothness": metrics.motion_smoothness_linear(wide),
-    }
+    scores = {"motion_amplitude": metrics.motion_amplitude(wide), "motion_smoothness": smoothness(wide)}
     if long:
-        scores["drift_smoothness"] = metrics.drifting(metrics.motion_smoothness_linear, wide)
+        scores["drift_smoothness"] = metrics.drifting(smoothness, wide)
     return scores
+
+
+def raft_smoothness(weights: str | Path, device: str = "cpu") -> Smoothness:
+    """Motion smoothness by RAFT flow interpolation (flow_interpolation.py), the model loaded once."""
+    from .flow_interpolation import load_raft, motion_smoothness_flow
+
+    flow = load_raft(weights, device)
+
+    def smoothness(frames: np.ndarray) -> float:
+        return motion_smoothness_flow(frames, flow, device)
+
+    smoothness.method = "RAFT flow interpolation"
+    return smoothness
 
 
 def score_folder(
@@ -126,6 +144,7 @@ def score_folder(
     scorers: dict[str, Callable[[np.ndarray, BenchPrompt], float]] | None = None,
     official_typo: bool = False,
     width: int | None = metrics.WIDTH,
+    smoothness: Smoothness | None = None,
 ) -> dict:
     """Every ``{id}_{target}_ori{actual}.mp4`` of ``folder`` scored, averaged per set (short, long),
     rated and totalled. ``scorers``: more metrics by name, ``scorer(frames, prompt)`` (``model_scorers``:
@@ -144,7 +163,7 @@ def score_folder(
         frames = read_video(path)[0]
         if not prompt.long:
             frames = frames[:SHORT_FRAMES]
-        scores = score_video(frames, prompt.long, width)
+        scores = score_video(frames, prompt.long, width, smoothness)
         for name, scorer in (scorers or {}).items():
             if not prompt.prompt:
                 raise ValueError(f"{path.name}: no prompt with id {ident} for the metric {name}")
@@ -153,7 +172,8 @@ def score_folder(
                 count = max(4, round(len(frames) * metrics.DRIFT_PART))
                 scores[f"drift_{name}"] = abs(scorer(frames[:count], prompt) - scorer(frames[-count:], prompt))
         videos.append({"video": path.name, "id": ident, "frames": len(frames), "long": prompt.long, **scores})
-    result = {"videos": videos, "sets": {}, "width": width or "native"}
+    method = getattr(smoothness, "method", "linear: the weight-free fallback, not comparable with the paper's")
+    result = {"videos": videos, "sets": {}, "width": width or "native", "smoothness": method}
     for name, long in (("short", False), ("long", True)):
         members = [v for v in videos if v["long"] == long]
         if not members:
