@@ -92,9 +92,10 @@ def load_raft(path: str | Path, device: str | torch.device = "cpu") -> Flow:
 
 
 def raft_flow(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, updates: int = 12) -> torch.Tensor:
-    """RAFT's final flow from ``a`` to ``b`` (float 0–255): inputs scaled to [−1, 1] and padded to a
-    multiple of 8 (replicated edges), the flow cropped back."""
+    """RAFT's final flow from ``a`` to ``b`` (float 0–255): inputs scaled to [−1, 1] and padded
+    (replicated edges) to a multiple of 8 and at least 128 — its correlation pyramid needs that —
+    the flow cropped back."""
     height, width = a.shape[-2:]
-    pad = (0, -width % 8, 0, -height % 8)
+    pad = (0, max(128, width + -width % 8) - width, 0, max(128, height + -height % 8) - height)
     a, b = (F.pad(t / 127.5 - 1, pad, mode="replicate") for t in (a, b))
     return model(a, b, num_flow_updates=updates)[-1][..., :height, :width]
