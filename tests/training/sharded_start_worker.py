@@ -1,25 +1,36 @@
-"""Run under torchrun (2 gloo processes) with a config file: an FSDP2 run started from a model folder on
-the meta device. Writes one JSON line (rank 0): whether every weight equals the folder's, the LoRA
-start, and the losses of a few steps."""
+"""Run under torchrun (2 gloo processes) with config files: FSDP2 runs started from model folders (a
+Helios one, or a Wan2.1 one: ``wan:``) on the meta device. Writes one JSON line (rank 0): per config,
+whether every weight equals the folder's (Wan: the memory patches made from its patch embedding), the
+LoRA start, and the losses of a few steps."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file
 
 from helios.config import TrainConfig
+from helios.model.checkpoint import StoredWeights
+from helios.model.memory import memory_patch_tensors
 from helios.training.sharded_start import new_lora_tensor
 from helios.training.trainer import Trainer, _full
 
 
 def main() -> None:
-    config = TrainConfig.from_dict(json.loads(open(sys.argv[1]).read()))
+    results = [check(TrainConfig.from_dict(json.loads(open(path).read()))) for path in sys.argv[1:]]
+    if dist.get_rank() == 0:
+        sys.stdout.write(json.dumps(results) + "\n")
+    dist.destroy_process_group()
+
+
+def check(config: TrainConfig) -> dict | None:
     trainer = Trainer(config)
-    stored = load_file(f"{config.transformer}/diffusion_pytorch_model.safetensors")
+    stored = dict(StoredWeights(Path(config.transformer.removeprefix("wan:"))).tensors())  # (canonical names)
+    if "patch_short.weight" not in stored:  # a Wan folder
+        stored |= memory_patch_tensors(stored["patch_embedding.weight"], stored["patch_embedding.bias"])
     full = {name: _full(p).detach().cpu() for name, p in trainer.model.state_dict().items()}
     sharded = all(hasattr(p, "device_mesh") for p in trainer.model.parameters())
     weights_equal = all(torch.equal(full[n], stored[n.replace(".base_layer.", ".")]) for n in full if "lora_" not in n)
@@ -29,7 +40,7 @@ def main() -> None:
     dist.all_gather(gathered, lora_a)
     losses = [r["loss"] for r in trainer.train()]
     if dist.get_rank() == 0:
-        result = dict(
+        return dict(
             sharded=sharded,
             weights_equal=weights_equal,
             # drawn by name (sharded_start), not by the plain start's seeded peft initialisation
@@ -41,8 +52,7 @@ def main() -> None:
             lora_a_std=float(lora_a.std()),
             losses=losses,
         )
-        sys.stdout.write(json.dumps(result) + "\n")
-    dist.destroy_process_group()
+    return None
 
 
 if __name__ == "__main__":

@@ -239,7 +239,10 @@ def test_two_process_training(world_shards, tmp_path, mode):
 def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
     """FSDP2 from a model folder builds on the meta device and fills each rank's shards one tensor at a
     time: the gathered weights equal the folder's, the LoRA start is peft's (B = 0, A ~ N(0, 1/r) drawn
-    alike on every rank), and training runs: the log, and a checkpoint whose EMA is gathered whole."""
+    alike on every rank), and training runs: the log, and a checkpoint whose EMA is gathered whole. A
+    Wan2.1 folder (``wan:``) starts the same way, its memory patches made from its patch embedding."""
+    from diffusers import WanTransformer3DModel
+
     shards, _, _ = world_shards
     folder = tmp_path / "start"
     torch.manual_seed(5)
@@ -258,10 +261,20 @@ def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
     )
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config.to_dict()))
+    wan = tmp_path / "wan"
+    WanTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, text_dim=64, ffn_dim=64, num_layers=2
+    ).save_pretrained(wan)
+    from_wan = tmp_path / "config_wan.json"
+    from_wan.write_text(
+        json.dumps(
+            {**config.to_dict(), "transformer": f"wan:{wan}", "max_steps": 1, "output_dir": str(tmp_path / "run_wan")}
+        )
+    )
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-        + ["-m", "tests.training.sharded_start_worker", str(path)],
+        + ["-m", "tests.training.sharded_start_worker", str(path), str(from_wan)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -269,7 +282,8 @@ def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{root}{os.pathsep}{root / 'src'}"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report, wan_report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert wan_report["sharded"] and wan_report["weights_equal"] and len(wan_report["losses"]) == 1, wan_report
     assert report["sharded"] and report["weights_equal"], report
     assert report["lora_b_zero"] and report["lora_a_same_on_ranks"] and report["lora_a_by_name"], report
     assert abs(report["lora_a_std"] - 1 / 4) < 0.05, report

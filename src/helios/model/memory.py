@@ -99,9 +99,21 @@ def init_memory_from_patch_embedding(patches: nn.Module, patch_embedding: nn.Con
     Call this **after** the pretrained weights are loaded (the official code does it before, so the
     copies came from random weights).
     """
-    weight, bias = patch_embedding.weight.detach(), patch_embedding.bias.detach()
+    tensors = memory_patch_tensors(patch_embedding.weight.detach(), patch_embedding.bias.detach())
     with torch.no_grad():
-        for conv, factor in ((patches.patch_short, 1), (patches.patch_mid, 2), (patches.patch_long, 4)):
-            expanded = weight.repeat_interleave(factor, 2).repeat_interleave(factor, 3).repeat_interleave(factor, 4)
-            conv.weight.copy_(expanded / factor**3)
-            conv.bias.copy_(bias)
+        for name, value in tensors.items():
+            patches.get_parameter(name).copy_(value)
+
+
+PATCH_FACTORS = {"short": 1, "mid": 2, "long": 4}
+
+
+def memory_patch_tensors(weight: torch.Tensor, bias: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The history patches' weights as "average-pool, then patch-embed" of a patch embedding's
+    ``weight`` and ``bias``: each kernel tap spread over factor³ taps, divided by factor³."""
+    tensors = {}
+    for part, factor in PATCH_FACTORS.items():
+        expanded = weight.repeat_interleave(factor, 2).repeat_interleave(factor, 3).repeat_interleave(factor, 4)
+        tensors[f"patch_{part}.weight"] = expanded / factor**3
+        tensors[f"patch_{part}.bias"] = bias.clone()
+    return tensors

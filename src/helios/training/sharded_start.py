@@ -17,7 +17,17 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..model.checkpoint import StoredWeights, check_keys, read_model_config
+from ..config import TransformerConfig
+from ..model.checkpoint import (
+    MEMORY_PATCH_KEYS,
+    WAN_CLASS_NAME,
+    CheckpointError,
+    StoredWeights,
+    check_keys,
+    config_from_wan,
+    read_model_config,
+)
+from ..model.memory import memory_patch_tensors
 from ..model.transformer import HeliosTransformer
 
 
@@ -41,20 +51,39 @@ def build_sharded(
     shard: Callable[[nn.Module], nn.Module],
     lora_rank: int | None,
 ) -> HeliosTransformer:
-    """The transformer of ``folder``, ``prepare``d (LoRA, checkpointing) and ``shard``ed on the meta
-    device, then filled shard by shard on ``device``."""
-    folder, config = read_model_config(folder)
+    """The transformer of ``folder`` — a Helios folder, or a Wan2.1 T2V one (``wan:`` starts: its
+    memory patches, which Wan lacks, are made from the stored patch embedding, as ``from_wan`` does) —
+    ``prepare``d (LoRA, checkpointing) and ``shard``ed on the meta device, then filled shard by shard
+    on ``device``."""
+    folder, data = read_model_config(folder)
+    from_wan = data.get("_class_name") == WAN_CLASS_NAME
+    try:
+        config = config_from_wan(data) if from_wan else TransformerConfig.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{folder / 'config.json'}: {exc}") from None
     with torch.device("meta"):
-        model = prepare(HeliosTransformer.build_from_config(config))
+        model = prepare(HeliosTransformer(config))
     shard(model)
     model.to_empty(device=device)
     stored = StoredWeights(folder)
     state = model.state_dict(keep_vars=True)
     by_stored_name = {stored_name(n): t for n, t in state.items() if "lora_" not in n}
-    check_keys({n: tuple(t.shape) for n, t in by_stored_name.items()}, stored.shapes(), str(folder))
+    expected = {n: tuple(t.shape) for n, t in by_stored_name.items()}
+    if from_wan:
+        expected = {n: shape for n, shape in expected.items() if n not in MEMORY_PATCH_KEYS}
+    check_keys(expected, stored.shapes(), str(folder))
     with torch.no_grad():
+        patch_embedding = {}
         for name, value in stored.tensors():
             fill_shard(by_stored_name[name], value)
+            if name.startswith("patch_embedding."):
+                patch_embedding[name] = value
+        if from_wan:
+            made = memory_patch_tensors(
+                patch_embedding["patch_embedding.weight"], patch_embedding["patch_embedding.bias"]
+            )
+            for name, value in made.items():
+                fill_shard(by_stored_name[name], value)
         for name, tensor in state.items():
             if "lora_" in name:
                 fill_shard(tensor, new_lora_tensor(name, tensor.shape, lora_rank or 1))

@@ -90,7 +90,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # model initialisation only; steps use their own generators
         if _starts_sharded(config):
             self.model = build_sharded(
-                config.transformer,
+                config.transformer.removeprefix("wan:"),
                 self.device,
                 prepare=self._prepare_model,
                 shard=lambda m: _wrap(m, "fsdp", self.device),
@@ -426,16 +426,15 @@ def _full(param: torch.Tensor) -> torch.Tensor:
 
 
 def _starts_sharded(config: TrainConfig) -> bool:
-    """FSDP2 from a Helios folder: built on the meta device and filled shard by shard (sharded_start.py).
-    A preset or Wan start, or memory patches initialised from the patch embedding, build whole."""
+    """FSDP2 from a Helios or Wan (``wan:``) folder: built on the meta device and filled shard by shard
+    (sharded_start.py). A preset start, or memory patches re-initialised from the patch embedding of a
+    Helios folder, builds whole."""
     spec = config.transformer
-    return (
-        config.distributed == "fsdp"
-        and isinstance(spec, str)
-        and not spec.startswith("wan:")
-        and Path(spec).is_dir()
-        and not config.init_memory_patches
-    )
+    if config.distributed != "fsdp" or not isinstance(spec, str):
+        return False
+    if spec.startswith("wan:"):
+        return Path(spec[4:]).is_dir()
+    return Path(spec).is_dir() and not config.init_memory_patches
 
 
 def _optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, mode: str) -> dict:
