@@ -235,6 +235,21 @@ def test_adherence_evaluation_reports_scores_calibration_controls_and_object_cou
     assert 0.0 <= result["model"]["present"] <= 1.0 and len(result["tables"]) == 3
 
 
+def test_prompt_sensitivity_calibrates_on_ground_truth_and_has_a_zero_control():
+    """Changing one attribute word changes a ground-truth render (every attribute is visible in it);
+    the same prompt and seed twice changes nothing; the model's ratios are measured, not assumed."""
+    from helios import HeliosPipeline
+    from helios.synthetic.evaluate import evaluate_sensitivity, held_out_scenes
+
+    pipeline = HeliosPipeline.from_pretrained(device="cpu")
+    pipeline.sampler = dataclasses.replace(pipeline.sampler, pyramid_steps=(1, 1, 1))  # (the report, not the model)
+    pipeline.height, pipeline.width = 64, 64
+    result = evaluate_sensitivity(pipeline, held_out_scenes(1))
+    assert result["control_same_prompt_and_seed"] == 0.0 and result["model_seed_change"] > 1.0
+    assert all(value > 0.05 for value in result["ground_truth"].values()), result
+    assert set(result["model"]) == set(result["ground_truth"]) == {"color", "shape", "size", "direction", "speed"}
+
+
 def test_two_objects_fused_into_one_blob_are_not_present():
     """A red and a yellow square that touch all along read as one two-coloured blob: the judge counts
     neither as present (colour-by-colour detection alone would find both). Apart, both are present."""

@@ -1,6 +1,7 @@
 """Evaluate a synthetic-world model (adherence, I2V/V2V conditioning, drift) with the world's detector.
 
-python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 --out eval.json
+python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 \
+    [--sensitivity 10] --out eval.json
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ import json
 import time
 
 from ..generation import HeliosPipeline
-from ..synthetic.evaluate import evaluate_adherence, evaluate_conditioning, evaluate_drift, held_out_scenes
+from ..synthetic.evaluate import (
+    evaluate_adherence,
+    evaluate_conditioning,
+    evaluate_drift,
+    evaluate_sensitivity,
+    held_out_scenes,
+)
 
 
 def main() -> None:
@@ -18,6 +25,9 @@ def main() -> None:
     parser.add_argument("--model", help="world model folder (default: the embedded default model)")
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--drift-frames", type=int, default=1440)
+    parser.add_argument(
+        "--sensitivity", type=int, default=0, help="scenes for the prompt-sensitivity test (0: skip; 7 videos each)"
+    )
     parser.add_argument("--out", default="eval.json")
     parser.add_argument("--device", default="cpu", help="where the model runs (the judge runs on the CPU)")
     args = parser.parse_args()
@@ -28,6 +38,8 @@ def main() -> None:
         "adherence": evaluate_adherence(pipeline, scenes),
         "conditioning": evaluate_conditioning(pipeline, scenes[: max(1, args.prompts // 5)]),
     }
+    if args.sensitivity:
+        result["sensitivity"] = evaluate_sensitivity(pipeline, scenes[: args.sensitivity])
     if args.drift_frames:
         result["drift"] = evaluate_drift(pipeline, scenes[0], args.drift_frames)
     result["seconds"] = time.time() - started
