@@ -389,8 +389,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from .generation import HeliosPipeline
     from .parallel import enable_context_parallel
     from .parallel.launch import is_main, join, launched_ranks, leave
-    from .parallel.lockstep import LockstepPipeline, control_group, follow
     from .serve.app import ServeSettings, run
+    from .serve.lockstep import LockstepPipeline, control_group, follow
 
     token = args.token or os.environ.get("HELIOS_TOKEN") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
@@ -417,7 +417,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 pass
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    if ranks > 1:  # under torchrun: the first process serves, the others follow it (parallel/lockstep.py)
+    if ranks > 1:  # under torchrun: the first process serves, the others follow it (serve/lockstep.py)
         device = join(device)
     try:
         pipeline = HeliosPipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), device=device)

@@ -114,7 +114,7 @@ def lockstep_session() -> dict | None:
     stop after chunk 1, a second generation refused while it runs, then another stream to its end —
     with the second rank following; the frames against the same calls in one process."""
     from helios import GenerationRequest, HeliosPipeline
-    from helios.parallel.lockstep import Busy, LockstepPipeline, control_group, follow
+    from helios.serve.lockstep import Busy, LockstepPipeline, control_group, follow
 
     pipeline = HeliosPipeline.from_pretrained(device="cpu")
     pipeline.height, pipeline.width = 64, 128

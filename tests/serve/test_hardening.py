@@ -184,7 +184,7 @@ def test_a_client_that_leaves_frees_its_slot_within_seconds(serve):
 
 
 def test_paused_sessions_hold_no_server_thread_and_time_out(serve):
-    host, _ = serve(max_sessions=8, pause_timeout=4.0)
+    host, _ = serve(max_sessions=8, pause_timeout=2.0)
     paused = []
     try:
         for _ in range(7):  # more than the 6 threads of the default pool on 2 CPUs

@@ -16,7 +16,7 @@ import time
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from ..parallel.lockstep import Busy
+from .lockstep import Busy
 from .schema import ProtocolError, prompt_change, request_from_message
 from .session import END, Session
 from .state import ServerState
