@@ -412,6 +412,7 @@ def run_benchmark(
     fast.apply(pipeline)
     if ranks > 1:
         enable_context_parallel(pipeline.transformer, method=context_parallel)
+    split = (" (ring attention)" if context_parallel == "ring" else " (Ulysses)") if ranks > 1 else ""
     results, ratios = [], []
     for index, settings in enumerate(all_settings):
         pipeline.sampler = settings
@@ -419,7 +420,6 @@ def run_benchmark(
         if breakdown:
             ours.append(measure_ours(pipeline, frames, breakdown=True))
         for result in ours:
-            split = " (ring attention)" if context_parallel == "ring" else " (Ulysses)"
             result.implementation += f" [{fast.label()}]" + (f" ×{ranks} ranks{split}" if ranks > 1 else "")
         for result in ours + baselines[index : index + 1]:
             result.steps = steps_label(settings)

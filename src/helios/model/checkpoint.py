@@ -392,6 +392,14 @@ def config_from_wan(data: dict) -> TransformerConfig:
     return TransformerConfig(**values, rope_dim=(head - 2 * spatial, spatial, spatial))
 
 
+def wan_folder_config(folder: Path, data: dict) -> TransformerConfig:
+    """``config_from_wan`` of a folder's parsed config, a bad value named with the file."""
+    try:
+        return config_from_wan(data)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: {exc}") from None
+
+
 class TransformerCheckpointMixin(PretrainedMixin):
     """Helios transformer folders (diffusers' ``HeliosTransformer3DModel`` layout) and the Wan2.1 start."""
 
@@ -419,10 +427,7 @@ class TransformerCheckpointMixin(PretrainedMixin):
         data = _read_config(folder)
         if data.get("_class_name") != WAN_CLASS_NAME:
             raise CheckpointError(f"{folder} holds {data.get('_class_name')!r}, not a {WAN_CLASS_NAME}")
-        try:
-            config = config_from_wan(data)
-        except (ValueError, TypeError) as exc:
-            raise CheckpointError(f"{folder / CONFIG_NAME}: {exc}") from None
+        config = wan_folder_config(folder, data)
         with torch.device("meta"):
             model = cls(config)
         load_weights(model, folder, dtype, device, cls.weights_name, cls.keeps_fp32, optional=MEMORY_PATCH_KEYS)

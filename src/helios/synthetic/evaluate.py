@@ -146,8 +146,9 @@ def evaluate_sensitivity(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     """How much the model's video changes when one attribute word of its prompt changes (on every
     object; the same seed), as a share of how much it changes with the seed (the same prompt): near 0
     means the model ignores that word, whatever the judge makes of its videos. Ground truth calibrates:
-    the same changes rendered at the same positions, as a share of the change to the next scene's render.
-    Control: the same prompt and seed twice must give 0. Mean absolute pixel differences (0–255)."""
+    the same changes rendered at the same positions, as a share of the change that moving every object
+    elsewhere (the same prompt, the mirrored layout) makes to the render. Control: the same prompt and
+    seed twice must give 0. Mean absolute pixel differences (0–255)."""
     frames = pipeline.chunk_frames
 
     def change(a: np.ndarray, b: np.ndarray) -> float:

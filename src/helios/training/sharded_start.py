@@ -17,15 +17,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..config import TransformerConfig
 from ..model.checkpoint import (
     MEMORY_PATCH_KEYS,
     WAN_CLASS_NAME,
-    CheckpointError,
     StoredWeights,
     check_keys,
-    config_from_wan,
     read_model_config,
+    wan_folder_config,
 )
 from ..model.memory import memory_patch_tensors
 from ..model.transformer import HeliosTransformer
@@ -57,12 +55,13 @@ def build_sharded(
     on ``device``."""
     folder, data = read_model_config(folder)
     from_wan = data.get("_class_name") == WAN_CLASS_NAME
-    try:
-        config = config_from_wan(data) if from_wan else TransformerConfig.from_dict(data)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{folder / 'config.json'}: {exc}") from None
     with torch.device("meta"):
-        model = prepare(HeliosTransformer(config))
+        base = (
+            HeliosTransformer(wan_folder_config(folder, data))
+            if from_wan
+            else HeliosTransformer.build_from_config(data)
+        )
+        model = prepare(base)
     shard(model)
     model.to_empty(device=device)
     stored = StoredWeights(folder)
