@@ -16,7 +16,7 @@ from helios.encoders.world_text import WorldTextEncoder
 from helios.media import read_video
 from helios.synthetic.detector import detect
 from helios.synthetic.evaluate import psnr
-from helios.synthetic.world import Event, ObjectSpec, Scene, export_dataset, render, sample_scene, vocabulary
+from helios.synthetic.world import COLORS, Event, ObjectSpec, Scene, export_dataset, render, sample_scene, vocabulary
 
 
 def test_scenes_are_deterministic_by_seed():
@@ -265,3 +265,32 @@ def test_two_objects_fused_into_one_blob_are_not_present():
     assert [max(d.merged for d in detect(render(apart, 33)))] == [0.0]
     assert min(d.merged for d in detect(render(fused, 33))) > 0.9
     assert not any(r["present"] for r in judge_clip(render(fused, 33), fused))
+
+
+def test_drift_counts_the_prompted_objects_of_each_chunk():
+    """The drift test's per-chunk presence: both objects of a two-object ground truth are found; with
+    one of them rendered away, one is; an object of an unprompted colour counts as found, not prompted."""
+    from helios.synthetic.evaluate import drift_scene, held_out_scenes, objects_found
+
+    scene = drift_scene(held_out_scenes(10))
+    assert len(scene.objects) == 2
+    assert objects_found(render(scene, 33), scene) == (2, 2)
+    alone = dataclasses.replace(scene, objects=scene.objects[:1])
+    assert objects_found(render(alone, 33), scene) == (1, 1)
+    spare = next(c for c in COLORS if c not in {o.color for o in scene.objects})
+    other = dataclasses.replace(scene, objects=(scene.objects[0], dataclasses.replace(scene.objects[1], color=spare)))
+    assert objects_found(render(other, 33), scene) == (2, 1)
+
+
+def test_word_loss_reads_colour_and_has_a_zero_control():
+    """The shipped model's loss rises when the colour word is wrong (it reads colour: +100 % measured);
+    the true caption again gives exactly 0."""
+    from helios import HeliosPipeline
+    from helios.synthetic.evaluate import evaluate_word_loss, held_out_scenes
+
+    pipeline = HeliosPipeline.from_pretrained(device="cpu")
+    result = evaluate_word_loss(pipeline, held_out_scenes(1), draws=1)
+    rise = result["relative_rise"]
+    assert set(rise) == {"0", "1", "2"} and all(stage["control"] == 0.0 for stage in rise.values())
+    assert rise["0"]["color"] > 0.2, rise
+    assert set(rise["0"]) == {"color", "shape", "size", "direction", "speed", "control", "true_loss"}

@@ -1,7 +1,7 @@
 """Evaluate a synthetic-world model (adherence, I2V/V2V conditioning, drift) with the world's detector.
 
 python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 \
-    [--sensitivity 10] --out eval.json
+    [--sensitivity 10] [--word-loss 24] --out eval.json      (--prompts 0: no adherence / conditioning)
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import time
 
 from ..generation import HeliosPipeline
 from ..synthetic.evaluate import (
+    drift_scene,
     evaluate_adherence,
     evaluate_conditioning,
     evaluate_drift,
     evaluate_sensitivity,
+    evaluate_word_loss,
     held_out_scenes,
 )
 
@@ -28,27 +30,32 @@ def main() -> None:
     parser.add_argument(
         "--sensitivity", type=int, default=0, help="scenes for the prompt-sensitivity test (0: skip; 7 videos each)"
     )
+    parser.add_argument(
+        "--word-loss", type=int, default=0, help="scenes for the word-loss test (0: skip; no sampling, fast)"
+    )
     parser.add_argument("--out", default="eval.json")
     parser.add_argument("--device", default="cpu", help="where the model runs (the judge runs on the CPU)")
     args = parser.parse_args()
     pipeline = HeliosPipeline.from_pretrained(args.model, device=args.device)
     started = time.time()
-    scenes = held_out_scenes(args.prompts)
-    result = {
-        "adherence": evaluate_adherence(pipeline, scenes),
-        "conditioning": evaluate_conditioning(pipeline, scenes[: max(1, args.prompts // 5)]),
-    }
+    scenes = held_out_scenes(max(args.prompts, args.sensitivity, args.word_loss, 1))
+    result = {}
+    if args.prompts:
+        result["adherence"] = evaluate_adherence(pipeline, scenes[: args.prompts])
+        result["conditioning"] = evaluate_conditioning(pipeline, scenes[: max(1, args.prompts // 5)])
     if args.sensitivity:
         result["sensitivity"] = evaluate_sensitivity(pipeline, scenes[: args.sensitivity])
+    if args.word_loss:
+        result["word_loss"] = evaluate_word_loss(pipeline, scenes[: args.word_loss])
     if args.drift_frames:
-        result["drift"] = evaluate_drift(pipeline, scenes[0], args.drift_frames)
+        result["drift"] = evaluate_drift(pipeline, drift_scene(held_out_scenes(10)), args.drift_frames)
     result["seconds"] = time.time() - started
-    tables = result["adherence"]["tables"]
+    tables = result["adherence"].pop("tables") if "adherence" in result else []
     with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    result["adherence"]["tables"] = tables
-    print("\n\n".join(result["adherence"].pop("tables")))
-    print("wrong-prompt controls (must be near 0):", result["adherence"]["wrong_prompt_controls"])
+        json.dump(result | ({"adherence": result["adherence"] | {"tables": tables}} if tables else {}), f, indent=1)
+    if tables:
+        print("\n\n".join(tables))
+        print("wrong-prompt controls (must be near 0):", result["adherence"]["wrong_prompt_controls"])
     print(json.dumps({k: v for k, v in result.items() if k not in ("drift", "adherence")}, indent=1))
     if "drift" in result:
         print(json.dumps({k: v for k, v in result["drift"].items() if k != "per_chunk"}, indent=1))
