@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Stage 3 of the default model on the device machine (issue 13), in one call:
 #   offload a corpus + record the teacher's ODE pairs + Staged ODE Init, then DMD (+ GAN) for each of VARIANTS (full and/or the Table-5 ablations)
-#   with SEEDS, each packaged as a model folder. $OUT gets the models and the logs.
+#   with SEEDS, each packaged as a model folder. $OUT gets the models and the logs (at most 8 files come back).
+#   EVAL=1: the teacher and every student judged on the GPU like the teacher (100 held-out prompts, I2V/V2V,
+#   1,440 frames of a two-object prompt), in the background while the next run trains.
 # Budget (H200): offload + pairs about 1 minute, ODE init ODE_MINUTES (400 steps in 1.5), each DMD run
 # DMD_MINUTES or DMD_STEPS (about 170 steps a minute at batch 32) + packaging. The work folder (1.3 GB) stays there.
 set -u
 W=${WORK:-/tmp/wd}; OUT=${OUT:-/tmp/out}
-export PYTHONPATH=$PWD/src OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.carry/whl-light}/*.whl 2>/dev/null
+export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
 mkdir -p $W $OUT
+judge() {  # model folder, name
+  [ "${EVAL:-0}" = 1 ] || return 0
+  timeout ${EVAL_SECONDS:-300} python3 -m helios.recipes.evaluate_world --model $1 --device cuda --prompts 100 \
+    --drift-frames ${DRIFT_FRAMES:-1440} --out $OUT/$2.json > $W/$2.log 2>&1
+  grep -v Warning $W/$2.log | tail -45 >> $OUT/judged.log
+}
+judge src/helios/default_model teacher &
 R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600} --sections 2 --corpus-seed 4
    --codec-from src/helios/default_model/codec --from-model src/helios/default_model --batch-size ${BATCH:-32}"
 quiet() { grep --line-buffered -v Warning | tee -a $OUT/distill.log | grep --line-buffered -E "stage|offloaded|recorded|packaged|step"; }
@@ -20,6 +30,7 @@ for v in ${VARIANTS:-full}; do
       --package-to $W/models/${v}_seed$seed 2>&1 | quiet
     # after every run, so that a call cut short still returns what is done
     tar -cf $OUT/models.tar -C $W models $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
+    judge $W/models/${v}_seed$seed ${v}_seed$seed &
   done
 done
-ls -la $OUT
+wait; ls -la $OUT

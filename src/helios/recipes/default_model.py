@@ -43,7 +43,7 @@ from ..config import (
 )
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
-from ..generation import drift
+from ..generation import HeliosPipeline, drift
 from ..generation.loading import DRIFT_FILE
 from ..model.transformer import HeliosTransformer
 from ..synthetic.evaluate import corpus_scene, psnr, temporal_profile
@@ -432,7 +432,14 @@ def main() -> None:
     # The codec later phases use: the one this run trains, else the one given.
     codec_dir = work / "codec" if "codec" in args.phase or not args.codec_from else Path(args.codec_from)
     frames = args.sections * CHUNK_FRAMES
-    text = world_text_encoder(args.text_binding)
+    # a model continued or distilled reads the captions with its own encoder: binding follows it
+    from_binding = False
+    if args.from_model:
+        settings = Path(args.from_model, "text_encoder.json")
+        if not settings.is_file():
+            parser.error(f"--from-model {args.from_model} is not a packaged world model (no text_encoder.json)")
+        from_binding = bool(json.loads(settings.read_text()).get("binding", False))
+    text = world_text_encoder(args.text_binding or from_binding)
     if "codec" in args.phase:
         started = time.time()
         videos, _ = render_corpus(args.videos, args.corpus_seed, frames)
@@ -525,13 +532,15 @@ def main() -> None:
         log(f"packaged {target}")
     if {"ode-pairs", "distill-ode", "distill-dmd"} & set(args.phase) and not args.from_model:
         parser.error("the distillation phases need --from-model (the packaged teacher)")
+    # the teacher samples as it ships: its trajectories (ODE pairs) and its guidance (the real score)
+    teacher_sampler = HeliosPipeline.from_pretrained(args.from_model).sampler if args.from_model else DEFAULT_SAMPLER
     if "ode-pairs" in args.phase:
         teacher = HeliosTransformer.from_pretrained(Path(args.from_model) / "transformer", dtype=torch.float32)
         record_ode_pairs(
             teacher,
             work / "shards",
             work / "ode",
-            DEFAULT_SAMPLER,
+            teacher_sampler,
             args.ode_pairs,
             device=device,
             batch_size=args.batch_size,
@@ -559,6 +568,8 @@ def main() -> None:
             teacher=args.teacher or str(Path(args.from_model) / "transformer"),
             critic_lora_rank=None,  # a small model: the whole score network is the critic
             critic_learning_rate=2e-5,
+            # the official convention cond + s·(cond − uncond) is a standard CFG weight of s + 1
+            real_guidance_scale=teacher_sampler.guidance_scale - 1,
             gan_start_step=args.gan_start,
             gan_head_dim=128,
             **DISTILL_ABLATIONS[variant][0],
