@@ -3,7 +3,8 @@
 #   offload a corpus + record the teacher's ODE pairs + Staged ODE Init, then DMD (+ GAN) for each of VARIANTS (full and/or the Table-5 ablations)
 #   with SEEDS, each packaged as a model folder. $OUT gets the models and the logs (at most 8 files come back).
 #   EVAL=1: the teacher and every student judged on the GPU like the teacher (100 held-out prompts, I2V/V2V,
-#   1,440 frames of a two-object prompt), in the background while the next run trains.
+#   1,440 frames of a two-object prompt) after its training; the teacher beside the first run (JUDGE_TEACHER=0: students
+#   only). PARALLEL=1: the runs of VARIANTS × SEEDS train side by side on the one GPU.
 # Budget (H200): offload + pairs about 1 minute, ODE init ODE_MINUTES (400 steps in 1.5), each DMD run
 # DMD_MINUTES or DMD_STEPS (about 170 steps a minute at batch 32) + packaging. The work folder (1.3 GB) stays there.
 set -u
@@ -17,20 +18,24 @@ judge() {  # model folder, name
     --drift-frames ${DRIFT_FRAMES:-1440} --out $OUT/$2.json > $W/$2.log 2>&1
   grep -v Warning $W/$2.log | tail -45 >> $OUT/judged.log
 }
-judge src/helios/default_model teacher &
+[ "${JUDGE_TEACHER:-1}" = 1 ] && judge src/helios/default_model teacher &
 R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600} --sections 2 --corpus-seed 4
    --codec-from src/helios/default_model/codec --from-model src/helios/default_model --batch-size ${BATCH:-32}"
 quiet() { grep --line-buffered -v Warning | tee -a $OUT/distill.log | grep --line-buffered -E "stage|offloaded|recorded|packaged|step"; }
 $R --phase offload ode-pairs --ode-pairs ${PAIRS:-1024} 2>&1 | quiet
 $R --phase distill-ode --distill-minutes ${ODE_MINUTES:-1.5} 2>&1 | quiet
+run() {  # variant, seed: DMD (+ GAN), packaged, returned, judged
+  $R --phase distill-dmd package-distilled --distill-variant $1 --distill-seed $2 \
+    --distill-minutes ${DMD_MINUTES:-3} --distill-steps ${DMD_STEPS:-100000} --gan-start ${GAN_START:-200} \
+    --package-to $W/models/$1_seed$2 2>&1 | quiet
+  # after every run, so that a call cut short still returns what is done
+  tar -cf $OUT/$1_seed$2.tar -C $W models/$1_seed$2 $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
+  judge $W/models/$1_seed$2 $1_seed$2
+}
 for v in ${VARIANTS:-full}; do
   for seed in ${SEEDS:-0}; do
-    $R --phase distill-dmd package-distilled --distill-variant $v --distill-seed $seed \
-      --distill-minutes ${DMD_MINUTES:-3} --distill-steps ${DMD_STEPS:-100000} --gan-start ${GAN_START:-200} \
-      --package-to $W/models/${v}_seed$seed 2>&1 | quiet
-    # after every run, so that a call cut short still returns what is done
-    tar -cf $OUT/models.tar -C $W models $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
-    judge $W/models/${v}_seed$seed ${v}_seed$seed &
+    run $v $seed &
+    [ "${PARALLEL:-0}" = 1 ] || wait $!  # (one at a time, its judge included)
   done
 done
 wait; ls -la $OUT
