@@ -86,6 +86,28 @@ def test_strict_judge_is_calibrated_on_ground_truth_and_fails_wrong_prompts():
     assert all(card.accuracy()[attribute] <= 0.05 for attribute, card in controls.items())
 
 
+def test_stray_pixels_fail_a_clean_background_that_ground_truth_passes():
+    """Ground truth has no stray pixels on its prompted background; speckles of an off-palette colour, a
+    darker shade of the background, or the wrong background colour in the prompt make a clip unclean —
+    while every per-object score stays perfect."""
+    from helios.synthetic.detector import CLEAN_STRAY_SHARE, stray_share
+    from helios.synthetic.judge import judge_clip
+
+    scene = Scene("gray", (ObjectSpec("circle", "red", "large", "right", "slowly", 0.3, 0.5),))
+    truth = render(scene, 33)
+    assert stray_share(truth, "gray") == 0.0
+    speckled = truth.copy()
+    speckled[:, 10:118:6, 120:190:6] = (200, 180, 150)  # 18 × 12 beige dots a frame: 0.9 % of pixels
+    speckled[:, 11:118:6, 120:190:6] = (200, 180, 150)  # two pixels each: 1.8 %
+    assert stray_share(speckled, "gray") > CLEAN_STRAY_SHARE
+    assert all(all(r.values()) for r in judge_clip(speckled, scene))
+    darker = np.where((truth == render(Scene("gray", ()), 33)).all(-1, keepdims=True), truth - 40, truth).astype(
+        np.uint8
+    )
+    assert stray_share(darker, "gray") > 0.5
+    assert stray_share(truth, "navy") > 0.5  # the control: the wrong background
+
+
 def test_exact_object_count_fails_extra_objects_that_the_per_object_scores_miss():
     from helios.synthetic.judge import exact_count, judge_detections
 
@@ -232,6 +254,9 @@ def test_adherence_evaluation_reports_scores_calibration_controls_and_object_cou
         "wrong_count_control",
     }
     assert result["exact_object_count"]["wrong_count_control"] == 0.0
+    clean = result["clean_background"]
+    assert clean["ground_truth"] == {"clips": 1.0, "stray": 0.0} and clean["ground_truth_through_codec"]["clips"] == 1.0
+    assert clean["wrong_background_control"]["clips"] == 0.0
     assert 0.0 <= result["model"]["present"] <= 1.0 and len(result["tables"]) == 3
 
 

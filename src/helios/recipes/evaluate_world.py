@@ -56,6 +56,8 @@ def main() -> None:
     if tables:
         print("\n\n".join(tables))
         print("wrong-prompt controls (must be near 0):", result["adherence"]["wrong_prompt_controls"])
+        print("exact object count:", result["adherence"]["exact_object_count"])
+        print("clean background (clips with ≤ 1 % stray pixels):", result["adherence"]["clean_background"])
     print(json.dumps({k: v for k, v in result.items() if k not in ("drift", "adherence")}, indent=1))
     if "drift" in result:
         print(json.dumps({k: v for k, v in result["drift"].items() if k != "per_chunk"}, indent=1))

@@ -122,3 +122,19 @@ def detect(frames: np.ndarray) -> list[Detection]:
             )
         )
     return detections
+
+
+STRAY_DISTANCE = 30.0  # levels (RGB distance) from the prompted background that still count as background
+OBJECT_REACH = 3  # pixels around pure object colour that are its blended edge
+CLEAN_STRAY_SHARE = 0.01  # a clip is clean when at most 1 % of its pixels are stray
+
+
+def stray_share(frames: np.ndarray, background: str) -> float:
+    """Share of pixels that are neither the prompted background (within ``STRAY_DISTANCE``) nor an
+    object or its blended edge: speckles, smudges of off-palette colour, a background that turned darker
+    or another colour. The per-object scores cannot see these; ground truth scores ~0."""
+    _, labels = classify_pixels(frames)
+    near_object = _dilated(labels >= 0, OBJECT_REACH)
+    colour = np.array(BACKGROUNDS[background], dtype=np.float32)
+    off_background = np.sqrt(((frames.astype(np.float32) - colour) ** 2).sum(-1)) > STRAY_DISTANCE
+    return float((off_background & ~near_object).mean())

@@ -25,7 +25,7 @@ from ..model.window import window_frames
 from ..sampling.schedules import PyramidConstants
 from ..training.objectives import pyramid_flow_matching_loss
 from ..training.offload import encode_video
-from .detector import detect
+from .detector import CLEAN_STRAY_SHARE, detect, stray_share
 from .judge import (
     ATTRIBUTES,
     CHANCE,
@@ -37,7 +37,7 @@ from .judge import (
     v2v_directions_kept,
     wrong_prompt,
 )
-from .world import CHUNK_FRAMES, Scene, render, sample_scene
+from .world import BACKGROUNDS, CHUNK_FRAMES, Scene, render, sample_scene
 
 HELD_OUT_SEED = 10_000  # training scenes use seeds below 10⁶·2 from other streams; these never occur there
 # The first default model's corpus (600 videos of seed 1, drawn without the split below): its captions
@@ -116,6 +116,7 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     cards = {name: Scorecard.empty() for name in ("model", "ground_truth", "ground_truth_through_codec")}
     exact = {name: 0 for name in [*cards, "wrong_count_control"]}
     controls = {attribute: Scorecard.empty() for attribute in ATTRIBUTES}
+    strays = {name: [] for name in [*cards, "wrong_background_control"]}
     for i, scene in enumerate(scenes):
         truth = render(scene, frames)
         clips = {
@@ -131,6 +132,12 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
             card.add(judge_detections(detections, wrong_prompt(scene, attribute)))
         # the count's control: ground truth against its prompt less one object must fail
         exact["wrong_count_control"] += exact_count(detections, replace(scene, objects=scene.objects[:-1]))
+        clips["ground_truth"] = truth
+        for name, clip in clips.items():
+            strays[name].append(stray_share(clip, scene.background))
+        # the background's control: ground truth against another background colour must fail
+        other = next(b for b in BACKGROUNDS if b != scene.background)
+        strays["wrong_background_control"].append(stray_share(truth, other))
     return {
         "prompts": len(scenes),
         "objects": cards["model"].objects,
@@ -139,6 +146,12 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
         "wrong_prompt_controls": {attribute: card.accuracy()[attribute] for attribute, card in controls.items()},
         # share of prompts showing exactly the prompted objects (duplicates and fragments fail it)
         "exact_object_count": {name: count / max(len(scenes), 1) for name, count in exact.items()},
+        # share of clips whose pixels are at most 1 % stray (speckles, smudges, a background of another
+        # shade), and the mean stray share
+        "clean_background": {
+            name: {"clips": float(np.mean([v <= CLEAN_STRAY_SHARE for v in values])), "stray": float(np.mean(values))}
+            for name, values in strays.items()
+        },
         "tables": [card.table(name) for name, card in cards.items()],
     }
 
