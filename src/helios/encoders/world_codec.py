@@ -114,10 +114,19 @@ class WorldCodec(PretrainedMixin, nn.Module):
 
     # ---------------------------------------------------------------- protocol
 
+    @staticmethod
+    def _channels_last(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """``network`` on ``x`` with weights and activations channels-last: oneDNN's (and cuDNN's) fast
+        convolution layout — the decoder is most of a CPU chunk, and 1.3× faster so. The weights are
+        converted once (a loaded checkpoint arrives contiguous)."""
+        if not network[0].weight.is_contiguous(memory_format=torch.channels_last):
+            network.to(memory_format=torch.channels_last)
+        return network(x.contiguous(memory_format=torch.channels_last))
+
     def encode_raw(self, video: torch.Tensor) -> torch.Tensor:
         b = video.shape[0]
         dtype = self.encoder[0].weight.dtype
-        z = self.encoder(self._groups(video.to(dtype)))  # (B·T', C, h, w)
+        z = self._channels_last(self.encoder, self._groups(video.to(dtype)))  # (B·T', C, h, w)
         return z.reshape(b, -1, *z.shape[1:]).permute(0, 2, 1, 3, 4)
 
     def decode_raw(self, latents: torch.Tensor) -> torch.Tensor:
@@ -126,7 +135,7 @@ class WorldCodec(PretrainedMixin, nn.Module):
             latents = torch.cat([previous, latents], dim=1)
         b, c, t, h, w = latents.shape
         flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        return self._frames(self.decoder(flat.to(self.decoder[0].weight.dtype)), b)
+        return self._frames(self._channels_last(self.decoder, flat.to(self.decoder[0].weight.dtype)), b)
 
     def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixels in [−1, 1] → normalised latents (deterministic: ``generator`` is not used)."""
