@@ -1,7 +1,8 @@
 """Evaluate a synthetic-world model (adherence, I2V/V2V conditioning, drift) with the world's detector.
 
 python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 \
-    [--sensitivity 10] [--word-loss 24] --out eval.json      (--prompts 0: no adherence / conditioning)
+    [--sensitivity 10] [--word-loss 24] [--history-loss 24] --out eval.json
+(--prompts 0: no adherence / conditioning)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..synthetic.evaluate import (
     evaluate_adherence,
     evaluate_conditioning,
     evaluate_drift,
+    evaluate_history_loss,
     evaluate_sensitivity,
     evaluate_word_loss,
     held_out_scenes,
@@ -33,12 +35,15 @@ def main() -> None:
     parser.add_argument(
         "--word-loss", type=int, default=0, help="scenes for the word-loss test (0: skip; no sampling, fast)"
     )
+    parser.add_argument(
+        "--history-loss", type=int, default=0, help="scenes for the history-loss test (0: skip; no sampling)"
+    )
     parser.add_argument("--out", default="eval.json")
     parser.add_argument("--device", default="cpu", help="where the model runs (the judge runs on the CPU)")
     args = parser.parse_args()
     pipeline = HeliosPipeline.from_pretrained(args.model, device=args.device)
     started = time.time()
-    scenes = held_out_scenes(max(args.prompts, args.sensitivity, args.word_loss, 1))
+    scenes = held_out_scenes(max(args.prompts, args.sensitivity, args.word_loss, args.history_loss, 1))
     result = {}
     if args.prompts:
         result["adherence"] = evaluate_adherence(pipeline, scenes[: args.prompts])
@@ -47,6 +52,8 @@ def main() -> None:
         result["sensitivity"] = evaluate_sensitivity(pipeline, scenes[: args.sensitivity])
     if args.word_loss:
         result["word_loss"] = evaluate_word_loss(pipeline, scenes[: args.word_loss])
+    if args.history_loss:
+        result["history_loss"] = evaluate_history_loss(pipeline, scenes[: args.history_loss])
     if args.drift_frames:
         result["drift"] = evaluate_drift(pipeline, drift_scene(held_out_scenes(10)), args.drift_frames)
     result["seconds"] = time.time() - started
