@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Issue 12, one device call: why the default model ignores motion words, and what training fixes it.
-#   1. the drift (1,440 frames) and word-loss figures of the shipped model and of a candidate
-#      (CANDIDATE, a packaged model folder), on the GPU, in the background;
+#   1. the drift (1,440 frames of a two-object prompt) of the shipped model and of a candidate
+#      (CANDIDATE, a packaged model folder; default: the shipped one), on the GPU, in the background
+#      (BASELINES=0 skips it);
 #   2. one corpus, then VARIANTS refine runs of the candidate side by side on the one GPU, each
 #      "name:first_section:r0,r1,r2" (share of first chunks; samples per pyramid stage per step);
 #   3. each packaged variant judged (100 prompts, word loss, sensitivity) at GUIDANCE.
 # $OUT gets every JSON, log, packaged model (tar) and newest checkpoint (resumable with RESUME=1:
 # .carry/motion/<name>/refine/checkpoints from the previous call, optimizer parts joined again).
 set -u
-W=${WORK:-/tmp/motion}; OUT=${OUT:-/tmp/out}; CANDIDATE=${CANDIDATE:-.carry/cand}
+W=${WORK:-/tmp/motion}; OUT=${OUT:-/tmp/out}; CANDIDATE=${CANDIDATE:-src/helios/default_model}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.carry/whl-light}/*.whl 2>/dev/null
 export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
 mkdir -p $W $OUT

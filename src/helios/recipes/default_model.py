@@ -44,7 +44,7 @@ from ..config import (
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
 from ..generation import HeliosPipeline, drift
-from ..generation.loading import DRIFT_FILE
+from ..generation.loading import DRIFT_FILE, ModelFolderError
 from ..model.transformer import HeliosTransformer
 from ..synthetic.evaluate import corpus_scene, psnr, temporal_profile
 from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
@@ -432,14 +432,14 @@ def main() -> None:
     # The codec later phases use: the one this run trains, else the one given.
     codec_dir = work / "codec" if "codec" in args.phase or not args.codec_from else Path(args.codec_from)
     frames = args.sections * CHUNK_FRAMES
-    # a model continued or distilled reads the captions with its own encoder: binding follows it
-    from_binding = False
-    if args.from_model:
-        settings = Path(args.from_model, "text_encoder.json")
-        if not settings.is_file():
-            parser.error(f"--from-model {args.from_model} is not a packaged world model (no text_encoder.json)")
-        from_binding = bool(json.loads(settings.read_text()).get("binding", False))
-    text = world_text_encoder(args.text_binding or from_binding)
+    # A model continued or distilled reads the captions with its own encoder (binding follows it) and,
+    # as a teacher, samples as it ships: its trajectories (ODE pairs) and its guidance (the real score).
+    try:
+        start_model = HeliosPipeline.from_pretrained(args.from_model) if args.from_model else None
+    except ModelFolderError as exc:
+        parser.error(f"--from-model: {exc}")
+    text = world_text_encoder(args.text_binding or (start_model is not None and start_model.text_encoder.binding))
+    teacher_sampler = start_model.sampler if start_model else DEFAULT_SAMPLER
     if "codec" in args.phase:
         started = time.time()
         videos, _ = render_corpus(args.videos, args.corpus_seed, frames)
@@ -532,12 +532,9 @@ def main() -> None:
         log(f"packaged {target}")
     if {"ode-pairs", "distill-ode", "distill-dmd"} & set(args.phase) and not args.from_model:
         parser.error("the distillation phases need --from-model (the packaged teacher)")
-    # the teacher samples as it ships: its trajectories (ODE pairs) and its guidance (the real score)
-    teacher_sampler = HeliosPipeline.from_pretrained(args.from_model).sampler if args.from_model else DEFAULT_SAMPLER
     if "ode-pairs" in args.phase:
-        teacher = HeliosTransformer.from_pretrained(Path(args.from_model) / "transformer", dtype=torch.float32)
         record_ode_pairs(
-            teacher,
+            start_model.transformer,
             work / "shards",
             work / "ode",
             teacher_sampler,

@@ -57,11 +57,10 @@ def main() -> None:
     if args.drift_frames:
         result["drift"] = evaluate_drift(pipeline, drift_scene(held_out_scenes(10)), args.drift_frames)
     result["seconds"] = time.time() - started
-    tables = result["adherence"].pop("tables") if "adherence" in result else []
     with open(args.out, "w") as f:
-        json.dump(result | ({"adherence": result["adherence"] | {"tables": tables}} if tables else {}), f, indent=1)
-    if tables:
-        print("\n\n".join(tables))
+        json.dump(result, f, indent=1)
+    if "adherence" in result:
+        print("\n\n".join(result["adherence"].pop("tables")))
         print("wrong-prompt controls (must be near 0):", result["adherence"]["wrong_prompt_controls"])
         print("exact object count:", result["adherence"]["exact_object_count"])
         print("clean background (clips with ≤ 1 % stray pixels):", result["adherence"]["clean_background"])

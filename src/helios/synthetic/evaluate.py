@@ -274,6 +274,51 @@ def drift_summary(chunks: list[dict]) -> dict:
     }
 
 
+def _stage_losses(pipeline, target, variants: dict, index: int, draws: int, seed: int) -> dict:
+    """{(stage, name): loss} of one target chunk under each named variant (text, history window, anchor),
+    ``draws`` samples of one pyramid stage at a time — the same noise and timesteps for every variant."""
+    stages = len(pipeline.sampler.pyramid_steps)
+    constants = PyramidConstants(stages=stages)
+    losses = {}
+    for stage in range(stages):
+        ratios = tuple(draws if s == stage else 0 for s in range(stages))
+        for name, (text, window, anchor) in variants.items():
+            generator = torch.Generator().manual_seed(seed + 1000 * index + stage)
+            losses[(stage, name)] = pyramid_flow_matching_loss(
+                pipeline.transformer,
+                target,
+                window,
+                anchor,
+                text,
+                pipeline.history,
+                generator,
+                constants,
+                ratios,
+                pipeline.transformer.dtype,
+            ).item()
+    return losses
+
+
+def _relative_rises(per_scene: list[dict], reference: str, names: tuple[str, ...]) -> dict:
+    """Per stage: each name's mean loss over the reference's, minus 1, and the reference's mean loss."""
+    stages = sorted({stage for stage, _ in per_scene[0]})
+    rise = {}
+    for stage in stages:
+        base = float(np.mean([losses[(stage, reference)] for losses in per_scene]))
+        rise[str(stage)] = {n: float(np.mean([losses[(stage, n)] for losses in per_scene]) / base - 1) for n in names}
+        rise[str(stage)][f"{reference}_loss"] = base
+    return rise
+
+
+def _encoded(pipeline, scene: Scene, chunks: int) -> torch.Tensor:
+    """The scene's first ``chunks`` chunks through the model's codec: (chunks, C, 9, h, w) on its device."""
+    video = render(scene, chunks * pipeline.chunk_frames)
+    latents, _ = encode_video(
+        video, scene.caption(), pipeline.codec, pipeline.text_encoder, pipeline.height, pipeline.width
+    )
+    return latents.to(pipeline.device)
+
+
 @torch.no_grad()
 def evaluate_word_loss(pipeline, scenes: list[Scene], draws: int = 4, seed: int = 0) -> dict:
     """Per pyramid stage, the stage-2 loss of each scene's first chunk (no history: the caption is all
@@ -281,34 +326,20 @@ def evaluate_word_loss(pipeline, scenes: list[Scene], draws: int = 4, seed: int 
     every object (``wrong_prompt``), with the same noise and timesteps. A rise near 0 % says the model
     ignores that word at that stage — direction and speed can only be read where layout is decided
     (the first stages). Control: the true caption again must give exactly 0."""
-    model, encoder, codec = pipeline.transformer, pipeline.text_encoder, pipeline.codec
-    device, dtype = pipeline.device, pipeline.transformer.dtype
-    stages = len(pipeline.sampler.pyramid_steps)
-    constants, history = PyramidConstants(stages=stages), pipeline.history
-    names = ("true", *ATTRIBUTES, "control")
-    losses = {(stage, name): [] for stage in range(stages) for name in names}
+    per_scene = []
     for i, scene in enumerate(scenes):
-        latents, _ = encode_video(
-            render(scene, pipeline.chunk_frames), scene.caption(), codec, encoder, pipeline.height, pipeline.width
+        target = _encoded(pipeline, scene, 1)
+        empty = torch.zeros(
+            1, target.shape[1], window_frames(pipeline.history), *target.shape[3:], device=target.device
         )
-        target = latents[:1].to(device)
-        empty = torch.zeros(1, target.shape[1], window_frames(history), *target.shape[3:], device=device)
         captions = {"true": scene.caption(), "control": scene.caption()}
         captions |= {a: wrong_prompt(scene, a).caption() for a in ATTRIBUTES}
-        for stage in range(stages):
-            ratios = tuple(draws if s == stage else 0 for s in range(stages))
-            for name, caption in captions.items():
-                generator = torch.Generator().manual_seed(seed + 1000 * i + stage)
-                text = encoder.encode([caption]).to(device)
-                loss = pyramid_flow_matching_loss(
-                    model, target, empty, empty[:, :, :1], text, history, generator, constants, ratios, dtype
-                )
-                losses[(stage, name)].append(loss.item())
-    rise = {}
-    for stage in range(stages):
-        true = float(np.mean(losses[(stage, "true")]))
-        rise[str(stage)] = {name: float(np.mean(losses[(stage, name)]) / true - 1) for name in (*ATTRIBUTES, "control")}
-        rise[str(stage)]["true_loss"] = true
+        variants = {
+            name: (pipeline.text_encoder.encode([c]).to(target.device), empty, empty[:, :, :1])
+            for name, c in captions.items()
+        }
+        per_scene.append(_stage_losses(pipeline, target, variants, i, draws, seed))
+    rise = _relative_rises(per_scene, "true", (*ATTRIBUTES, "control"))
     return {"scenes": len(scenes), "draws_per_stage": draws, "relative_rise": rise}
 
 
@@ -320,41 +351,22 @@ def evaluate_history_loss(pipeline, scenes: list[Scene], draws: int = 4, seed: i
     that continues what it was shown loses much more with the mirrored history; a rise near 0 % means
     it places objects without looking (and I2V / V2V cannot keep a layout). The true history again is
     the control (exactly 0)."""
-    model, encoder, codec = pipeline.transformer, pipeline.text_encoder, pipeline.codec
-    device, dtype = pipeline.device, pipeline.transformer.dtype
-    stages = len(pipeline.sampler.pyramid_steps)
-    constants, history = PyramidConstants(stages=stages), pipeline.history
-    frames = window_frames(history)
+    frames = window_frames(pipeline.history)
 
-    def chunks(scene: Scene) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(second chunk's latents, the history window before it, the anchor)."""
-        video = render(scene, 2 * pipeline.chunk_frames)
-        latents, _ = encode_video(video, scene.caption(), codec, encoder, pipeline.height, pipeline.width)
-        first = latents[0:1].to(device)  # (1, C, 9, h, w)
-        pad = torch.zeros(1, first.shape[1], max(0, frames - first.shape[2]), *first.shape[3:], device=device)
-        return latents[1:2].to(device), torch.cat([pad, first], dim=2)[:, :, -frames:], first[:, :, :1]
+    def window_and_anchor(first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The zero-padded history window ending with the first chunk, and the anchor (its first latent)."""
+        pad = torch.zeros(1, first.shape[1], max(0, frames - first.shape[2]), *first.shape[3:], device=first.device)
+        return torch.cat([pad, first], dim=2)[:, :, -frames:], first[:, :, :1]
 
-    names = ("own", "other", "control")
-    losses = {(stage, name): [] for stage in range(stages) for name in names}
+    per_scene = []
     for i, scene in enumerate(scenes):
-        target, window, anchor = chunks(scene)
-        _, other_window, other_anchor = chunks(mirrored(scene))
-        text = encoder.encode([scene.caption()]).to(device)
-        inputs = {"own": (window, anchor), "other": (other_window, other_anchor), "control": (window, anchor)}
-        for stage in range(stages):
-            ratios = tuple(draws if s == stage else 0 for s in range(stages))
-            for name, (past, first) in inputs.items():
-                generator = torch.Generator().manual_seed(seed + 1000 * i + stage)
-                loss = pyramid_flow_matching_loss(
-                    model, target, past, first, text, history, generator, constants, ratios, dtype
-                )
-                losses[(stage, name)].append(loss.item())
-    rise = {}
-    for stage in range(stages):
-        own = float(np.mean(losses[(stage, "own")]))
-        rise[str(stage)] = {
-            "mirrored_history": float(np.mean(losses[(stage, "other")]) / own - 1),
-            "control": float(np.mean(losses[(stage, "control")]) / own - 1),
-            "own_loss": own,
+        own, other = _encoded(pipeline, scene, 2), _encoded(pipeline, mirrored(scene), 2)
+        text = pipeline.text_encoder.encode([scene.caption()]).to(own.device)
+        variants = {
+            "own": (text, *window_and_anchor(own[:1])),
+            "mirrored_history": (text, *window_and_anchor(other[:1])),
+            "control": (text, *window_and_anchor(own[:1])),
         }
+        per_scene.append(_stage_losses(pipeline, own[1:2], variants, i, draws, seed))
+    rise = _relative_rises(per_scene, "own", ("mirrored_history", "control"))
     return {"scenes": len(scenes), "draws_per_stage": draws, "relative_rise": rise}
