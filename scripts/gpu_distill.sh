@@ -4,7 +4,9 @@
 #   with SEEDS, each packaged as a model folder. $OUT gets the models and the logs (at most 8 files come back).
 #   EVAL=1: the teacher and every student judged on the GPU like the teacher (100 held-out prompts, I2V/V2V,
 #   1,440 frames of a two-object prompt) after its training; the teacher beside the first run (JUDGE_TEACHER=0: students
-#   only). PARALLEL=1: the runs of VARIANTS × SEEDS train side by side on the one GPU.
+#   only). PARALLEL=1: the runs of VARIANTS × SEEDS × GUIDANCES train side by side on the one GPU. GUIDANCES: the
+#   real score's guidance values (official convention; empty: the teacher's). JUDGE_ODE=1: the ODE-initialised
+#   student, packaged and judged too (is a defect DMD's or already the initialisation's?).
 # Budget (H200): offload + pairs about 1 minute, ODE init ODE_MINUTES (400 steps in 1.5), each DMD run
 # DMD_MINUTES or DMD_STEPS (about 170 steps a minute at batch 32) + packaging. The work folder (1.3 GB) stays there.
 set -u
@@ -24,18 +26,26 @@ R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600} --s
 quiet() { grep --line-buffered -v Warning | tee -a $OUT/distill.log | grep --line-buffered -E "stage|offloaded|recorded|packaged|step"; }
 $R --phase offload ode-pairs --ode-pairs ${PAIRS:-1024} 2>&1 | quiet
 $R --phase distill-ode --distill-minutes ${ODE_MINUTES:-1.5} 2>&1 | quiet
-run() {  # variant, seed: DMD (+ GAN), packaged, returned, judged
-  $R --phase distill-dmd package-distilled --distill-variant $1 --distill-seed $2 \
+if [ "${JUDGE_ODE:-0}" = 1 ]; then  # packaged before any DMD run exists, so the ODE student is the one packaged
+  $R --phase package-distilled --package-to $W/models/ode_init 2>&1 | quiet
+  tar -cf $OUT/ode_init.tar -C $W models/ode_init
+  judge $W/models/ode_init ode_init &
+fi
+run() {  # variant, seed, real guidance (may be empty): DMD (+ GAN), packaged, returned, judged
+  local name=$1_seed$2${3:+_guidance$3}
+  $R --phase distill-dmd package-distilled --distill-variant $1 --distill-seed $2 ${3:+--real-guidance $3} \
     --distill-minutes ${DMD_MINUTES:-3} --distill-steps ${DMD_STEPS:-100000} --gan-start ${GAN_START:-200} \
-    --package-to $W/models/$1_seed$2 2>&1 | quiet
+    --package-to $W/models/$name 2>&1 | quiet
   # after every run, so that a call cut short still returns what is done
-  tar -cf $OUT/$1_seed$2.tar -C $W models/$1_seed$2 $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
-  judge $W/models/$1_seed$2 $1_seed$2
+  tar -cf $OUT/$name.tar -C $W models/$name $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
+  judge $W/models/$name $name
 }
 for v in ${VARIANTS:-full}; do
   for seed in ${SEEDS:-0}; do
-    run $v $seed &
-    [ "${PARALLEL:-0}" = 1 ] || wait $!  # (one at a time, its judge included)
+    for guidance in ${GUIDANCES:-""}; do
+      run $v $seed "$guidance" &
+      [ "${PARALLEL:-0}" = 1 ] || wait $!  # (one at a time, its judge included)
+    done
   done
 done
 wait; ls -la $OUT

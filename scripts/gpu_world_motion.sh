@@ -4,7 +4,8 @@
 #      (CANDIDATE, a packaged model folder; default: the shipped one), on the GPU, in the background
 #      (BASELINES=0 skips it);
 #   2. one corpus, then VARIANTS refine runs of the candidate side by side on the one GPU, each
-#      "name:first_section:r0,r1,r2" (share of first chunks; samples per pyramid stage per step);
+#      "name:first_section:r0,r1,r2[:motion_weight]" (share of first chunks; samples per pyramid stage
+#      per step; the stage-2 loss's extra weight on moving latent elements, default 0);
 #   3. each packaged variant judged (100 prompts, word loss, sensitivity) at GUIDANCE.
 # $OUT gets every JSON, log, packaged model (tar) and newest checkpoint (resumable with RESUME=1:
 # .carry/motion/<name>/refine/checkpoints from the previous call, optimizer parts joined again).
@@ -24,12 +25,12 @@ fi
 date +%T; python3 -m helios.recipes.default_model --work $W/corpus --videos ${VIDEOS:-1000} --sections 4 --corpus-seed 4 \
   --text-binding --codec-from src/helios/default_model/codec --phase offload 2>&1 | grep -E "offloaded|Error"
 for spec in ${VARIANTS:-}; do
-  IFS=: read name first ratios <<< "$spec"
+  IFS=: read name first ratios motion <<< "$spec"
   mkdir -p $W/$name && ln -sfn $W/corpus/shards $W/$name/shards
   [ "${RESUME:-0}" = 1 ] && [ -d .carry/motion/$name ] && cp -r .carry/motion/$name/refine $W/$name/
   mkdir -p $OUT/$name/checkpoints
   ( timeout ${TRAIN_SECONDS:-330} python3 -m helios.recipes.default_model --work $W/$name --text-binding \
-      --first-section $first --pyramid-ratios ${ratios//,/ } --codec-from src/helios/default_model/codec \
+      --first-section $first --pyramid-ratios ${ratios//,/ } --motion-weight ${motion:-0} --codec-from src/helios/default_model/codec \
       --from-model $CANDIDATE --phase refine package --mid-steps 100000 --mid-minutes ${MINUTES:-3} \
       --batch-size ${BATCH:-64} --compile --package-to $W/$name/default_model 2>&1 \
       | grep --line-buffered -E "stage|packaged|Error" > $OUT/$name/train.log

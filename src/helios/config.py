@@ -406,6 +406,10 @@ class TrainConfig:
     # uniform over sections — text-to-video from scratch is learned only there.
     first_section: float | None = None
     pyramid_sample_ratios: tuple[int, ...] = (1, 1, 1)  # stage 2: samples per pyramid stage per step
+    # Stage 2: weigh each latent element's error by 1 + motion_weight · (its frame-to-frame change over the
+    # sample's mean change); 0 is the paper's plain loss. Moving elements are few, and they alone carry
+    # the motion words.
+    motion_weight: float = 0.0
     history: HistorySettings = HistorySettings()
     corruption: CorruptionSettings = CorruptionSettings()
     history_drop: HistoryDropSettings = HistoryDropSettings()
@@ -426,6 +430,8 @@ class TrainConfig:
             raise ValueError(f"distributed must be 'none', 'ddp' or 'fsdp', got {self.distributed!r}")
         if self.first_section is not None and not 0.0 <= self.first_section <= 1.0:
             raise ValueError(f"first_section must lie in [0, 1] (or be null), got {self.first_section}")
+        if self.motion_weight < 0 or (self.motion_weight and self.stage != 2):
+            raise ValueError(f"motion_weight must be >= 0 and is a stage-2 option, got {self.motion_weight}")
         if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be at least 1 (or null for all), got {self.keep_checkpoints}")
         if (self.lora_rank is None) != (self.lora_alpha is None) and self.lora_alpha is not None:

@@ -20,9 +20,11 @@ from helios.config import CorruptionSettings, HistoryDropSettings, TrainConfig
 from helios.encoders.world_text import WorldTextEncoder
 from helios.media import read_video, to_model_pixels
 from helios.model.speed import blocks_compiled
+from helios.sampling.schedules import PyramidConstants
 from helios.synthetic.world import vocabulary
 from helios.training.corruption import choose_modes, corrupt_history, drop_history
 from helios.training.data import LatentShards
+from helios.training.objectives import motion_weights, pyramid_flow_matching_loss
 from helios.training.trainer import Trainer
 
 from .conftest import TINY_WORLD_TRANSFORMER, train_config
@@ -119,6 +121,40 @@ def test_loss_falls(world_shards, tmp_path, stage):
     records = Trainer(config).train()
     losses = [r["loss"] for r in records]
     assert _mean(losses[-8:]) < 0.8 * _mean(losses[:8]), losses
+
+
+def test_motion_weights_single_out_moving_elements():
+    clean = torch.zeros(1, 2, 3, 4, 4)
+    clean[0, :, 1, 1, 1] = 1.0  # a dot in the middle frame only: it changes at frames 1 and 2
+    weights = motion_weights(clean, 2.0)
+    # mean change 3/48 (the first frame repeats the second's change): the dot weighs 1 + 2·16, the rest 1
+    assert weights.shape == (1, 1, 3, 4, 4)
+    assert torch.equal(weights[0, 0, :, 1, 1], torch.full((3,), 33.0))
+    assert int((weights == 1).sum()) == 45
+    assert torch.equal(motion_weights(torch.ones(1, 2, 3, 4, 4), 5.0), torch.ones(1, 1, 3, 4, 4))
+
+
+def test_motion_weighted_pyramid_loss_equals_the_plain_one_on_a_static_video():
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY_WORLD_TRANSFORMER).eval()
+    constants, settings = PyramidConstants(stages=3), TrainConfig().history
+    text, history, anchor = torch.randn(1, 8, 64), torch.randn(1, 16, 19, 8, 8), torch.randn(1, 16, 1, 8, 8)
+
+    def loss(target, weight):
+        generator = torch.Generator().manual_seed(3)  # the same noise and timesteps every call
+        with torch.no_grad():
+            return pyramid_flow_matching_loss(
+                model, target, history, anchor, text, settings, generator, constants, motion_weight=weight
+            )
+
+    static = torch.randn(1, 16, 1, 8, 8).expand(1, 16, 9, 8, 8).contiguous()
+    assert torch.allclose(loss(static, 4.0), loss(static, 0.0), rtol=1e-6)
+    moving = torch.randn(1, 16, 9, 8, 8)
+    assert not torch.allclose(loss(moving, 4.0), loss(moving, 0.0), rtol=1e-3)
+    with pytest.raises(ValueError, match="motion_weight"):
+        TrainConfig(stage=2, motion_weight=-1.0)
+    with pytest.raises(ValueError, match="stage-2 option"):
+        TrainConfig(stage=1, motion_weight=1.0)
 
 
 def test_compiled_blocks_train_like_eager_ones(world_shards, tmp_path):

@@ -370,6 +370,12 @@ def main() -> None:
         nargs=3,
         help="phases mid/refine: samples per pyramid stage per step (stage 2's sample ratios; default 1 1 1)",
     )
+    parser.add_argument(
+        "--motion-weight",
+        type=float,
+        default=0.0,
+        help="phases mid/refine: extra loss weight of moving latent elements (TrainConfig.motion_weight)",
+    )
     parser.add_argument("--codec-steps", type=int, default=3000)
     parser.add_argument("--codec-lr", type=float, default=1e-3)
     parser.add_argument("--codec-minutes", type=float, help="time budget of the codec (default: none)")
@@ -415,6 +421,12 @@ def main() -> None:
     )
     parser.add_argument("--distill-seed", type=int, default=0, help="phase distill-dmd: seed offset (ablation repeats)")
     parser.add_argument("--gan-start", type=int, default=200, help="phase distill-dmd: first step with the GAN")
+    parser.add_argument(
+        "--real-guidance",
+        type=float,
+        help="phase distill-dmd: the real score's guidance, official convention (default: the teacher's "
+        "standard CFG weight − 1); a run with it gets its own folder",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -479,7 +491,9 @@ def main() -> None:
             first_section=args.first_section,
         )
         report["base"] = str(train_stage(config, args.base_minutes, log))
-    ratios = dict(pyramid_sample_ratios=tuple(args.pyramid_ratios)) if args.pyramid_ratios else {}
+    stage2_options = dict(motion_weight=args.motion_weight)
+    if args.pyramid_ratios:
+        stage2_options["pyramid_sample_ratios"] = tuple(args.pyramid_ratios)
     if "mid" in args.phase:
         config = stage_config(
             2,
@@ -490,7 +504,7 @@ def main() -> None:
             args.batch_size,
             args.compile,
             first_section=args.first_section,
-            **ratios,
+            **stage2_options,
         )
         report["mid"] = str(train_stage(config, args.mid_minutes, log))
     if "refine" in args.phase:
@@ -504,7 +518,7 @@ def main() -> None:
             args.compile,
             caption_dropout=0.1,
             first_section=args.first_section,
-            **ratios,
+            **stage2_options,
         )
         report["refine"] = str(train_stage(config, args.mid_minutes, log))
     if "ablations" in args.phase:
@@ -559,6 +573,8 @@ def main() -> None:
     dmd_dir = work / ("distill_dmd" if variant == "full" else f"distill_dmd_{variant}")
     if args.distill_seed:
         dmd_dir = dmd_dir.with_name(f"{dmd_dir.name}_seed{args.distill_seed}")
+    if args.real_guidance is not None:
+        dmd_dir = dmd_dir.with_name(f"{dmd_dir.name}_guidance{args.real_guidance:g}")
     if "distill-dmd" in args.phase:
         distill = DistillSettings(
             phase="dmd",
@@ -566,7 +582,9 @@ def main() -> None:
             critic_lora_rank=None,  # a small model: the whole score network is the critic
             critic_learning_rate=2e-5,
             # the official convention cond + s·(cond − uncond) is a standard CFG weight of s + 1
-            real_guidance_scale=teacher_sampler.guidance_scale - 1,
+            real_guidance_scale=(
+                teacher_sampler.guidance_scale - 1 if args.real_guidance is None else args.real_guidance
+            ),
             gan_start_step=args.gan_start,
             gan_head_dim=128,
             **DISTILL_ABLATIONS[variant][0],

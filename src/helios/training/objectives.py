@@ -63,10 +63,15 @@ def pyramid_flow_matching_loss(
     constants: PyramidConstants,
     sample_ratios: tuple[int, ...] = (1, 1, 1),
     dtype=torch.float32,
+    motion_weight: float = 0.0,
 ) -> torch.Tensor:
     """Stage 2 (paper eq. 5–7): each pyramid stage learns the straight path from its start (noise, or
     the upsampled previous level re-noised to the stage's start σ) to its end (the next level's start
-    point, or the clean latent at the last stage); the target is start − end."""
+    point, or the clean latent at the last stage); the target is start − end.
+
+    ``motion_weight`` λ > 0 weighs each latent element's squared error by 1 + λ·m, m its clean latent's
+    frame-to-frame change relative to the sample's mean change (``motion_weights``), so the few moving
+    elements that tell one direction from another are not drowned by the static background."""
     stages = constants.stages
     clean, noise = [target], [device_randn(target.shape, target.device, generator)]
     for _ in range(stages - 1):
@@ -84,5 +89,22 @@ def pyramid_flow_matching_loss(
             timestep = constants.stage_timesteps[stage][index].float().to(target.device)
             noisy = sigma * start + (1 - sigma) * end
             prediction = predict_velocity(model, noisy, timestep, text, history, anchor, settings, dtype)
-            losses.append(F.mse_loss(prediction.float(), (start - end).float()))
+            if motion_weight:
+                error = (prediction.float() - (start - end).float()).square()
+                weights = motion_weights(clean[stage], motion_weight)
+                losses.append((error * weights).mean() / weights.mean())
+            else:
+                losses.append(F.mse_loss(prediction.float(), (start - end).float()))
     return torch.stack(losses).mean()
+
+
+def motion_weights(clean: torch.Tensor, strength: float) -> torch.Tensor:
+    """(B, 1, T, H, W) weights 1 + strength·m from a clean latent (B, C, T, H, W): m is the mean absolute
+    change of each element from the previous latent frame (the first frame takes the second's),
+    divided by the sample's mean change — a static video weighs 1 everywhere."""
+    change = (clean[:, :, 1:] - clean[:, :, :-1]).abs().mean(1, keepdim=True).float()
+    if change.shape[2] == 0:
+        return torch.ones_like(clean[:, :1]).float()
+    change = torch.cat([change[:, :, :1], change], dim=2)
+    scale = change.mean(dim=(2, 3, 4), keepdim=True)
+    return 1 + strength * torch.where(scale > 0, change / scale.clamp_min(1e-12), torch.zeros_like(change))

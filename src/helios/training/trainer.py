@@ -194,6 +194,7 @@ class Trainer:
                     generator,
                     self.constants,
                     c.pyramid_sample_ratios,
+                    motion_weight=c.motion_weight,
                 )
         grad_norm = self._update(loss)
         self.step += 1
