@@ -6,7 +6,9 @@
 #   1,440 frames of a two-object prompt) after its training; the teacher beside the first run (JUDGE_TEACHER=0: students
 #   only). PARALLEL=1: the runs of VARIANTS × SEEDS × GUIDANCES train side by side on the one GPU. GUIDANCES: the
 #   real score's guidance values (official convention; empty: the teacher's). JUDGE_ODE=1: the ODE-initialised
-#   student, packaged and judged too (is a defect DMD's or already the initialisation's?).
+#   student, packaged and judged too (is a defect DMD's or already the initialisation's?). INIT_ODE: a transformer
+#   folder (e.g. carried from an earlier call) used as the ODE-initialised student: no pairs, no ODE phase.
+#   RENOISE_ANNEAL: generator updates of Dynamic Re-noise's anneal (default the official 500).
 # Budget (H200): offload + pairs about 1 minute, ODE init ODE_MINUTES (400 steps in 1.5), each DMD run
 # DMD_MINUTES or DMD_STEPS (about 170 steps a minute at batch 32) + packaging. The work folder (1.3 GB) stays there.
 set -u
@@ -24,8 +26,13 @@ judge() {  # model folder, name
 R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600} --sections 2 --corpus-seed 4
    --codec-from src/helios/default_model/codec --from-model src/helios/default_model --batch-size ${BATCH:-32}"
 quiet() { grep --line-buffered -v Warning | tee -a $OUT/distill.log | grep --line-buffered -E "stage|offloaded|recorded|packaged|step"; }
-$R --phase offload ode-pairs --ode-pairs ${PAIRS:-1024} 2>&1 | quiet
-$R --phase distill-ode --distill-minutes ${ODE_MINUTES:-1.5} 2>&1 | quiet
+if [ -n "${INIT_ODE:-}" ]; then
+  $R --phase offload 2>&1 | quiet
+  mkdir -p $W/distill_ode && rm -rf $W/distill_ode/export && cp -r $INIT_ODE $W/distill_ode/export
+else
+  $R --phase offload ode-pairs --ode-pairs ${PAIRS:-1024} 2>&1 | quiet
+  $R --phase distill-ode --distill-minutes ${ODE_MINUTES:-1.5} 2>&1 | quiet
+fi
 if [ "${JUDGE_ODE:-0}" = 1 ]; then  # packaged before any DMD run exists, so the ODE student is the one packaged
   $R --phase package-distilled --package-to $W/models/ode_init 2>&1 | quiet
   tar -cf $OUT/ode_init.tar -C $W models/ode_init
@@ -35,12 +42,15 @@ run() {  # variant, seed, real guidance (may be empty): DMD (+ GAN), packaged, r
   local name=$1_seed$2${3:+_guidance$3}
   $R --phase distill-dmd package-distilled --distill-variant $1 --distill-seed $2 ${3:+--real-guidance $3} \
     --distill-minutes ${DMD_MINUTES:-3} --distill-steps ${DMD_STEPS:-100000} --gan-start ${GAN_START:-200} \
+    ${RENOISE_ANNEAL:+--renoise-anneal $RENOISE_ANNEAL} \
     --package-to $W/models/$name 2>&1 | quiet
   # after every run, so that a call cut short still returns what is done
   tar -cf $OUT/$name.tar -C $W models/$name $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
   judge $W/models/$name $name
 }
+[ "${DMD:-1}" = 1 ] || VARIANTS=none  # DMD=0: the ODE student alone (with JUDGE_ODE=1)
 for v in ${VARIANTS:-full}; do
+  [ "$v" = none ] && continue
   for seed in ${SEEDS:-0}; do
     for guidance in ${GUIDANCES:-""}; do
       run $v $seed "$guidance" &

@@ -1,7 +1,8 @@
 """Run under torchrun (2 gloo processes) with config files: FSDP2 runs started from model folders (a
-Helios one, or a Wan2.1 one: ``wan:``) on the meta device. Writes one JSON line (rank 0): per config,
-whether every weight equals the folder's (Wan: the memory patches made from its patch embedding), the
-LoRA start, and the losses of a few steps."""
+Helios one, or a Wan2.1 one: ``wan:``) on the meta device, and DDP runs through ``helios train`` (one
+launch for all: each launch costs three interpreter starts). Writes one JSON line (rank 0): per FSDP
+config, whether every weight equals the folder's (Wan: the memory patches made from its patch
+embedding), the LoRA start, and the losses of a few steps; per DDP config, the command's exit code."""
 
 from __future__ import annotations
 
@@ -20,10 +21,19 @@ from helios.training.trainer import Trainer, _full
 
 
 def main() -> None:
-    results = [check(TrainConfig.from_dict(json.loads(open(path).read()))) for path in sys.argv[1:]]
+    results = [run(path) for path in sys.argv[1:]]
     if dist.get_rank() == 0:
         sys.stdout.write(json.dumps(results) + "\n")
     dist.destroy_process_group()
+
+
+def run(path: str) -> dict | None:
+    config = TrainConfig.from_file(path)
+    if config.distributed == "ddp":  # through the command line, as users launch it
+        from helios.cli import main as helios
+
+        return dict(exit_code=helios(["train", "--config", path]))
+    return check(config)
 
 
 def check(config: TrainConfig) -> dict | None:

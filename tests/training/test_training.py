@@ -236,56 +236,21 @@ def test_bad_training_configs():
         TrainConfig.from_dict({"corruption": {"sparkle": 1}})
 
 
-@pytest.mark.parametrize("mode", ["ddp"])  # (FSDP2 runs in test_fsdp_starts_from_a_folder_shard_by_shard)
-def test_two_process_training(world_shards, tmp_path, mode):
-    shards, _, _ = world_shards
-    config = train_config(shards, tmp_path / "run", distributed=mode, max_steps=3, checkpoint_every=3, ema_decay=0.9)
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config.to_dict()))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "helios.cli",
-            "train",
-            "--config",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2, 3]
-    saved = tmp_path / "run" / "checkpoints" / "step_0000003"
-    trainable, ema = load_file(str(saved / "trainable.safetensors")), load_file(str(saved / "ema.safetensors"))
-    # FSDP keeps each rank's EMA shard only; the checkpoint gathers whole tensors
-    assert {k: v.shape for k, v in ema.items()} == {k: v.shape for k, v in trainable.items()}
-    assert any(not torch.equal(ema[k], trainable[k]) for k in ema)
-
-
-def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
-    """FSDP2 from a model folder builds on the meta device and fills each rank's shards one tensor at a
-    time: the gathered weights equal the folder's, the LoRA start is peft's (B = 0, A ~ N(0, 1/r) drawn
-    alike on every rank), and training runs: the log, and a checkpoint whose EMA is gathered whole. A
-    Wan2.1 folder (``wan:``) starts the same way, its memory patches made from its patch embedding."""
+@pytest.fixture(scope="module")
+def two_process_runs(world_shards, tmp_path_factory):
+    """One torchrun launch (2 gloo processes) for every two-process run of this module: FSDP2 from a
+    Helios folder with LoRA, FSDP2 from a Wan2.1 folder, and DDP from a preset. Returns the worker's
+    report per run and the runs' output folders."""
     from diffusers import WanTransformer3DModel
 
     shards, _, _ = world_shards
-    folder = tmp_path / "start"
+    root = tmp_path_factory.mktemp("two_process")
+    folder = root / "start"
     torch.manual_seed(5)
     HeliosTransformer.from_config(TINY_WORLD_TRANSFORMER).save_pretrained(folder)
-    config = train_config(
+    fsdp = train_config(
         shards,
-        tmp_path / "run",
+        root / "run",
         transformer=str(folder),
         distributed="fsdp",
         max_steps=3,
@@ -294,43 +259,64 @@ def test_fsdp_starts_from_a_folder_shard_by_shard(world_shards, tmp_path):
         lora_rank=4,
         lora_alpha=4,
         init_memory_patches=False,
-    )
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config.to_dict()))
-    wan = tmp_path / "wan"
+    ).to_dict()
+    wan = root / "wan"
     WanTransformer3DModel(
         num_attention_heads=2, attention_head_dim=16, text_dim=64, ffn_dim=64, num_layers=2
     ).save_pretrained(wan)
-    from_wan = tmp_path / "config_wan.json"
-    from_wan.write_text(
-        json.dumps(
-            {**config.to_dict(), "transformer": f"wan:{wan}", "max_steps": 1, "output_dir": str(tmp_path / "run_wan")}
-        )
-    )
-    root = Path(__file__).resolve().parents[2]
+    from_wan = {**fsdp, "transformer": f"wan:{wan}", "max_steps": 1, "output_dir": str(root / "run_wan")}
+    ddp = train_config(
+        shards, root / "run_ddp", distributed="ddp", max_steps=3, checkpoint_every=3, ema_decay=0.9
+    ).to_dict()
+    paths = []
+    for name, config in (("fsdp", fsdp), ("wan", from_wan), ("ddp", ddp)):
+        paths.append(root / f"config_{name}.json")
+        paths[-1].write_text(json.dumps(config))
+    repo = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-        + ["-m", "tests.training.sharded_start_worker", str(path), str(from_wan)],
+        + ["-m", "tests.training.sharded_start_worker", *map(str, paths)],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=root,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{root}{os.pathsep}{root / 'src'}"},
+        cwd=repo,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'src'}"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report, wan_report = json.loads(result.stdout.strip().splitlines()[-1])
+    reports = json.loads(result.stdout.strip().splitlines()[-1])
+    return dict(zip(("fsdp", "wan", "ddp"), reports)), {"fsdp": root / "run", "ddp": root / "run_ddp"}
+
+
+def _check_run_folder(run: Path) -> None:
+    """Three logged steps, and a checkpoint whose EMA is whole (FSDP keeps each rank's EMA shard only;
+    the checkpoint gathers whole tensors) and moved away from the weights."""
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    saved = run / "checkpoints" / "step_0000003"
+    trainable, ema = load_file(str(saved / "trainable.safetensors")), load_file(str(saved / "ema.safetensors"))
+    assert {k: v.shape for k, v in ema.items()} == {k: v.shape for k, v in trainable.items()}
+    assert any(not torch.equal(ema[k], trainable[k]) for k in ema)
+
+
+def test_two_process_ddp_training(two_process_runs):
+    reports, runs = two_process_runs
+    assert reports["ddp"] == {"exit_code": 0}  # `helios train` under torchrun
+    _check_run_folder(runs["ddp"])
+
+
+def test_fsdp_starts_from_a_folder_shard_by_shard(two_process_runs):
+    """FSDP2 from a model folder builds on the meta device and fills each rank's shards one tensor at a
+    time: the gathered weights equal the folder's, the LoRA start is peft's (B = 0, A ~ N(0, 1/r) drawn
+    alike on every rank), and training runs: the log, and a checkpoint whose EMA is gathered whole. A
+    Wan2.1 folder (``wan:``) starts the same way, its memory patches made from its patch embedding."""
+    reports, runs = two_process_runs
+    report, wan_report = reports["fsdp"], reports["wan"]
     assert wan_report["sharded"] and wan_report["weights_equal"] and len(wan_report["losses"]) == 1, wan_report
     assert report["sharded"] and report["weights_equal"], report
     assert report["lora_b_zero"] and report["lora_a_same_on_ranks"] and report["lora_a_by_name"], report
     assert abs(report["lora_a_std"] - 1 / 4) < 0.05, report
     assert len(report["losses"]) == 3 and all(math.isfinite(x) for x in report["losses"]), report
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2, 3]
-    saved = tmp_path / "run" / "checkpoints" / "step_0000003"
-    trainable, ema = load_file(str(saved / "trainable.safetensors")), load_file(str(saved / "ema.safetensors"))
-    # FSDP keeps each rank's EMA shard only; the checkpoint gathers whole tensors
-    assert {k: v.shape for k, v in ema.items()} == {k: v.shape for k, v in trainable.items()}
-    assert any(not torch.equal(ema[k], trainable[k]) for k in ema)
+    _check_run_folder(runs["fsdp"])
 
 
 def test_shipped_configs_parse():

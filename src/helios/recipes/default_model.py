@@ -422,6 +422,12 @@ def main() -> None:
     parser.add_argument("--distill-seed", type=int, default=0, help="phase distill-dmd: seed offset (ablation repeats)")
     parser.add_argument("--gan-start", type=int, default=200, help="phase distill-dmd: first step with the GAN")
     parser.add_argument(
+        "--renoise-anneal",
+        type=int,
+        help="phase distill-dmd: generator updates over which Dynamic Re-noise anneals to uniform (default "
+        "500, the official; a short run that stops long before sees mostly high noise)",
+    )
+    parser.add_argument(
         "--real-guidance",
         type=float,
         help="phase distill-dmd: the real score's guidance, official convention (default: the teacher's "
@@ -575,6 +581,8 @@ def main() -> None:
         dmd_dir = dmd_dir.with_name(f"{dmd_dir.name}_seed{args.distill_seed}")
     if args.real_guidance is not None:
         dmd_dir = dmd_dir.with_name(f"{dmd_dir.name}_guidance{args.real_guidance:g}")
+    if args.renoise_anneal is not None:
+        dmd_dir = dmd_dir.with_name(f"{dmd_dir.name}_anneal{args.renoise_anneal}")
     if "distill-dmd" in args.phase:
         distill = DistillSettings(
             phase="dmd",
@@ -587,6 +595,7 @@ def main() -> None:
             ),
             gan_start_step=args.gan_start,
             gan_head_dim=128,
+            **({} if args.renoise_anneal is None else {"renoise_anneal_steps": args.renoise_anneal}),
             **DISTILL_ABLATIONS[variant][0],
         )
         ode_init = DISTILL_ABLATIONS[variant][1]
