@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hb.add_argument("--aesthetic-head", help="the LAION linear aesthetic head (.pth or .safetensors) for --clip")
     hb.add_argument(
+        "--viclip",
+        metavar="FOLDER",
+        help="the folder of ViClip-InternVid-10M-FLT.pth and bpe_simple_vocab_16e6.txt.gz: the official "
+        "semantic metric",
+    )
+    hb.add_argument(
         "--naturalness-url", help="OpenAI-compatible API base for naturalness (key: $HELIOS_NATURALNESS_KEY)"
     )
     hb.add_argument("--naturalness-model", help="the model name the naturalness endpoint serves")
@@ -337,7 +343,7 @@ def run_heliosbench(args: argparse.Namespace) -> int:
         generation = runner.generate_videos(pipeline, prompts, args.out, tiers, args.seed, **options)
     chosen = [p for p in prompts if p.frames in tiers]
     scorers = runner.model_scorers(
-        args.clip, args.aesthetic_head, args.naturalness_url, args.naturalness_model, str(device)
+        args.clip, args.aesthetic_head, args.naturalness_url, args.naturalness_model, str(device), args.viclip
     )
     if scenes is not None:
         scorers["semantic_world"] = runner.world_judge(scenes)

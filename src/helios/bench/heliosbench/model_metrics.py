@@ -5,8 +5,8 @@
   CLIP is read from a transformers CLIP folder (``openai/clip-vit-large-patch14`` holds the same network
   as the official ``ViT-L-14.pt``); the head from its ``.pth`` (``weight`` (1, D), ``bias`` (1,)) or
   a safetensors file with those keys.
-- **Semantic, CLIP fallback** (``semantic_clip``; the official metric is ViCLIP, whose network is not
-  available here): the mean cosine between the prompt's CLIP text embedding and 8 frames sampled at
+- **Semantic, CLIP fallback** (``semantic_clip``, for users without ViCLIP's weights; the official
+  metric is ViCLIP, ``viclip.py``): the mean cosine between the prompt's CLIP text embedding and 8 frames sampled at
   the middle of 8 equal segments. Rated on the semantic table and weighted as the semantic metric, but
   labelled: its scale is CLIP's, not ViCLIP's.
 - **Naturalness** (off by default; not reproducible — a closed model judges): 16 evenly spaced frames,

@@ -10,8 +10,9 @@ world's own width (192: its videos are not the paper's, and 640-wide flow would 
 The weight-free metrics (``metrics.py``) always run; the model-based ones (``model_metrics.py``: the
 aesthetic CLIP head, a CLIP frame–text semantic fallback, the naturalness endpoint) run when the user
 gives their weights or endpoint; motion smoothness is by RAFT flow interpolation with the user's
-torchvision RAFT weights (``flow_interpolation.py``), else a weight-free linear fallback. ViCLIP is not
-available: totals over what is present are marked partial.
+torchvision RAFT weights (``flow_interpolation.py``), else a weight-free linear fallback; the semantic
+metric is the official ViCLIP from the user's checkpoint folder (``viclip.py``). Totals over what is
+present are marked partial.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def score_folder(
 ) -> dict:
     """Every ``{id}_{target}_ori{actual}.mp4`` of ``folder`` scored, averaged per set (short, long),
     rated and totalled. ``scorers``: more metrics by name, ``scorer(frames, prompt)`` (``model_scorers``:
-    aesthetic, semantic_clip, naturalness; ``world_judge``: semantic_world); on long videos each also
+    aesthetic, semantic (ViCLIP), semantic_clip, naturalness; ``world_judge``: semantic_world); on long videos each also
     gives its drifting variant (first vs last 15 %)."""
     folder = Path(folder)
     files = sorted(p for p in folder.glob("*.mp4") if NAME.fullmatch(p.name))
@@ -208,11 +209,16 @@ def model_scorers(
     naturalness_url: str | None = None,
     naturalness_model: str | None = None,
     device: str = "cpu",
+    viclip: str | Path | None = None,
 ) -> dict[str, Callable[[np.ndarray, BenchPrompt], float]]:
-    """The model-based metrics the user gave weights or an endpoint for (model_metrics.py)."""
+    """The model-based metrics the user gave weights or an endpoint for (model_metrics.py, viclip.py)."""
     from .model_metrics import ClipMetrics, NaturalnessEndpoint
+    from .viclip import ViClipSemantic
 
     scorers = {}
+    if viclip is not None:  # the official semantic metric
+        semantic = ViClipSemantic(viclip, device)
+        scorers["semantic"] = lambda frames, prompt: semantic(frames, prompt.prompt)
     if aesthetic_head is not None and clip is None:
         raise ValueError("the aesthetic head needs the CLIP model it reads (--clip)")
     if clip is not None:
