@@ -58,7 +58,7 @@ def test_clip_pixels_resize_crop_and_normalise():
     assert pixels.shape == (1, 3, 16, 16)
     expected = [(1 - 0.48145466) / 0.26862954, -0.4578275 / 0.26130258, -0.40821073 / 0.27577711]
     assert torch.allclose(pixels[0, :, 8, 8], torch.tensor(expected), atol=1e-4)
-    assert middle_samples(8, 80) == [5, 15, 25, 35, 45, 55, 65, 75] and middle_samples(8, 3) == [0, 1, 2]
+    assert middle_samples(8, 80) == [4, 14, 24, 34, 44, 54, 64, 74] and middle_samples(8, 3) == [0, 1, 2, 2, 2, 2, 2, 2]
 
 
 def test_aesthetic_reads_normalised_embeddings_through_the_head(clip_folder, tmp_path):

@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helios.bench.heliosbench.model_metrics import middle_samples
 from helios.bench.heliosbench.viclip import (
     ViCLIP,
     ViClipSemantic,
     bpe_tokenizer,
     load_checkpoint,
-    official_middle_samples,
     tokenize,
     viclip_pixels,
 )
@@ -155,8 +155,8 @@ def test_frames_attend_jointly_and_their_order_counts():
 
 
 def test_official_middle_sampling_and_pixels():
-    assert official_middle_samples(8, 81) == [4, 14, 24, 34, 44, 54, 64, 75]
-    assert official_middle_samples(8, 5) == [0, 1, 2, 3, 4, 4, 4, 4]  # short videos repeat the last
+    assert middle_samples(8, 81) == [4, 14, 24, 34, 44, 54, 64, 75]
+    assert middle_samples(8, 5) == [0, 1, 2, 3, 4, 4, 4, 4]  # short videos repeat the last
     frames = np.zeros((2, 384, 640, 3), np.uint8)
     frames[..., 1] = 255  # pure green
     pixels = viclip_pixels(frames, 32)
@@ -190,7 +190,7 @@ def test_the_semantic_metric_end_to_end(viclip_folder, tmp_path):
     score = metric(frames, "a red circle")
     # the same by hand: the official frames, pixels and towers, cosine of the normalised embeddings
     model = ViCLIP.from_state(load_checkpoint(viclip_folder / "ViClip-InternVid-10M-FLT.pth"))
-    picked = frames[official_middle_samples(4, len(frames))]
+    picked = frames[middle_samples(4, len(frames))]
     with torch.no_grad():
         v = F.normalize(model.vision_encoder(viclip_pixels(picked, 32)[None]), dim=-1)[0]
         t = F.normalize(model.text_encoder(tokenize(metric.tokenizer, "a red circle", 16)), dim=-1)[0]

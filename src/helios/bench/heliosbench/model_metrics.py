@@ -45,11 +45,11 @@ RUBRIC = (
 
 
 def middle_samples(count: int, frames: int) -> list[int]:
-    """Indices of the middle frame of ``count`` equal segments of ``frames`` (fewer frames: all of them)."""
-    if frames <= count:
-        return list(range(frames))
-    edges = np.linspace(0, frames, count + 1)
-    return [int((edges[i] + edges[i + 1]) / 2) for i in range(count)]
+    """The official "middle" sampling: ``count`` segments with integer edges, the middle frame of each
+    (fewer frames than ``count``: the last index repeated)."""
+    edges = np.linspace(0, frames, min(count, frames) + 1).astype(int)
+    picked = [int(edges[i] + edges[i + 1] - 1) // 2 for i in range(len(edges) - 1)]
+    return picked + [picked[-1]] * (count - len(picked))
 
 
 def clip_pixels(frames: np.ndarray, size: int) -> torch.Tensor:

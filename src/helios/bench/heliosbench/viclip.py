@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .metrics import opencv
-from .model_metrics import CLIP_MEAN, CLIP_STD
+from .model_metrics import CLIP_MEAN, CLIP_STD, middle_samples
 
 CHECKPOINT = "ViClip-InternVid-10M-FLT.pth"
 VOCABULARY = "bpe_simple_vocab_16e6.txt.gz"
@@ -245,14 +245,6 @@ def tokenize(tokenizer, prompt: str, context: int = CONTEXT) -> torch.Tensor:
     return torch.tensor([ids + [0] * (context - len(ids))])
 
 
-def official_middle_samples(count: int, frames: int) -> list[int]:
-    """The official "middle" sampling: ``count`` segments with integer edges, the middle of each
-    (fewer frames than ``count``: the last index repeated)."""
-    edges = np.linspace(0, frames, min(count, frames) + 1).astype(int)
-    picked = [(edges[i] + edges[i + 1] - 1) // 2 for i in range(len(edges) - 1)]
-    return picked + [picked[-1]] * (count - len(picked))
-
-
 def viclip_pixels(frames: np.ndarray, size: int = SIZE) -> torch.Tensor:
     """uint8 (T, H, W, 3) → (3, T, size, size): read width 640 (aspect kept, heights even), shorter side
     to ``size`` (bicubic, no antialiasing, back to uint8 as torchvision does), centre crop, CLIP's
@@ -289,7 +281,7 @@ class ViClipSemantic:
 
     @torch.no_grad()
     def video_embedding(self, frames: np.ndarray) -> torch.Tensor:
-        picked = frames[official_middle_samples(self.frames, len(frames))]
+        picked = frames[middle_samples(self.frames, len(frames))]
         pixels = viclip_pixels(picked, self.size)[None].to(self.device)
         return F.normalize(self.model.vision_encoder(pixels).float(), dim=-1)[0]
 
