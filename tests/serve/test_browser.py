@@ -73,4 +73,4 @@ def test_page_plays_changes_prompt_stops_and_downloads(serve, browser, tmp_path)
     target = tmp_path / "download.mp4"
     download_info.value.save_as(target)
     frames, fps = read_video(target)
-    assert fps == 24 and frames.shape[0] >= 66 and frames.shape[1:] == (128, 192, 3)
+    assert fps == 24 and frames.shape[0] >= 66 and frames.shape[1:] == (64, 128, 3)

@@ -173,7 +173,7 @@ def test_session_video_download(serve, tmp_path):
         response = httpx.get(f"http://{host}/v1/sessions/{session}/video.mp4", timeout=60)
     assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
     (tmp_path / "s.mp4").write_bytes(response.content)
-    assert read_video(tmp_path / "s.mp4")[0].shape == (65, 128, 192, 3)
+    assert read_video(tmp_path / "s.mp4")[0].shape == (65, 64, 128, 3)
 
 
 def test_http_job_api_end_to_end(serve, tmp_path):
@@ -192,11 +192,11 @@ def test_http_job_api_end_to_end(serve, tmp_path):
     assert status["status"] == "done" and status["frames"] == 33 and status["chunks_done"] == 1
     content = httpx.get(f"{base}/v1/videos/{job}/content", timeout=60)
     (tmp_path / "job.mp4").write_bytes(content.content)
-    assert read_video(tmp_path / "job.mp4")[0].shape == (33, 128, 192, 3)
+    assert read_video(tmp_path / "job.mp4")[0].shape == (33, 64, 128, 3)
     assert httpx.get(f"{base}/v1/videos/nope").status_code == 404
     assert httpx.post(f"{base}/v1/videos", json={"prompt": ""}).status_code == 422
     # I2V with the conditioning knobs
-    png = write_frames(np.full((1, 128, 192, 3), 90, np.uint8), tmp_path / "png")[0]
+    png = write_frames(np.full((1, 64, 128, 3), 90, np.uint8), tmp_path / "png")[0]
     image = base64.b64encode(png.read_bytes()).decode()
     knobs = {"image": image, "image_noise": [0.2, 0.3], "video_noise": 0.25, "skip_first_chunk": True}
     created = httpx.post(f"{base}/v1/videos", json={"prompt": "a red circle", "frames": 33, "steps": 1, **knobs})
