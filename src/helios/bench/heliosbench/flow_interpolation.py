@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .weights import read_weights
+
 Flow = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, 3, H, W) in [0, 255] ×2 → (N, 2, H, W)
 PAIRS_PER_CALL = 8
 
@@ -72,12 +74,7 @@ def load_raft(path: str | Path, device: str | torch.device = "cpu") -> Flow:
         from torchvision.models.optical_flow import raft_large, raft_small
     except (ImportError, RuntimeError) as exc:  # (a torchvision built for another torch fails at import)
         raise ImportError(f"RAFT smoothness needs a torchvision matching this torch ({exc})") from None
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path, "RAFT weights")
     errors = {}
     for build in (raft_large, raft_small):
         model = build(weights=None)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .metrics import opencv
+from .weights import read_weights
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -68,18 +69,7 @@ def clip_pixels(frames: np.ndarray, size: int) -> torch.Tensor:
 
 def load_linear_head(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The LAION aesthetic head: ``weight`` (1, D) and ``bias`` (1,) from a .pth or .safetensors file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"aesthetic head not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable weights file ({exc})") from None
+    state = read_weights(path, "aesthetic head")
     state = {k.removeprefix("module."): v for k, v in state.items()} if isinstance(state, dict) else {}
     if set(state) != {"weight", "bias"} or state["weight"].ndim != 2 or state["weight"].shape[0] != 1:
         raise ValueError(f"{path}: a linear head needs exactly 'weight' (1, D) and 'bias' (1,); got {sorted(state)}")

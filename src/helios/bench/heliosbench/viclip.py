@@ -33,6 +33,7 @@ from torch import nn
 
 from .metrics import opencv
 from .model_metrics import CLIP_MEAN, CLIP_STD, middle_samples
+from .weights import read_weights
 
 CHECKPOINT = "ViClip-InternVid-10M-FLT.pth"
 VOCABULARY = "bpe_simple_vocab_16e6.txt.gz"
@@ -188,18 +189,7 @@ class ViCLIP(nn.Module):
 
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The official ``.pth`` (``{"model": state}``) or a plain state dict (.pth or .safetensors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"ViCLIP checkpoint not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable weights file ({str(exc).splitlines()[0]})") from None
+    state = read_weights(path, "ViCLIP checkpoint")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):
