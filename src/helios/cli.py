@@ -351,6 +351,9 @@ def run_heliosbench(args: argparse.Namespace) -> int:
     smoothness = runner.raft_smoothness(args.raft, str(device)) if args.raft else None
     result = runner.score_folder(args.out, chosen, scorers, args.official_aesthetic_typo, width, smoothness)
     result = runner.with_throughput(result, generation)
+    if scenes is not None:
+        result["semantic_world_control"] = runner.world_control(args.out, chosen, scenes)
+        print(f"semantic_world control (first 81 frames, next scene's prompt): {result['semantic_world_control']}")
     print(runner.report_table(result))
     print(f"wrote {runner.write_result(result, Path(args.out) / 'results.json')}")
     return 0

@@ -129,6 +129,22 @@ def test_the_world_analogue_end_to_end_on_the_default_model(tmp_path, capsys):
     assert code == 0, err
 
 
+def test_the_world_semantic_control_fails_where_the_prompt_is_wrong(tmp_path):
+    """Ground-truth renders of two held-out scenes, written and read back: against their own prompts the
+    world judge scores them near 1; against the next scene's prompt (the control) far lower."""
+    from helios.bench.heliosbench.runner import video_name, world_control, world_prompts
+    from helios.media import write_mp4
+    from helios.synthetic.world import render
+
+    prompts, scenes = world_prompts(2, (81,))
+    for prompt in prompts:
+        write_mp4(render(scenes[prompt.id], 81), tmp_path / video_name(prompt, 81), 24)
+    control = world_control(tmp_path, prompts, scenes)
+    assert control["videos"] == 2 and control["own_prompt"] >= 0.9
+    assert control["next_scene_prompt"] < control["own_prompt"] - 0.3
+    assert world_control(tmp_path, prompts[:1], scenes) is None  # one scene has no other to fail against
+
+
 def test_scoring_alone_from_the_official_prompt_file(tmp_path, capsys):
     csv_path = tmp_path / "helios_t2v_prompts.csv"
     csv_path.write_text("id,prompt,duration\n181,a square moves right,120\n")

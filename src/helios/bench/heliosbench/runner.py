@@ -203,6 +203,28 @@ def world_judge(scenes: dict) -> Callable[[np.ndarray, BenchPrompt], float]:
     return semantic
 
 
+def world_control(folder: str | Path, prompts: list[BenchPrompt], scenes: dict) -> dict | None:
+    """The world analogue's control for its semantic metric: every video's first 81 frames judged
+    against its own scene and against the next scene's (ids in order, the last against the first), which
+    must score lower. None with fewer than two scenes."""
+    if len(prompts) < 2:
+        return None
+    judge = world_judge(scenes)
+    ids = [p.id for p in prompts]
+    own, other = [], []
+    for path in sorted(Path(folder).glob("*.mp4")):
+        match = NAME.fullmatch(path.name)
+        if match is None or match["id"] not in ids:
+            continue
+        frames = read_video(path)[0][:SHORT_FRAMES]
+        index = ids.index(match["id"])
+        own.append(judge(frames, prompts[index]))
+        other.append(judge(frames, prompts[(index + 1) % len(prompts)]))
+    if not own:
+        return None
+    return {"videos": len(own), "own_prompt": float(np.mean(own)), "next_scene_prompt": float(np.mean(other))}
+
+
 def model_scorers(
     clip: str | Path | None = None,
     aesthetic_head: str | Path | None = None,

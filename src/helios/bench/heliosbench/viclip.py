@@ -257,13 +257,12 @@ def viclip_pixels(frames: np.ndarray, size: int = SIZE) -> torch.Tensor:
 
 class ViClipSemantic:
     """The official semantic metric from a folder holding ``ViClip-InternVid-10M-FLT.pth`` and
-    ``bpe_simple_vocab_16e6.txt.gz`` (or those two files named directly)."""
+    ``bpe_simple_vocab_16e6.txt.gz`` (HeliosBench's ``checkpoints/ViCLIP``)."""
 
-    def __init__(self, folder: str | Path, device="cpu", checkpoint: str | Path | None = None, vocabulary=None):
+    def __init__(self, folder: str | Path, device="cpu"):
         folder = Path(folder)
-        checkpoint = Path(checkpoint) if checkpoint else folder / CHECKPOINT
-        self.model = ViCLIP.from_state(load_checkpoint(checkpoint)).to(device)
-        self.tokenizer = bpe_tokenizer(vocabulary or folder / VOCABULARY)
+        self.model = ViCLIP.from_state(load_checkpoint(folder / CHECKPOINT)).to(device)
+        self.tokenizer = bpe_tokenizer(folder / VOCABULARY)
         self.device = torch.device(device)
         sizes = ViCLIP.sizes_of(self.model.state_dict())["vision"]
         self.frames, self.size = sizes["frames"], sizes["resolution"]
