@@ -30,6 +30,11 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--drift-frames", type=int, default=1440)
     parser.add_argument(
+        "--conditioning",
+        type=int,
+        help="scenes for the I2V / V2V test (default: a fifth of --prompts; 0: skip) — more for a tighter V2V",
+    )
+    parser.add_argument(
         "--sensitivity", type=int, default=0, help="scenes for the prompt-sensitivity test (0: skip; 7 videos each)"
     )
     parser.add_argument(
@@ -43,11 +48,14 @@ def main() -> None:
     args = parser.parse_args()
     pipeline = HeliosPipeline.from_pretrained(args.model, device=args.device)
     started = time.time()
-    scenes = held_out_scenes(max(args.prompts, args.sensitivity, args.word_loss, args.history_loss, 1))
+    conditioning = max(1, args.prompts // 5) if args.conditioning is None and args.prompts else args.conditioning or 0
+    counts = (args.prompts, conditioning, args.sensitivity, args.word_loss, args.history_loss)
+    scenes = held_out_scenes(max(*counts, 1))
     result = {}
     if args.prompts:
         result["adherence"] = evaluate_adherence(pipeline, scenes[: args.prompts])
-        result["conditioning"] = evaluate_conditioning(pipeline, scenes[: max(1, args.prompts // 5)])
+    if conditioning:
+        result["conditioning"] = evaluate_conditioning(pipeline, scenes[:conditioning])
     if args.sensitivity:
         result["sensitivity"] = evaluate_sensitivity(pipeline, scenes[: args.sensitivity])
     if args.word_loss:
