@@ -1,8 +1,8 @@
 """Evaluate a synthetic-world model (adherence, I2V/V2V conditioning, drift) with the world's detector.
 
 python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 \
-    [--sensitivity 10] [--word-loss 24] [--history-loss 24] --out eval.json
-(--prompts 0: no adherence / conditioning)
+    [--conditioning 60] [--sensitivity 10] [--word-loss 24] [--history-loss 24] --out eval.json
+(--prompts 0: no adherence, and no I2V/V2V unless --conditioning names a scene count)
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def main() -> None:
     args = parser.parse_args()
     pipeline = HeliosPipeline.from_pretrained(args.model, device=args.device)
     started = time.time()
-    conditioning = max(1, args.prompts // 5) if args.conditioning is None and args.prompts else args.conditioning or 0
+    conditioning = args.conditioning
+    if conditioning is None:  # a fifth of the adherence prompts
+        conditioning = max(1, args.prompts // 5) if args.prompts else 0
     counts = (args.prompts, conditioning, args.sensitivity, args.word_loss, args.history_loss)
     scenes = held_out_scenes(max(*counts, 1))
     result = {}

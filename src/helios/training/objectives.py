@@ -83,18 +83,18 @@ def pyramid_flow_matching_loss(
         s_start, s_end = constants.start_sigmas[stage], constants.end_sigmas[stage]
         start = noise[stage] if stage == 0 else s_start * noise[stage] + (1 - s_start) * upsample(clean[stage - 1])
         end = clean[stage] if stage == stages - 1 else s_end * noise[stage] + (1 - s_end) * clean[stage]
+        velocity = (start - end).float()
+        weights = motion_weights(clean[stage], motion_weight) if motion_weight else None  # (per stage, not draw)
         for _ in range(count):
             index = torch.randint(NUM_TRAIN_TIMESTEPS, (target.shape[0],), generator=generator)
             sigma = local_sigmas[index].float().to(target.device).view(-1, 1, 1, 1, 1)
             timestep = constants.stage_timesteps[stage][index].float().to(target.device)
             noisy = sigma * start + (1 - sigma) * end
             prediction = predict_velocity(model, noisy, timestep, text, history, anchor, settings, dtype)
-            if motion_weight:
-                error = (prediction.float() - (start - end).float()).square()
-                weights = motion_weights(clean[stage], motion_weight)
-                losses.append((error * weights).mean() / weights.mean())
+            if weights is None:
+                losses.append(F.mse_loss(prediction.float(), velocity))
             else:
-                losses.append(F.mse_loss(prediction.float(), (start - end).float()))
+                losses.append(((prediction.float() - velocity).square() * weights).mean() / weights.mean())
     return torch.stack(losses).mean()
 
 
