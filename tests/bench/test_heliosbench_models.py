@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from helios.bench.heliosbench.model_metrics import ClipMetrics, NaturalnessEndpoint, clip_pixels, middle_samples
 from helios.bench.heliosbench.runner import BenchPrompt, model_scorers, score_folder, video_name
+from helios.bench.heliosbench.viclip import byte_symbols
 from helios.media import write_mp4
 
 
@@ -23,9 +24,7 @@ def clip_folder(tmp_path_factory):
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
     folder = tmp_path_factory.mktemp("clip")
-    # byte-level BPE symbols: printable bytes stand for themselves, the others for chr(256 + n)
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    symbols = [chr(b) for b in printable] + [chr(256 + n) for n in range(256 - len(printable))]
+    symbols = byte_symbols()  # byte-level BPE: printable bytes stand for themselves, the others chr(256 + n)
     vocabulary = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
     vocabulary |= {"<|startoftext|>": len(vocabulary), "<|endoftext|>": len(vocabulary) + 1}
     (folder / "vocab.json").write_text(json.dumps(vocabulary))

@@ -12,14 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helios.bench.heliosbench.model_metrics import middle_samples
+from helios.bench.heliosbench.model_metrics import clip_pixels, middle_samples
 from helios.bench.heliosbench.viclip import (
     ViCLIP,
     ViClipSemantic,
     bpe_tokenizer,
     load_checkpoint,
     tokenize,
-    viclip_pixels,
 )
 
 MERGES = ["r e", "re d</w>", "c i", "ci r", "cir c", "l e</w>", "circ le</w>"]
@@ -154,12 +153,16 @@ def test_frames_attend_jointly_and_their_order_counts():
     assert torch.allclose(batched, torch.cat([forward, backward]), atol=1e-5)  # samples stay apart
 
 
+def viclip_pixels(frames, size):
+    return clip_pixels(frames, size).permute(1, 0, 2, 3)
+
+
 def test_official_middle_sampling_and_pixels():
     assert middle_samples(8, 81) == [4, 14, 24, 34, 44, 54, 64, 75]
     assert middle_samples(8, 5) == [0, 1, 2, 3, 4, 4, 4, 4]  # short videos repeat the last
     frames = np.zeros((2, 384, 640, 3), np.uint8)
     frames[..., 1] = 255  # pure green
-    pixels = viclip_pixels(frames, 32)
+    pixels = viclip_pixels(frames, 32)  # (3, T, …): the layout ViCLIP's video tower reads
     assert pixels.shape == (3, 2, 32, 32)
     expected = [-0.48145466 / 0.26862954, (1 - 0.4578275) / 0.26130258, -0.40821073 / 0.27577711]
     assert torch.allclose(pixels[:, 0, 16, 16], torch.tensor(expected), atol=1e-4)

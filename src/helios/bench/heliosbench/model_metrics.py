@@ -1,7 +1,7 @@
 """HeliosBench's model-based metrics, from weights and endpoints the user gives (nothing is downloaded).
 
-- **Aesthetic** (official): every frame → CLIP ViT-L/14 image embedding (224 px: shorter side resized
-  bicubic, centre crop, CLIP's normalisation) → L2-normalised → the LAION linear head → ÷ 10 → mean.
+- **Aesthetic** (official): every frame → CLIP ViT-L/14 image embedding (``clip_pixels``: read 640 wide,
+  shorter side to 224 bicubic, centre crop, CLIP's normalisation) → L2-normalised → the LAION linear head → ÷ 10 → mean.
   CLIP is read from a transformers CLIP folder (``openai/clip-vit-large-patch14`` holds the same network
   as the official ``ViT-L-14.pt``); the head from its ``.pth`` (``weight`` (1, D), ``bias`` (1,)) or
   a safetensors file with those keys.
@@ -34,6 +34,7 @@ from .weights import read_weights
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SEMANTIC_FRAMES = 8
+READ_WIDTH = 640  # the official reader's width
 NATURALNESS_FRAMES = 16
 NATURALNESS_SIDE = 512
 RUBRIC = (
@@ -54,17 +55,23 @@ def middle_samples(count: int, frames: int) -> list[int]:
 
 
 def clip_pixels(frames: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 (T, H, W, 3) → (T, 3, size, size) float: shorter side to ``size`` (bicubic, antialiased),
-    centre crop, CLIP's mean/std normalisation."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    resized = (max(size, round(h * scale)), max(size, round(w * scale)))
-    x = F.interpolate(x, size=resized, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-    top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
-    x = x[:, :, top : top + size, left : left + size]
-    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """uint8 (T, H, W, 3) → (T, 3, size, size) as the official evaluation prepares frames for CLIP and
+    ViCLIP: the video read 640 wide (aspect kept, even height; its reader's filter is ffmpeg's, bilinear
+    here), the shorter side resized to ``size`` (bicubic, no antialiasing, rounded back to 0–255 as
+    torchvision does on uint8), centre crop, CLIP's mean/std normalisation."""
+    h, w = frames.shape[1:3]
+    if w != READ_WIDTH:
+        cv2 = opencv()
+        height = int(round(int(READ_WIDTH / (w / h)) / 2) * 2)
+        frames = np.stack([cv2.resize(f, (READ_WIDTH, height), interpolation=cv2.INTER_LINEAR) for f in frames])
+        h, w = frames.shape[1:3]
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    short, long = min(h, w), max(h, w)
+    resized = (size, int(size * long / short)) if h <= w else (int(size * long / short), size)
+    x = F.interpolate(x, size=resized, mode="bicubic", align_corners=False, antialias=False).round().clamp(0, 255)
+    top, left = int(round((resized[0] - size) / 2)), int(round((resized[1] - size) / 2))
+    x = x[:, :, top : top + size, left : left + size] / 255
+    return (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
 
 
 def load_linear_head(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,17 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import opencv
-from .model_metrics import CLIP_MEAN, CLIP_STD, middle_samples
+from .model_metrics import clip_pixels, middle_samples
 from .weights import read_weights
 
 CHECKPOINT = "ViClip-InternVid-10M-FLT.pth"
 VOCABULARY = "bpe_simple_vocab_16e6.txt.gz"
 HEAD_DIM = 64
 CONTEXT = 32  # the text tower's positions (the official max_txt_l)
-FRAMES = 8
-SIZE = 224
-READ_WIDTH = 640  # the official reader's width (aspect kept)
 BPE_MERGES = 49152 - 256 - 2  # CLIP's merges: the vocabulary less the bytes and the two special tokens
 
 
@@ -140,6 +136,7 @@ class ViCLIP(nn.Module):
             v["width"], v["layers"], v["patch"], v["resolution"], v["frames"], v["output"]
         )
         self.text_encoder = TextTower(t["width"], t["layers"], t["context"], t["vocabulary"], t["output"])
+        self.sizes = sizes
         self.temp = nn.Parameter(torch.tensor(0.01))
 
     @staticmethod
@@ -235,26 +232,6 @@ def tokenize(tokenizer, prompt: str, context: int = CONTEXT) -> torch.Tensor:
     return torch.tensor([ids + [0] * (context - len(ids))])
 
 
-def viclip_pixels(frames: np.ndarray, size: int = SIZE) -> torch.Tensor:
-    """uint8 (T, H, W, 3) → (3, T, size, size): read width 640 (aspect kept, heights even), shorter side
-    to ``size`` (bicubic, no antialiasing, back to uint8 as torchvision does), centre crop, CLIP's
-    normalisation."""
-    cv2 = opencv()
-    h, w = frames.shape[1:3]
-    if w != READ_WIDTH:  # the official reader scales to 640 wide; its filter is ffmpeg's (bilinear here)
-        height = int(round(int(READ_WIDTH / (w / h)) / 2) * 2)
-        frames = np.stack([cv2.resize(f, (READ_WIDTH, height), interpolation=cv2.INTER_LINEAR) for f in frames])
-        h, w = frames.shape[1:3]
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    short, long = (h, w) if h <= w else (w, h)
-    resized = (size, int(size * long / short)) if h <= w else (int(size * long / short), size)
-    x = F.interpolate(x, size=resized, mode="bicubic", align_corners=False, antialias=False).round().clamp(0, 255)
-    top, left = int(round((resized[0] - size) / 2)), int(round((resized[1] - size) / 2))
-    x = x[:, :, top : top + size, left : left + size] / 255
-    x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return x.permute(1, 0, 2, 3)
-
-
 class ViClipSemantic:
     """The official semantic metric from a folder holding ``ViClip-InternVid-10M-FLT.pth`` and
     ``bpe_simple_vocab_16e6.txt.gz`` (HeliosBench's ``checkpoints/ViCLIP``)."""
@@ -264,21 +241,19 @@ class ViClipSemantic:
         self.model = ViCLIP.from_state(load_checkpoint(folder / CHECKPOINT)).to(device)
         self.tokenizer = bpe_tokenizer(folder / VOCABULARY)
         self.device = torch.device(device)
-        sizes = ViCLIP.sizes_of(self.model.state_dict())["vision"]
-        self.frames, self.size = sizes["frames"], sizes["resolution"]
         self._text: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
     def video_embedding(self, frames: np.ndarray) -> torch.Tensor:
-        picked = frames[middle_samples(self.frames, len(frames))]
-        pixels = viclip_pixels(picked, self.size)[None].to(self.device)
+        vision = self.model.sizes["vision"]
+        picked = frames[middle_samples(vision["frames"], len(frames))]
+        pixels = clip_pixels(picked, vision["resolution"]).permute(1, 0, 2, 3)[None].to(self.device)  # (1, 3, T, …)
         return F.normalize(self.model.vision_encoder(pixels).float(), dim=-1)[0]
 
     @torch.no_grad()
     def text_embedding(self, prompt: str) -> torch.Tensor:
         if prompt not in self._text:
-            context = self.model.text_encoder.positional_embedding.shape[0]
-            tokens = tokenize(self.tokenizer, prompt, context).to(self.device)
+            tokens = tokenize(self.tokenizer, prompt, self.model.sizes["text"]["context"]).to(self.device)
             self._text[prompt] = F.normalize(self.model.text_encoder(tokens).float(), dim=-1)[0]
         return self._text[prompt]
 
