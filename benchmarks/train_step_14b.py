@@ -9,10 +9,13 @@ GPU memory.
 Under torchrun the model is built on the meta device, sharded with FSDP2 (one unit per block, bf16
 as on one GPU), and only this rank's shards get storage and random values —
 no rank ever holds the whole model; each rank trains on its own batch, so throughput is
-ranks × batch / step time.
+ranks × batch / step time. With ``--context-parallel`` every rank trains on the same batch, each on its
+share of the token sequence (Ulysses, as ``TrainConfig.context_parallel``): the activations split too, and
+throughput is batch / step time.
 
     python benchmarks/train_step_14b.py --out train_step.json
     torchrun --nproc-per-node 2 benchmarks/train_step_14b.py --out train_step_2gpu.json
+    torchrun --nproc-per-node 2 benchmarks/train_step_14b.py --context-parallel --out train_step_2gpu_cp.json
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 
 from helios import HeliosTransformer
 from helios.config import HELIOS_14B, TINY, HistorySettings
+from helios.model.context_parallel import enable_context_parallel
 from helios.parallel.launch import is_main, join, launched_ranks, leave
 from helios.sampling.schedules import PyramidConstants
 from helios.training.objectives import flow_matching_loss, pyramid_flow_matching_loss
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=128)
     parser.add_argument("--rows", default="1x1,1x2,2x1,2x2", help="stage x batch per rank, comma-separated")
     parser.add_argument("--tiny", action="store_true", help="the tiny configuration at a small size (CPU check)")
+    parser.add_argument("--context-parallel", action="store_true", help="ranks share each sample's tokens")
     args = parser.parse_args()
     ranks = launched_ranks()
     device = torch.device("cpu" if args.tiny else "cuda")
@@ -81,6 +86,10 @@ def main() -> None:
     config = TINY if args.tiny else HELIOS_14B
     height, width, tokens = (8, 8, 4) if args.tiny else (48, 80, 512)
     model = build(device, args.rank, config)
+    context_parallel = args.context_parallel and ranks > 1
+    if context_parallel:
+        enable_context_parallel(model, split_batch=False)
+    data_ranks = 1 if context_parallel else ranks  # ranks that train on samples of their own
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
     cuda = device.type == "cuda"
@@ -94,10 +103,15 @@ def main() -> None:
     for row in args.rows.split(","):
         stage, batch = (int(v) for v in row.split("x"))
         g = torch.Generator().manual_seed(0)
-        target = torch.randn(batch, channels, 9, height, width, device=device)
-        history = torch.randn(batch, channels, 19, height, width, device=device)
-        anchor = torch.randn(batch, channels, 1, height, width, device=device)
-        text = torch.randn(batch, tokens, text_dim, device=device)
+        data_rank = torch.distributed.get_rank() if ranks > 1 and not context_parallel else 0
+        inputs = torch.Generator(device).manual_seed(1 + data_rank)  # one sample per data-parallel rank
+
+        def draw(*shape):
+            return torch.randn(*shape, device=device, generator=inputs)
+
+        target, history = draw(batch, channels, 9, height, width), draw(batch, channels, 19, height, width)
+        anchor, text = draw(batch, channels, 1, height, width), draw(batch, tokens, text_dim)
+        scale = ranks if context_parallel else 1  # token shares add up to the gradient (FSDP averages)
 
         def step():
             if stage == 1:
@@ -107,7 +121,7 @@ def main() -> None:
                     model, target, history, anchor, text, settings, g, constants, dtype=torch.bfloat16
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * scale).backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             return loss
@@ -127,7 +141,8 @@ def main() -> None:
                 batch=batch,
                 ranks=ranks,
                 step_seconds=seconds,
-                samples_per_second=ranks * batch / seconds,
+                context_parallel=context_parallel,
+                samples_per_second=data_ranks * batch / seconds,
                 peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
                 peak_host_rss_gib=peak_rss_gib(),
                 loss=loss.item(),
@@ -141,6 +156,7 @@ def main() -> None:
             torch=torch.__version__,
             ranks=ranks,
             sharding="FSDP2 from the meta device" if ranks > 1 else "none",
+            context_parallel=context_parallel,
             lora_rank=args.rank,
             weights_gib_rank0=weights,
             date=time.strftime("%Y-%m-%d"),
@@ -148,11 +164,13 @@ def main() -> None:
         )
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)
-        print("| ranks | stage | batch per rank | step s | samples/s | peak GPU GiB per rank | peak host RSS GiB |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| ranks | context parallel | stage | batch | step s | samples/s | peak GPU GiB per rank | peak RSS GiB |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(
-                f"| {r['ranks']} | {r['stage']} | {r['batch']} | {r['step_seconds']:.2f} | "
+                f"| {r['ranks']} | {r['context_parallel']} | {r['stage']} | {r['batch']} | {r['step_seconds']:.2f} | "
                 f"{r['samples_per_second']:.3f} | {r['peak_gib']:.1f} | {r['peak_host_rss_gib']:.1f} |"
             )
     leave()

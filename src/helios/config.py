@@ -417,6 +417,9 @@ class TrainConfig:
     checkpoint_every: int = 50
     keep_checkpoints: int | None = 3  # newest checkpoints kept on disk (None: all)
     distributed: str = "none"  # "none" | "ddp" | "fsdp" (launch with torchrun)
+    # With fsdp: every rank trains on the same samples, each on its share of the token sequence (Ulysses,
+    # model/context_parallel.py) — the activations, which sharding the weights leaves whole, split too.
+    context_parallel: bool = False
     distill: DistillSettings | None = None  # stage 3 only
 
     def __post_init__(self) -> None:
@@ -428,6 +431,8 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if self.distributed not in ("none", "ddp", "fsdp"):
             raise ValueError(f"distributed must be 'none', 'ddp' or 'fsdp', got {self.distributed!r}")
+        if self.context_parallel and (self.distributed != "fsdp" or self.stage == 3):
+            raise ValueError("context_parallel needs distributed: fsdp and stage 1 or 2")
         if self.first_section is not None and not 0.0 <= self.first_section <= 1.0:
             raise ValueError(f"first_section must lie in [0, 1] (or be null), got {self.first_section}")
         if self.motion_weight < 0 or (self.motion_weight and self.stage != 2):

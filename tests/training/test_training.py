@@ -19,6 +19,7 @@ from helios import HeliosTransformer
 from helios.config import CorruptionSettings, HistoryDropSettings, TrainConfig
 from helios.encoders.world_text import WorldTextEncoder
 from helios.media import read_video, to_model_pixels
+from helios.model.checkpoint import StoredWeights
 from helios.model.speed import blocks_compiled
 from helios.sampling.schedules import PyramidConstants
 from helios.synthetic.world import vocabulary
@@ -234,6 +235,8 @@ def test_bad_training_configs():
         TrainConfig(stage=4)
     with pytest.raises(ValueError, match="unknown corruption keys: sparkle"):
         TrainConfig.from_dict({"corruption": {"sparkle": 1}})
+    with pytest.raises(ValueError, match="context_parallel needs distributed: fsdp"):
+        TrainConfig(context_parallel=True, distributed="ddp")
 
 
 @pytest.fixture(scope="module")
@@ -268,8 +271,10 @@ def two_process_runs(world_shards, tmp_path_factory):
     ddp = train_config(
         shards, root / "run_ddp", distributed="ddp", max_steps=3, checkpoint_every=3, ema_decay=0.9
     ).to_dict()
+    context = {**fsdp, "context_parallel": True, "lora_rank": None, "lora_alpha": None, "ema_decay": None}
+    context |= {"max_steps": 2, "checkpoint_every": 2, "stage": 2, "output_dir": str(root / "run_cp")}
     paths = []
-    for name, config in (("fsdp", fsdp), ("wan", from_wan), ("ddp", ddp)):
+    for name, config in (("fsdp", fsdp), ("wan", from_wan), ("ddp", ddp), ("cp", context)):
         paths.append(root / f"config_{name}.json")
         paths[-1].write_text(json.dumps(config))
     repo = Path(__file__).resolve().parents[2]
@@ -284,7 +289,8 @@ def two_process_runs(world_shards, tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     reports = json.loads(result.stdout.strip().splitlines()[-1])
-    return dict(zip(("fsdp", "wan", "ddp"), reports)), {"fsdp": root / "run", "ddp": root / "run_ddp"}
+    runs = {"fsdp": root / "run", "ddp": root / "run_ddp", "cp": root / "run_cp"}
+    return dict(zip(("fsdp", "wan", "ddp", "cp"), reports)), runs, context
 
 
 def _check_run_folder(run: Path) -> None:
@@ -299,7 +305,7 @@ def _check_run_folder(run: Path) -> None:
 
 
 def test_two_process_ddp_training(two_process_runs):
-    reports, runs = two_process_runs
+    reports, runs, _ = two_process_runs
     assert reports["ddp"] == {"exit_code": 0}  # `helios train` under torchrun
     _check_run_folder(runs["ddp"])
 
@@ -309,7 +315,7 @@ def test_fsdp_starts_from_a_folder_shard_by_shard(two_process_runs):
     time: the gathered weights equal the folder's, the LoRA start is peft's (B = 0, A ~ N(0, 1/r) drawn
     alike on every rank), and training runs: the log, and a checkpoint whose EMA is gathered whole. A
     Wan2.1 folder (``wan:``) starts the same way, its memory patches made from its patch embedding."""
-    reports, runs = two_process_runs
+    reports, runs, _ = two_process_runs
     report, wan_report = reports["fsdp"], reports["wan"]
     assert wan_report["sharded"] and wan_report["weights_equal"] and len(wan_report["losses"]) == 1, wan_report
     assert report["sharded"] and report["weights_equal"], report
@@ -317,6 +323,35 @@ def test_fsdp_starts_from_a_folder_shard_by_shard(two_process_runs):
     assert abs(report["lora_a_std"] - 1 / 4) < 0.05, report
     assert len(report["losses"]) == 3 and all(math.isfinite(x) for x in report["losses"]), report
     _check_run_folder(runs["fsdp"])
+
+
+def test_context_parallel_training_equals_one_process(two_process_runs, tmp_path):
+    """FSDP2 + context parallelism on 2 processes (every rank on the same samples, half the tokens each)
+    trains like one process on the whole sequence: the same losses and gradient norms step by step
+    (the norm also checks that the ranks' token shares add up to the whole gradient, not its average),
+    and the same updated weights. Control: one process with another seed must not match."""
+    _, runs, context = two_process_runs
+
+    def single(run: Path, seed: int) -> list[dict]:
+        config = {**context, "distributed": "none", "context_parallel": False, "seed": seed, "output_dir": str(run)}
+        Trainer(TrainConfig.from_dict(config)).train()
+        return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+    stored = dict(StoredWeights(Path(context["transformer"])).tensors())
+
+    def update(run: Path) -> torch.Tensor:
+        saved = load_file(str(run / "checkpoints" / "step_0000002" / "trainable.safetensors"))
+        return torch.cat([(saved[k] - stored[k].float()).flatten() for k in sorted(saved)])
+
+    parallel = [json.loads(line) for line in (runs["cp"] / "log.jsonl").read_text().splitlines()]
+    alone, other_seed = single(tmp_path / "one", context["seed"]), single(tmp_path / "seed", context["seed"] + 1)
+    for key in ("loss", "grad_norm"):
+        for p, a in zip(parallel, alone, strict=True):
+            assert p[key] == pytest.approx(a[key], rel=1e-4), (key, parallel, alone)
+        assert abs(other_seed[0][key] - alone[0][key]) > 1e-3 * alone[0][key], (key, other_seed, alone)
+    update_alone = update(tmp_path / "one")
+    assert (update(runs["cp"]) - update_alone).norm() < 1e-3 * update_alone.norm()
+    assert (update(tmp_path / "seed") - update_alone).norm() > 0.1 * update_alone.norm()
 
 
 def test_shipped_configs_parse():

@@ -254,10 +254,11 @@ class HeliosBlock(nn.Module):
         normed = self._norm_modulate(x, mod, shift=0, scale=1)
         attended = self.attn1(normed, rope=rope, history_length=segments.history, shards=segments.shards)
         x = mod.gated_residual(x, attended, gate=2)
-        if self.guidance_cross_attn and segments.history > 0:
-            if segments.current > 0:  # (history tokens never read the text)
-                history, current = x.split([segments.history, segments.current], dim=1)
-                x = torch.cat([history, self._cross_attend(current, text)], dim=1)
+        if self.guidance_cross_attn and segments.history > 0:  # (history tokens never read the text)
+            # Also when a context-parallel rank holds no noisy token: its cross-attention weights then get
+            # zero gradients, not none, so FSDP reduces the same gradients on every rank.
+            history, current = x.split([segments.history, segments.current], dim=1)
+            x = torch.cat([history, self._cross_attend(current, text)], dim=1)
         else:
             x = self._cross_attend(x, text)
         normed = self._norm_modulate(x, mod, shift=3, scale=4)

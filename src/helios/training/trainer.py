@@ -24,6 +24,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..config import TrainConfig, transformer_preset
+from ..model.context_parallel import enable_context_parallel
 from ..model.memory import init_memory_from_patch_embedding
 from ..model.speed import compile_blocks
 from ..model.transformer import HeliosTransformer
@@ -103,6 +104,8 @@ class Trainer:
                 init_memory_from_patch_embedding(model, model.patch_embedding)
             self.model = self._prepare_model(model).to(self.device).train()
             self.wrapped = _wrap(self.model, config.distributed, self.device)
+        if config.context_parallel:
+            enable_context_parallel(self.model, split_batch=False)
         # After wrapping: FSDP2 replaces parameters with sharded ones.
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         # Sharded EMA (paper §4.2): under FSDP2 each parameter is a DTensor, so its fp32 EMA copy holds
@@ -140,7 +143,9 @@ class Trainer:
     # ------------------------------------------------------------------ one step
 
     def _generator(self, step: int) -> torch.Generator:
-        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * 1_009 + self.rank)
+        # Data-parallel ranks draw their own samples; context-parallel ranks share every sample and noise.
+        data_rank = 0 if self.config.context_parallel else self.rank
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * 1_009 + data_rank)
 
     def _lr(self, step: int) -> float:
         warmup = self.config.warmup_steps
@@ -212,7 +217,9 @@ class Trainer:
     def _update(self, loss: torch.Tensor) -> torch.Tensor:
         """Backward, clip, step the trained model's optimizer and its EMA; returns the gradient norm."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # Context parallel: each rank's gradient is its tokens' share of the whole; FSDP averages over the
+        # ranks, so scaling by their number makes the average the sum, the single-process gradient.
+        (loss * self.world if self.config.context_parallel else loss).backward()
         params = [p for p in self.wrapped.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         for group in self.optimizer.param_groups:
