@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two-GPU measurements (issues 14, 15) on a two-GPU machine, each part switched by a variable:
 #   TESTS=1  the two-GPU tests (tests/gpu/test_multi_gpu.py);
-#   TRAIN=1  one 14B LoRA training step on one card, then FSDP2 over both (benchmarks/train_step_14b.py);
+#   TRAIN=1  one 14B LoRA training step on one card, then FSDP2 over both (each card its own sample), then
+#            FSDP2 + context parallelism over both (one sample, half its tokens each) (benchmarks/train_step_14b.py);
 #   SPEED=1  the one-GPU baseline (random 14B weights, STEPS=1,1,1 by default: the paper's workload,
 #            384×640, 240 frames), with our Wan decoder's timing on the second card meanwhile (VAE=1),
 #            then context parallelism over both cards, ours and diffusers' own (Ulysses), in one
@@ -22,6 +23,8 @@ if [ "${TRAIN:-0}" = 1 ]; then
     --out "$OUT/train_step_14b_one_gpu.json" 2>&1 | grep -v Warn | tail -3
   date +%T; $RUN2 benchmarks/train_step_14b.py --rows ${ROWS:-2x1} --out "$OUT/train_step_14b_two_gpus.json" 2>&1 \
     | grep -v Warn | tail -3
+  date +%T; $RUN2 benchmarks/train_step_14b.py --rows ${ROWS:-2x1} --context-parallel \
+    --out "$OUT/train_step_14b_two_gpus_cp.json" 2>&1 | grep -v Warn | tail -3
 fi
 if [ "${SPEED:-0}" = 1 ]; then
   FAST="--preset helios-distilled --steps $STEPS --frames 240 --compile --attention cudnn --vae-dtype bf16 --vae-channels-last --no-breakdown ${OURS:-}"
