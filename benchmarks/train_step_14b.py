@@ -11,7 +11,8 @@ as on one GPU), and only this rank's shards get storage and random values —
 no rank ever holds the whole model; each rank trains on its own batch, so throughput is
 ranks × batch / step time. With ``--context-parallel`` every rank trains on the same batch, each on its
 share of the token sequence (Ulysses, as ``TrainConfig.context_parallel``): the activations split too, and
-throughput is batch / step time.
+throughput is batch / step time. ``--offload-activations`` keeps the tensors saved for the backward in
+pinned host memory (``TrainConfig.offload_activations``).
 
     python benchmarks/train_step_14b.py --out train_step.json
     torchrun --nproc-per-node 2 benchmarks/train_step_14b.py --out train_step_2gpu.json
@@ -33,7 +34,7 @@ from helios.model.context_parallel import enable_context_parallel
 from helios.parallel.launch import is_main, join, launched_ranks, leave
 from helios.sampling.schedules import PyramidConstants
 from helios.training.objectives import flow_matching_loss, pyramid_flow_matching_loss
-from helios.training.trainer import add_lora
+from helios.training.trainer import add_lora, saved_tensors_on_host
 
 
 def build(device: torch.device, rank: int, config=HELIOS_14B) -> HeliosTransformer:
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--rows", default="1x1,1x2,2x1,2x2", help="stage x batch per rank, comma-separated")
     parser.add_argument("--tiny", action="store_true", help="the tiny configuration at a small size (CPU check)")
     parser.add_argument("--context-parallel", action="store_true", help="ranks share each sample's tokens")
+    parser.add_argument("--offload-activations", action="store_true", help="saved tensors wait in host memory")
     args = parser.parse_args()
     ranks = launched_ranks()
     device = torch.device("cpu" if args.tiny else "cuda")
@@ -114,12 +116,13 @@ def main() -> None:
         scale = ranks if context_parallel else 1  # token shares add up to the gradient (FSDP averages)
 
         def step():
-            if stage == 1:
-                loss = flow_matching_loss(model, target, history, anchor, text, settings, g, dtype=torch.bfloat16)
-            else:
-                loss = pyramid_flow_matching_loss(
-                    model, target, history, anchor, text, settings, g, constants, dtype=torch.bfloat16
-                )
+            with saved_tensors_on_host(args.offload_activations):
+                if stage == 1:
+                    loss = flow_matching_loss(model, target, history, anchor, text, settings, g, dtype=torch.bfloat16)
+                else:
+                    loss = pyramid_flow_matching_loss(
+                        model, target, history, anchor, text, settings, g, constants, dtype=torch.bfloat16
+                    )
             optimizer.zero_grad(set_to_none=True)
             (loss * scale).backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -142,6 +145,7 @@ def main() -> None:
                 ranks=ranks,
                 step_seconds=seconds,
                 context_parallel=context_parallel,
+                offload_activations=args.offload_activations,
                 samples_per_second=data_ranks * batch / seconds,
                 peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
                 peak_host_rss_gib=peak_rss_gib(),
@@ -157,6 +161,7 @@ def main() -> None:
             ranks=ranks,
             sharding="FSDP2 from the meta device" if ranks > 1 else "none",
             context_parallel=context_parallel,
+            offload_activations=args.offload_activations,
             lora_rank=args.rank,
             weights_gib_rank0=weights,
             date=time.strftime("%Y-%m-%d"),
@@ -164,15 +169,12 @@ def main() -> None:
         )
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)
-        print(
-            "| ranks | context parallel | stage | batch | step s | samples/s | peak GPU GiB per rank | peak RSS GiB |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
+        columns = ("ranks", "context_parallel", "offload_activations", "stage", "batch")
+        print("| " + " | ".join(columns) + " | step s | samples/s | peak GPU GiB per rank | peak RSS GiB |")
+        print("|---" * (len(columns) + 4) + "|")
         for r in rows:
-            print(
-                f"| {r['ranks']} | {r['context_parallel']} | {r['stage']} | {r['batch']} | {r['step_seconds']:.2f} | "
-                f"{r['samples_per_second']:.3f} | {r['peak_gib']:.1f} | {r['peak_host_rss_gib']:.1f} |"
-            )
+            figures = f"{r['step_seconds']:.2f} | {r['samples_per_second']:.3f} | {r['peak_gib']:.1f} | "
+            print("| " + " | ".join(str(r[c]) for c in columns) + f" | {figures}{r['peak_host_rss_gib']:.1f} |")
     leave()
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two-GPU measurements (issues 14, 15) on a two-GPU machine, each part switched by a variable:
 #   TESTS=1  the two-GPU tests (tests/gpu/test_multi_gpu.py);
-#   TRAIN=1  one 14B LoRA training step on one card, then FSDP2 over both (each card its own sample), then
-#            FSDP2 + context parallelism over both (one sample, half its tokens each) (benchmarks/train_step_14b.py);
+#   TRAIN=1  one 14B LoRA training step (benchmarks/train_step_14b.py) per TRAIN_RUNS item: on one card, FSDP2
+#            over both (each card its own sample), with its flags (--context-parallel: one sample, half its
+#            tokens each; --offload-activations);
 #   SPEED=1  the one-GPU baseline (random 14B weights, STEPS=1,1,1 by default: the paper's workload,
 #            384×640, 240 frames), with our Wan decoder's timing on the second card meanwhile (VAE=1),
 #            then context parallelism over both cards, ours and diffusers' own (Ulysses), in one
@@ -15,16 +16,18 @@ export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1
 RUN2="python3 -m torch.distributed.run --standalone --nproc-per-node=2"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/card.txt"
 if [ "${TESTS:-0}" = 1 ]; then
-  python3 -m pytest -q tests/gpu/test_multi_gpu.py -p no:cacheprovider >"$OUT/gpu_tests_multi.txt" 2>&1
+  python3 -m pytest -q tests/gpu/${GPU_TESTS:-test_multi_gpu.py} -p no:cacheprovider >"$OUT/gpu_tests_multi.txt" 2>&1
   grep -E "^E |passed|failed" "$OUT/gpu_tests_multi.txt" | head -20
 fi
 if [ "${TRAIN:-0}" = 1 ]; then
-  date +%T; CUDA_VISIBLE_DEVICES=0 python3 benchmarks/train_step_14b.py --rows ${ROWS:-2x1} \
-    --out "$OUT/train_step_14b_one_gpu.json" 2>&1 | grep -v Warn | tail -3
-  date +%T; $RUN2 benchmarks/train_step_14b.py --rows ${ROWS:-2x1} --out "$OUT/train_step_14b_two_gpus.json" 2>&1 \
-    | grep -v Warn | tail -3
-  date +%T; $RUN2 benchmarks/train_step_14b.py --rows ${ROWS:-2x1} --context-parallel \
-    --out "$OUT/train_step_14b_two_gpus_cp.json" 2>&1 | grep -v Warn | tail -3
+  # TRAIN_RUNS: "launcher:flags" items, launcher one (first card) or fsdp (both cards, torchrun); flags joined by +
+  for item in ${TRAIN_RUNS:-one: fsdp: fsdp:--context-parallel}; do
+    launcher=${item%%:*}; flags=${item#*:}; flags=${flags//+/ }; tag=$launcher${flags//--/_}; tag=${tag// /}
+    date +%T; echo "$launcher $flags"
+    if [ "$launcher" = one ]; then RUN="env CUDA_VISIBLE_DEVICES=0 python3"; else RUN=$RUN2; fi
+    $RUN benchmarks/train_step_14b.py --rows ${ROWS:-2x1} $flags --out "$OUT/train_step_14b_$tag.json" 2>&1 \
+      | grep -v Warn | tail -2
+  done
 fi
 if [ "${SPEED:-0}" = 1 ]; then
   FAST="--preset helios-distilled --steps $STEPS --frames 240 --compile --attention cudnn --vae-dtype bf16 --vae-channels-last --no-breakdown ${OURS:-}"

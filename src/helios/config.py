@@ -420,6 +420,9 @@ class TrainConfig:
     # With fsdp: every rank trains on the same samples, each on its share of the token sequence (Ulysses,
     # model/context_parallel.py) — the activations, which sharding the weights leaves whole, split too.
     context_parallel: bool = False
+    # Keep the tensors saved for the backward (with gradient checkpointing mostly each block's input, the
+    # fp32 residual stream) in pinned host memory from the forward to the backward: GPU memory for PCIe time.
+    offload_activations: bool = False
     distill: DistillSettings | None = None  # stage 3 only
 
     def __post_init__(self) -> None:
@@ -433,6 +436,8 @@ class TrainConfig:
             raise ValueError(f"distributed must be 'none', 'ddp' or 'fsdp', got {self.distributed!r}")
         if self.context_parallel and (self.distributed != "fsdp" or self.stage == 3):
             raise ValueError("context_parallel needs distributed: fsdp and stage 1 or 2")
+        if self.offload_activations and self.stage == 3:
+            raise ValueError("offload_activations is a stage-1/2 option")
         if self.first_section is not None and not 0.0 <= self.first_section <= 1.0:
             raise ValueError(f"first_section must lie in [0, 1] (or be null), got {self.first_section}")
         if self.motion_weight < 0 or (self.motion_weight and self.stage != 2):

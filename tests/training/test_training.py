@@ -173,6 +173,22 @@ def test_compiled_blocks_train_like_eager_ones(world_shards, tmp_path):
     assert all(torch.allclose(eager_weights[k], compiled_weights[k], atol=1e-5) for k in eager_weights)
 
 
+def test_offloaded_activations_train_like_resident_ones(world_shards, tmp_path):
+    """offload_activations keeps what the backward needs in host memory; the steps are the same (on the CPU
+    the copies are plain; tests/gpu checks the GPU memory it saves)."""
+    shards, _, _ = world_shards
+    records = {
+        offload: Trainer(
+            train_config(
+                shards, tmp_path / str(offload), max_steps=2, gradient_checkpointing=True, offload_activations=offload
+            )
+        ).train()
+        for offload in (False, True)
+    }
+    for a, b in zip(records[False], records[True], strict=True):
+        assert (a["loss"], a["grad_norm"]) == (b["loss"], b["grad_norm"])
+
+
 def test_resume_is_exact(world_shards, tmp_path):
     shards, _, _ = world_shards
     straight = Trainer(train_config(shards, tmp_path / "a", ema_decay=0.9)).train()

@@ -183,7 +183,7 @@ class Trainer:
         if c.stage == 3:
             return self._distill_step(tensors, generator)
         target, history, anchor, text = tensors
-        with self._autocast():
+        with self._autocast(), saved_tensors_on_host(c.offload_activations):
             if c.stage == 1:
                 loss = flow_matching_loss(
                     self.wrapped, target, history, anchor, text, c.history, generator, c.logit_normal
@@ -396,6 +396,14 @@ class Trainer:
             model.save_pretrained(path)
         _barrier()
         return Path(path)
+
+
+def saved_tensors_on_host(enabled: bool):
+    """While active, tensors saved for the backward wait in host memory (pinned where CUDA is present, so
+    the copies are asynchronous) and come back to their device when the backward needs them."""
+    if not enabled:
+        return nullcontext()
+    return torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())
 
 
 # ---------------------------------------------------------------------- distributed helpers
