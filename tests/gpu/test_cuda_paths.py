@@ -150,8 +150,10 @@ def test_the_sampling_loop_never_waits_for_the_gpu(preset):
 
 def test_offloaded_activations_give_the_same_gradients_with_less_gpu_memory():
     """``saved_tensors_on_host`` (TrainConfig.offload_activations): with gradient checkpointing, each
-    block's input waits in pinned host memory between forward and backward — the same gradients, and
-    the memory held at the end of the forward drops."""
+    block's input waits in pinned host memory between forward and backward — the same loss, the same
+    gradients within fp32 noise (the GPU's backward kernels are not bit-deterministic: a first run on an
+    H200 that asked for bit equality failed on the gradients, the loss equal), and the memory held at
+    the end of the forward drops."""
     from helios.training.trainer import saved_tensors_on_host
 
     model = _model(torch.float32).train()
@@ -169,5 +171,5 @@ def test_offloaded_activations_give_the_same_gradients_with_less_gpu_memory():
         results[offload] = (held, loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None])
     (held_gpu, loss_gpu, grads_gpu), (held_host, loss_host, grads_host) = results[False], results[True]
     assert loss_host == loss_gpu
-    assert all(torch.equal(a, b) for a, b in zip(grads_gpu, grads_host, strict=True))
+    assert max(_rel(b, a) for a, b in zip(grads_gpu, grads_host, strict=True)) < 1e-5
     assert held_host < 0.6 * held_gpu, (held_host, held_gpu)
