@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument(
         "--history-loss", type=int, default=0, help="scenes for the history-loss test (0: skip; no sampling)"
     )
+    parser.add_argument(
+        "--skip", type=int, default=0, help="start after this many held-out scenes (one long run split over processes)"
+    )
     parser.add_argument("--out", default="eval.json")
     parser.add_argument("--device", default="cpu", help="where the model runs (the judge runs on the CPU)")
     args = parser.parse_args()
@@ -52,7 +55,7 @@ def main() -> None:
     if conditioning is None:  # a fifth of the adherence prompts
         conditioning = max(1, args.prompts // 5) if args.prompts else 0
     counts = (args.prompts, conditioning, args.sensitivity, args.word_loss, args.history_loss)
-    scenes = held_out_scenes(max(*counts, 1))
+    scenes = held_out_scenes(args.skip + max(*counts, 1))[args.skip :]
     result = {}
     if args.prompts:
         result["adherence"] = evaluate_adherence(pipeline, scenes[: args.prompts])
