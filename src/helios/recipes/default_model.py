@@ -5,7 +5,8 @@
 Phases (each resumes from what ``--work`` already holds):
   codec      render the world, train the codec, report held-out PSNR, calibrate latent statistics
   offload    encode every rendered video chunk by chunk (+ caption embeddings) into shards
-  base       stage 1 (flow matching with history) from scratch
+  base       stage 1 (flow matching with history) from scratch; with --from-model, from that model's
+             transformer (the Base variant of a packaged Mid model: all noise levels at full resolution)
   mid        stage 2 (pyramid flow matching) initialised from the base model
   refine     more stage 2, with caption dropout, from a packaged model (--from-model)
   ablations  stage 1 in full, without First-Frame Anchor, and without Frame-Aware Corrupt (paper Table 5)
@@ -17,6 +18,7 @@ Phases (each resumes from what ``--work`` already holds):
                 the --from-model transformer; the paper uses a Base model); --distill-variant runs a
                 Table-5 ablation instead (no_gan, no_coarse_to_fine, bidirectional_teacher)
   package-distilled  the distilled model folder (DMD sampler 1/1/1, no CFG) at --package-to
+  package-base  the Base model folder (BASE_SAMPLER: one full-resolution stage, CFG) at --package-to
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ DEFAULT_SAMPLER = SamplerSettings(
     cfg_zero_star=True,
     zero_init_steps=0,
     shift=ShiftSettings("exponential"),
+)
+
+# The Base variant samples at full resolution only, with CFG, and as many steps as the world Mid's
+# pyramid (8/8/8) — the official Base (50) and Mid (3 × 20) take comparable counts too.
+BASE_SAMPLER = SamplerSettings(
+    name="world-base", steps=24, guidance_scale=2.5, cfg_zero_star=True, shift=ShiftSettings("exponential")
 )
 
 
@@ -349,9 +357,12 @@ def main() -> None:
             "distill-ode",
             "distill-dmd",
             "package-distilled",
+            "package-base",
         ],
     )
-    parser.add_argument("--from-model", help="phase refine: a packaged world model to continue (stage 2)")
+    parser.add_argument(
+        "--from-model", help="phases refine / base: a packaged world model to continue (stage 2 / stage 1)"
+    )
     parser.add_argument(
         "--codec-from", help="a trained codec folder: used as is, or with phase codec, its decoder fine-tuned"
     )
@@ -486,15 +497,20 @@ def main() -> None:
         offload_corpus(args.videos, args.corpus_seed, frames, codec, text, work / "shards")
         log(f"rendered and offloaded {args.videos} videos of {frames} frames in {time.time() - started:.0f} s")
     if "base" in args.phase:
+        # From scratch, or the Base variant of a packaged model (its weights, a fine-tuning rate, caption
+        # dropout kept for CFG).
+        start = dict(init_memory_patches=False, caption_dropout=0.1, learning_rate=1e-4, warmup_steps=50)
+        start = start if args.from_model else {}
         config = stage_config(
             1,
             work / "shards",
             work / "base",
-            TRANSFORMER,
+            str(Path(args.from_model) / "transformer") if args.from_model else TRANSFORMER,
             args.base_steps,
             args.batch_size,
             args.compile,
             first_section=args.first_section,
+            **start,
         )
         report["base"] = str(train_stage(config, args.base_minutes, log))
     stage2_options = dict(motion_weight=args.motion_weight)
@@ -618,6 +634,10 @@ def main() -> None:
         student = dmd_dir if (dmd_dir / "export").is_dir() else work / "distill_ode"
         package(target, codec_dir, student / "export", student_sampler(DistillSettings(phase="ode")), report, text)
         log(f"packaged the distilled model {target} (from {student.name})")
+    if "package-base" in args.phase:
+        target = Path(args.package_to or work / "base_model")
+        package(target, codec_dir, work / "base" / "export", BASE_SAMPLER, report, text)
+        log(f"packaged the Base model {target}")
     if "drift" in args.phase:  # (re)calibrate the adaptive-sampling thresholds of a packaged model
         target = Path(args.package_to or work / "default_model")
         log(f"drift thresholds of {target}: {write_drift_thresholds(target, target / 'codec')}")
