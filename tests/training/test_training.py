@@ -244,6 +244,18 @@ def test_export_with_ema_differs_from_raw_weights(world_shards, tmp_path):
     assert torch.equal(raw.proj_out.weight, trainer.model.proj_out.weight.detach())
 
 
+def test_export_before_the_ema_starts_gives_the_trained_weights(world_shards, tmp_path):
+    """Until ema_start the EMA is the starting weights: an export then gives the trained ones (a stage-1
+    run shorter than its ema_start exported its start and lost every step before this was checked)."""
+    shards, _, _ = world_shards
+    trainer = Trainer(train_config(shards, tmp_path, ema_decay=0.5, ema_start=10, max_steps=2))
+    start = trainer.model.proj_out.weight.detach().clone()
+    trainer.train()
+    exported = HeliosTransformer.from_pretrained(trainer.export(tmp_path / "export"), dtype=torch.float32)
+    assert torch.equal(exported.proj_out.weight, trainer.model.proj_out.weight.detach())
+    assert not torch.equal(exported.proj_out.weight, start)
+
+
 def test_bad_training_configs():
     with pytest.raises(ValueError, match="unknown training config keys: lr"):
         TrainConfig.from_dict({"lr": 1})

@@ -379,12 +379,13 @@ class Trainer:
     # ------------------------------------------------------------------ export
 
     def export(self, path: str | Path, use_ema: bool = True) -> Path:
-        """Save a plain transformer folder (LoRA merged; EMA weights when kept) loadable by
+        """Save a plain transformer folder (LoRA merged; EMA weights when kept and started) loadable by
         ``HeliosTransformer.from_pretrained`` and by diffusers."""
         import copy
 
         model = copy.deepcopy(self.model).cpu()
-        if use_ema and self.ema is not None:
+        # Before ema_start the EMA is still the starting weights: exporting it would drop all the training.
+        if use_ema and self.ema is not None and self.step > self.config.ema_start:
             with torch.no_grad():
                 named = dict(model.named_parameters())
                 for name, value in self.ema.items():
