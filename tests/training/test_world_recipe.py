@@ -27,6 +27,8 @@ def test_base_variant_trains_stage_1_from_a_packaged_model_and_ships_the_base_sa
     assert base.sampler.name == "world-base" and base.sampler.pyramid_steps is None
     assert base.sampler.steps == 24 and base.sampler.guidance_scale == mid.sampler.guidance_scale
     assert base.text_encoder.binding == mid.text_encoder.binding  # the captions read as the start model reads them
+    # the codec's drift thresholds come with it from the packaged model
+    assert (target / "drift.json").read_text() == (DEFAULT_MODEL_DIR / "drift.json").read_text()
     trained, start = base.transformer.state_dict(), mid.transformer.state_dict()
     assert trained.keys() == start.keys()
     assert any(not torch.equal(trained[k], start[k]) for k in start)  # (trained: not the start's weights)

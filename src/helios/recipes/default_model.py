@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, replace
 from multiprocessing import Pool
@@ -319,7 +320,12 @@ def package(
     model.cast(torch.float16)  # ship every tensor in fp16: half the bytes, loaded back as fp32
     model.save_pretrained(target / "transformer")
     WorldCodec.from_pretrained(codec_dir).cast(torch.float16).save_pretrained(target / "codec")
-    write_drift_thresholds(target, target / "codec")
+    # The thresholds are the codec's: a codec taken from a packaged model brings its calibrated ones.
+    calibrated = codec_dir.parent / DRIFT_FILE
+    if calibrated.is_file():
+        shutil.copyfile(calibrated, target / DRIFT_FILE)
+    else:
+        write_drift_thresholds(target, target / "codec")
     (target / "text_encoder.json").write_text(json.dumps((text or world_text_encoder()).settings()))
     (target / "sampler.json").write_text(json.dumps(asdict(sampler), indent=1))
     (target / "model_index.json").write_text(
