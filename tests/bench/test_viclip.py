@@ -62,6 +62,13 @@ def _split_attention(prefix: str, state: dict, out: dict, target: str) -> None:
         out[f"{target}mlp.fc2.{kind}"] = state[f"{prefix}mlp.c_proj.{kind}"]
 
 
+def _loaded(reference: torch.nn.Module, state: dict) -> torch.nn.Module:
+    """transformers' model with every weight from ``state`` (only its position-id buffer left as built)."""
+    missing, unexpected = reference.load_state_dict(state, strict=False)
+    assert not unexpected and all("position_ids" in k for k in missing), (missing, unexpected)
+    return reference.eval()
+
+
 def test_the_text_tower_is_clips():
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
@@ -88,9 +95,7 @@ def test_the_text_tower_is_clips():
     }
     for i in range(t["layers"]):
         _split_attention(f"text_encoder.transformer.resblocks.{i}.", state, theirs, f"text_model.encoder.layers.{i}.")
-    reference = CLIPTextModelWithProjection(config).eval()
-    missing, unexpected = reference.load_state_dict(theirs, strict=False)
-    assert not unexpected and all("position_ids" in k for k in missing), (missing, unexpected)
+    reference = _loaded(CLIPTextModelWithProjection(config), theirs)
     start, end = t["vocabulary"] - 2, t["vocabulary"] - 1
     tokens = torch.tensor([[start, 353, 518, end] + [0] * 12, [start, 356] + [7] * 13 + [end]])
     with torch.no_grad():
@@ -132,9 +137,7 @@ def test_the_video_tower_on_one_frame_is_clips_image_tower():
         _split_attention(
             f"vision_encoder.transformer.resblocks.{i}.", state, theirs, f"vision_model.encoder.layers.{i}."
         )
-    reference = CLIPVisionModelWithProjection(config).eval()
-    missing, unexpected = reference.load_state_dict(theirs, strict=False)
-    assert not unexpected and all("position_ids" in k for k in missing), (missing, unexpected)
+    reference = _loaded(CLIPVisionModelWithProjection(config), theirs)
     image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     model = ViCLIP.from_state(state)
     with torch.no_grad():

@@ -38,6 +38,19 @@ def test_backend_matches_reference(backend):
     assert error < tolerance
 
 
+def test_an_empty_query_gives_an_empty_output_and_zero_key_value_gradients():
+    """A context-parallel rank may hold no noisy token: its cross-attention has no query, yet its key and
+    value projections must get gradients (zeros) like every other rank's, or FSDP's reductions differ."""
+    device, dtype, _ = _device_and_dtype()
+    q = torch.randn(2, 0, 4, 64, device=device, dtype=dtype, requires_grad=True)
+    k, v = (torch.randn(2, 5, 4, 64, device=device, dtype=dtype, requires_grad=True) for _ in range(2))
+    out = attn.attention(q, k, v, "cudnn" if device == "cuda" else "sdpa")
+    assert out.shape == (2, 0, 4, 64)
+    out.float().sum().backward()
+    assert k.grad is not None and v.grad is not None
+    assert not k.grad.any() and not v.grad.any()
+
+
 def test_sdpa_always_available_on_cpu():
     assert attn.is_available("sdpa", "cpu", torch.float32)
     assert attn.is_available("math", "cpu", torch.float32)

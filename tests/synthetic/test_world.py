@@ -61,6 +61,7 @@ def test_held_out_captions_never_reach_a_training_corpus():
     from helios.synthetic.evaluate import corpus_scene, held_out_scenes, is_held_out
 
     held = held_out_scenes(30)
+    assert held_out_scenes(5, skip=25) == held[25:]  # (a long evaluation split over processes)
     assert all(is_held_out(s.caption()) for s in held)
     assert {len(s.objects) for s in held} == {1, 2}
     for index in range(60):

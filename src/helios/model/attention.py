@@ -119,9 +119,8 @@ def attention_backend(model: torch.nn.Module, name: str) -> Iterator[None]:
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = DEFAULT_BACKEND) -> torch.Tensor:
     """Softmax attention on (B, S, heads, head_dim) tensors with the named backend."""
-    if q.shape[1] == 0:  # nothing to attend; kernels may refuse it, the plain product keeps k, v in autograd
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * q.shape[-1] ** -0.5
-        return (scores.softmax(-1) @ v.transpose(1, 2)).transpose(1, 2)
+    if q.shape[1] == 0:  # nothing to attend: fused kernels may refuse it; the math one keeps k, v in autograd
+        backend = "math"
     return _RESOLVED[backend](q, k, v) if backend in _RESOLVED else _resolve(backend)(q, k, v)
 
 

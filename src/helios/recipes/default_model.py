@@ -505,8 +505,11 @@ def main() -> None:
     if "base" in args.phase:
         # From scratch, or the Base variant of a packaged model (its weights, a fine-tuning rate, caption
         # dropout kept for CFG).
-        start = dict(init_memory_patches=False, caption_dropout=0.1, learning_rate=1e-4, warmup_steps=50)
-        start = start if args.from_model else {}
+        start = (
+            dict(init_memory_patches=False, caption_dropout=0.1, learning_rate=1e-4, warmup_steps=50)
+            if args.from_model
+            else {}
+        )
         config = stage_config(
             1,
             work / "shards",

@@ -55,7 +55,7 @@ def main() -> None:
     if conditioning is None:  # a fifth of the adherence prompts
         conditioning = max(1, args.prompts // 5) if args.prompts else 0
     counts = (args.prompts, conditioning, args.sensitivity, args.word_loss, args.history_loss)
-    scenes = held_out_scenes(args.skip + max(*counts, 1))[args.skip :]
+    scenes = held_out_scenes(max(*counts, 1), skip=args.skip)
     result = {}
     if args.prompts:
         result["adherence"] = evaluate_adherence(pipeline, scenes[: args.prompts])

@@ -87,20 +87,21 @@ def corpus_scene(seed: int, index: int, frames: int, split: bool = True) -> Scen
             return scene
 
 
-def held_out_scenes(count: int) -> list[Scene]:
+def held_out_scenes(count: int, skip: int = 0) -> list[Scene]:
     """Scenes of the evaluation split from a stream the training never used (so no training corpus
     drawn with ``corpus_scene`` shows their captions, nor did the first default model's), whose objects
-    never hide each other during a chunk (see ``judge.judgeable``)."""
+    never hide each other during a chunk (see ``judge.judgeable``). ``skip``: start after that many (a
+    long evaluation split over processes)."""
     seed, videos = LEGACY_CORPUS
     seen = {corpus_scene(seed, i, 165, split=False).caption() for i in range(videos)}
     rng = np.random.default_rng(HELD_OUT_SEED)
     scenes = []
-    while len(scenes) < count:
+    while len(scenes) < skip + count:
         scene = sample_scene(rng, event_probability=0.0)
         caption = scene.caption()
         if is_held_out(caption) and caption not in seen and judgeable(scene, CHUNK_FRAMES):
             scenes.append(scene)
-    return scenes
+    return scenes[skip:]
 
 
 def _through_codec(codec, frames: np.ndarray) -> np.ndarray:
