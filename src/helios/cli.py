@@ -100,7 +100,7 @@ def _add_fast_path_arguments(parser) -> None:
     parser.add_argument(
         "--attention",
         default=os.environ.get("HELIOS_ATTENTION"),
-        help="attention backend: sdpa, cudnn, flash, flash_attn3, ... (default: $HELIOS_ATTENTION or sdpa)",
+        help="attention backend: sdpa, cudnn, flash, flash_attn3, fp8, ... (default: $HELIOS_ATTENTION or sdpa)",
     )
     parser.add_argument(
         "--fused-kernels", action="store_true", help="Triton LayerNorm+modulation and RoPE (eager path)"

@@ -6,6 +6,8 @@ Skipped on machines without CUDA (CI); run on the GPU machine with
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -173,3 +175,38 @@ def test_offloaded_activations_give_the_same_gradients_with_less_gpu_memory():
     assert loss_host == loss_gpu
     assert max(_rel(b, a) for a, b in zip(grads_gpu, grads_host, strict=True)) < 1e-5
     assert held_host < 0.6 * held_gpu, (held_host, held_gpu)
+
+
+@torch.no_grad()
+def test_fp8_attention_kernel_on_the_card():
+    """The Triton FP8 kernel at a 14B head size (128) and a sequence that is no whole number of blocks:
+    equal to its emulation (the GPU's e4m3 conversion rounds like PyTorch's), near exact attention; the
+    keys shuffled must fail."""
+    from helios.model.attention import attention
+    from helios.model.kernels.fp8_attention import fp8_attention_emulated
+
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("FP8 tensor cores need Ada or Hopper")
+    g = torch.Generator("cuda").manual_seed(0)
+    q, k, v = (torch.randn(1, 3000, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3))
+    out = attention(q, k, v, "fp8")
+    exact = attention(q.float(), k.float(), v.float(), "math")
+    assert _rel(out, fp8_attention_emulated(q, k, v)) < 0.01  # the same roundings; bf16 output
+    assert _rel(out, exact) < 0.1
+    assert _rel(attention(q, k[:, torch.randperm(3000, device="cuda")], v, "fp8"), exact) > 0.3
+
+
+@torch.no_grad()
+def test_fp8_attention_in_the_compiled_model_stays_near_bf16():
+    from helios.model.attention import set_attention_backend
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(TINY, attention_head_dim=32, rope_dim=(12, 12, 8))  # FP8 products: ≥ 32
+    model = HeliosTransformer.from_config(config).cast(torch.bfloat16).cuda().eval()
+    inputs = _call(model)
+    reference = model(**inputs)
+    set_attention_backend(model, "fp8")
+    eager = model(**inputs)
+    compile_blocks(model)
+    compiled = model(**inputs)
+    assert _rel(eager, reference) < 0.05 and _rel(compiled, eager) < 0.01

@@ -17,6 +17,8 @@ use different kernels, and threads share what their model says.
 ``cudnn``      SDPA restricted to cuDNN attention (fastest on H100 in our measurements)
 ``flash_attn`` the ``flash_attn`` package (FlashAttention-2), if installed
 ``flash_attn3````flash_attn_interface`` (FlashAttention-3, Hopper), if installed
+``fp8``        our Triton kernel with e4m3 products and per-block scales (kernels/fp8_attention.py):
+               inference only, CUDA (Hopper/Ada); not exact — its error is reported like FP8 GEMMs'
 =============  ==========================================================================
 """
 
@@ -36,7 +38,8 @@ _SDPA_KERNELS = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "cudnn": SDPBackend.CUDNN_ATTENTION,
 }
-BACKENDS = ("sdpa", *_SDPA_KERNELS, "flash_attn", "flash_attn3")
+BACKENDS = ("sdpa", *_SDPA_KERNELS, "flash_attn", "flash_attn3", "fp8")
+APPROXIMATE_BACKENDS = ("fp8",)  # not equal to the reference within 16-bit rounding: their error is reported
 
 DEFAULT_BACKEND = "sdpa"
 
@@ -78,6 +81,10 @@ _PACKAGES = {"flash_attn": "flash_attn", "flash_attn3": "flash_attn_interface"}
 
 
 def _resolve(name: str) -> Callable[..., torch.Tensor]:
+    if name == "fp8" and name not in _RESOLVED:
+        from .kernels.fp8_attention import fp8_attention  # imports Triton: only when asked for
+
+        _RESOLVED[name] = fp8_attention
     if name not in _RESOLVED:
         if name not in _PACKAGES:
             raise ValueError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# FP8 attention on one GPU (issue 14): its tests on the card, the kernel and call-error benchmark, then
+# both speed workloads with FP8 GEMMs + FP8 attention (FP8=1) and, in a second process, bf16 GEMMs +
+# FP8 attention (BF16_GEMMS=1). Run from the repository root with the wheels of .whl/.
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name --format=csv,noheader | tee "$OUT/card.txt"
+if [ "${TESTS:-1}" = 1 ]; then
+  python3 -m pytest -q tests/gpu/test_cuda_paths.py -k fp8 tests/model/test_fp8_attention.py tests/model/test_attention.py \
+    -p no:cacheprovider 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"
+fi
+[ "${KERNEL:-1}" = 1 ] && python3 benchmarks/fp8_attention.py --out "$OUT/fp8_attention.json" 2>&1 | grep -v Warn | tail -12
+SPEED="python3 -m helios.cli bench speed --preset helios-distilled --workload both --frames 240 --compile
+  --vae-dtype bf16 --vae-channels-last --vae-decoder helios --vae-compile --no-breakdown"
+[ "${FP8:-1}" = 1 ] && $SPEED --attention fp8 --fp8 per_row ${COMPARE:+--compare $COMPARE} \
+  --out "$OUT/speed_fp8_gemms_fp8_attention.json" 2>&1 | grep -v Warn | tail -8
+[ "${BF16_GEMMS:-0}" = 1 ] && $SPEED --attention fp8 --out "$OUT/speed_bf16_gemms_fp8_attention.json" 2>&1 | grep -v Warn | tail -8
+[ "${BASELINE:-0}" = 1 ] && $SPEED --attention cudnn --fp8 per_row --out "$OUT/speed_fp8_gemms_cudnn.json" 2>&1 | grep -v Warn | tail -8
+ls "$OUT"
