@@ -21,9 +21,15 @@ from stage_calls import STAGES, call_inputs
 
 from helios.bench.timing import cuda_median_ms
 from helios.config import HELIOS_14B
-from helios.model.attention import attention, set_attention_backend
+from helios.model.attention import APPROXIMATE_BACKENDS, attention, set_attention_backend
 from helios.model.fp8 import quantize_linears
-from helios.model.kernels.fp8_attention import fp8_attention_emulated
+from helios.model.kernels.fp8_attention import (
+    _fp8_attention_core,
+    _pad_tokens,
+    fp8_attention_emulated,
+    quantize_blocks,
+    quantize_channels,
+)
 from helios.model.transformer import HeliosTransformer
 
 
@@ -58,6 +64,15 @@ def attention_shapes(transformer: HeliosTransformer) -> dict:
     return shapes
 
 
+def quantized_operands(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fp8_values: bool) -> tuple:
+    (q8, q_scale), (k8, k_scale) = quantize_blocks(q), quantize_blocks(k)
+    if fp8_values:
+        values, v_scale = quantize_channels(v)
+    else:
+        values, v_scale = _pad_tokens(v.transpose(1, 2)).transpose(2, 3).contiguous(), k_scale
+    return q8, q_scale, k8, k_scale, values, v_scale, q.shape[1], k.shape[1], q.dtype
+
+
 @torch.no_grad()
 def kernel_rows(shapes: dict, heads: int, head_dim: int) -> list[dict]:
     rows = []
@@ -72,19 +87,26 @@ def kernel_rows(shapes: dict, heads: int, head_dim: int) -> list[dict]:
             flop = 4 * queries * keys * heads * head_dim
             reference = attention(q, k, v, "cudnn")
             row = dict(stage=stage, kind=kind, queries=queries, keys=keys)
-            for backend in ("cudnn", "fp8"):
+            for backend in ("cudnn", *APPROXIMATE_BACKENDS):
                 ms = cuda_median_ms(lambda b=backend, q=q, k=k, v=v: attention(q, k, v, b), warmup=5, repeat=20)
                 row[f"{backend}_ms"], row[f"{backend}_tflops"] = ms, flop / ms / 1e9
-            out = attention(q, k, v, "fp8")
-            row["fp8_vs_cudnn_rel_l2"] = relative_l2(out, reference)
-            row["fp8_vs_emulated_rel_l2"] = relative_l2(out, fp8_attention_emulated(q, k, v))
-            row["speedup"] = row["cudnn_ms"] / row["fp8_ms"]
-            print(
-                f"{stage} {kind} {queries}×{keys}: cuDNN {row['cudnn_ms']:.2f} ms ({row['cudnn_tflops']:.0f} TFLOP/s), "
-                f"fp8 {row['fp8_ms']:.2f} ms ({row['fp8_tflops']:.0f}), {row['speedup']:.2f}×, "
-                f"error vs cuDNN {row['fp8_vs_cudnn_rel_l2']:.4f}, vs emulated {row['fp8_vs_emulated_rel_l2']:.4f}",
-                flush=True,
+            text = (
+                f"{stage} {kind} {queries}×{keys}: cuDNN {row['cudnn_ms']:.2f} ms ({row['cudnn_tflops']:.0f} TFLOP/s)"
             )
+            for backend, fp8_values in (("fp8", True), ("fp8_qk", False)):
+                # the kernel alone, on inputs quantised beforehand (what the compiled model leaves to it)
+                operands = quantized_operands(q, k, v, fp8_values)
+                row[f"{backend}_kernel_ms"] = cuda_median_ms(lambda o=operands: _fp8_attention_core(*o), 5, 20)
+                out = attention(q, k, v, backend)
+                row[f"{backend}_vs_cudnn_rel_l2"] = relative_l2(out, reference)
+                emulated = fp8_attention_emulated(q, k, v, fp8_values=fp8_values)
+                row[f"{backend}_vs_emulated_rel_l2"] = relative_l2(out, emulated)
+                text += (
+                    f"; {backend} {row[f'{backend}_ms']:.2f} ms (kernel {row[f'{backend}_kernel_ms']:.2f}), "
+                    f"error vs cuDNN {row[f'{backend}_vs_cudnn_rel_l2']:.4f}, "
+                    f"vs emulated {row[f'{backend}_vs_emulated_rel_l2']:.4f}"
+                )
+            print(text, flush=True)
             rows.append(row)
     return rows
 
@@ -100,10 +122,11 @@ def stage2_errors(transformer: HeliosTransformer) -> dict:
         return transformer(**inputs).float()
 
     reference = run("cudnn")
-    errors = {"fp8_attention": relative_l2(run("fp8"), reference)}
+    errors = {f"{backend}_attention": relative_l2(run(backend), reference) for backend in APPROXIMATE_BACKENDS}
     quantize_linears(transformer, "per_row", "scaled_mm", inplace=True)
     errors["fp8_gemms"] = relative_l2(run("cudnn"), reference)
-    errors["fp8_gemms_and_attention"] = relative_l2(run("fp8"), reference)
+    for backend in APPROXIMATE_BACKENDS:
+        errors[f"fp8_gemms_and_{backend}_attention"] = relative_l2(run(backend), reference)
     for name, error in errors.items():
         print(f"stage-2 call, {name}: {error:.4f} relative L2 against bf16", flush=True)
     return errors

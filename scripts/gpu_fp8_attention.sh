@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FP8 attention on one GPU (issue 14): its tests on the card, the kernel and call-error benchmark, then
-# both speed workloads with FP8 GEMMs + FP8 attention (FP8=1) and, in a second process, bf16 GEMMs +
-# FP8 attention (BF16_GEMMS=1). Run from the repository root with the wheels of .whl/.
+# both speed workloads with FP8 GEMMs and each attention backend of ATTENTIONS (cuDNN's bf16 attention
+# as the same machine's baseline). Run from the repository root with the wheels of .whl/.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -15,8 +15,8 @@ fi
 [ "${KERNEL:-1}" = 1 ] && python3 benchmarks/fp8_attention.py --out "$OUT/fp8_attention.json" 2>&1 | grep -v Warn | tail -12
 SPEED="python3 -m helios.cli bench speed --preset helios-distilled --workload both --frames 240 --compile
   --vae-dtype bf16 --vae-channels-last --vae-decoder helios --vae-compile --no-breakdown"
-[ "${FP8:-1}" = 1 ] && $SPEED --attention fp8 --fp8 per_row ${COMPARE:+--compare $COMPARE} \
-  --out "$OUT/speed_fp8_gemms_fp8_attention.json" 2>&1 | grep -v Warn | tail -8
-[ "${BF16_GEMMS:-0}" = 1 ] && $SPEED --attention fp8 --out "$OUT/speed_bf16_gemms_fp8_attention.json" 2>&1 | grep -v Warn | tail -8
-[ "${BASELINE:-0}" = 1 ] && $SPEED --attention cudnn --fp8 per_row --out "$OUT/speed_fp8_gemms_cudnn.json" 2>&1 | grep -v Warn | tail -8
+# FP8 GEMMs with each attention backend in ATTENTIONS, one process each (cudnn: the same call's baseline)
+for attention in ${ATTENTIONS:-fp8 fp8_qk cudnn}; do
+  $SPEED --attention $attention --fp8 per_row --out "$OUT/speed_fp8_gemms_${attention}.json" 2>&1 | grep -v Warn | tail -4
+done
 ls "$OUT"

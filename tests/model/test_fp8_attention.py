@@ -36,6 +36,9 @@ for queries, keys in ((200, 200), (150, 77), (130, 300)):
     assert torch.equal(attention(q, k, v, "fp8"), out)  # the backend is this kernel
     # the same algorithm and roundings; exp2 against exp can flip the rounding of a rare P (2 of 135,000)
     assert rel(out, fp8_attention_emulated(q, k, v)) < 1e-4
+    # fp8_qk: P·V in the inputs' precision (fp32 here)
+    qk_only = attention(q, k, v, "fp8_qk")
+    assert rel(qk_only, fp8_attention_emulated(q, k, v, fp8_values=False)) < 1e-4 and rel(qk_only, out) > 1e-3
     # its two errors are real: the quantised Q, K, V, and P rounded to e4m3
     unrounded = fp8_attention_emulated(q, k, v, round_probabilities=False)
     assert 0.01 < rel(unrounded, exact(q, k, v)) < 0.1 and rel(out, unrounded) > 0.003
@@ -51,6 +54,7 @@ print("ok")
 """
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the kernel runs on the card: tests/gpu")
 def test_fp8_attention_kernel_against_exact_and_emulated_attention():
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
