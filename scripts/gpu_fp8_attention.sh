@@ -16,7 +16,7 @@ fi
 SPEED="python3 -m helios.cli bench speed --preset helios-distilled --workload both --frames 240 --compile
   --vae-dtype bf16 --vae-channels-last --vae-decoder helios --vae-compile --no-breakdown"
 # FP8 GEMMs with each attention backend in ATTENTIONS, one process each (cudnn: the same call's baseline)
-for attention in ${ATTENTIONS:-fp8 fp8_qk cudnn}; do
+for attention in ${ATTENTIONS:-fp8 cudnn}; do
   $SPEED --attention $attention --fp8 per_row --out "$OUT/speed_fp8_gemms_${attention}.json" 2>&1 | grep -v Warn | tail -4
 done
 ls "$OUT"

@@ -193,8 +193,6 @@ def test_fp8_attention_kernel_on_the_card():
     exact = attention(q.float(), k.float(), v.float(), "math")
     assert _rel(out, fp8_attention_emulated(q, k, v)) < 0.01  # the same roundings; bf16 output
     assert _rel(out, exact) < 0.1
-    qk_only = attention(q, k, v, "fp8_qk")
-    assert _rel(qk_only, fp8_attention_emulated(q, k, v, fp8_values=False)) < 0.01 and _rel(qk_only, exact) < 0.1
     assert _rel(attention(q, k[:, torch.randperm(3000, device="cuda")], v, "fp8"), exact) > 0.3
 
 

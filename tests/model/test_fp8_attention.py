@@ -36,9 +36,6 @@ for queries, keys in ((200, 200), (150, 77), (130, 300)):
     assert torch.equal(attention(q, k, v, "fp8"), out)  # the backend is this kernel
     # the same algorithm and roundings; exp2 against exp can flip the rounding of a rare P (2 of 135,000)
     assert rel(out, fp8_attention_emulated(q, k, v)) < 1e-4
-    # fp8_qk: P·V in the inputs' precision (fp32 here)
-    qk_only = attention(q, k, v, "fp8_qk")
-    assert rel(qk_only, fp8_attention_emulated(q, k, v, fp8_values=False)) < 1e-4 and rel(qk_only, out) > 1e-3
     # its two errors are real: the quantised Q, K, V, and P rounded to e4m3
     unrounded = fp8_attention_emulated(q, k, v, round_probabilities=False)
     assert 0.01 < rel(unrounded, exact(q, k, v)) < 0.1 and rel(out, unrounded) > 0.003

@@ -19,7 +19,6 @@ use different kernels, and threads share what their model says.
 ``flash_attn3````flash_attn_interface`` (FlashAttention-3, Hopper), if installed
 ``fp8``        our Triton kernel with e4m3 products and per-block scales (kernels/fp8_attention.py):
                inference only, CUDA (Hopper/Ada); not exact — its error is reported like FP8 GEMMs'
-``fp8_qk``     the same kernel with only Q·Kᵀ in FP8 and P·V in 16 bits
 =============  ==========================================================================
 """
 
@@ -39,8 +38,8 @@ _SDPA_KERNELS = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "cudnn": SDPBackend.CUDNN_ATTENTION,
 }
-BACKENDS = ("sdpa", *_SDPA_KERNELS, "flash_attn", "flash_attn3", "fp8", "fp8_qk")
-APPROXIMATE_BACKENDS = ("fp8", "fp8_qk")  # not equal to the reference within 16-bit rounding: their error is reported
+BACKENDS = ("sdpa", *_SDPA_KERNELS, "flash_attn", "flash_attn3", "fp8")
+APPROXIMATE_BACKENDS = ("fp8",)  # not equal to the reference within 16-bit rounding: their error is reported
 
 DEFAULT_BACKEND = "sdpa"
 
@@ -82,10 +81,10 @@ _PACKAGES = {"flash_attn": "flash_attn", "flash_attn3": "flash_attn_interface"}
 
 
 def _resolve(name: str) -> Callable[..., torch.Tensor]:
-    if name in ("fp8", "fp8_qk") and name not in _RESOLVED:
-        from .kernels.fp8_attention import fp8_attention, fp8_qk_attention  # imports Triton: only when asked for
+    if name == "fp8" and name not in _RESOLVED:
+        from .kernels.fp8_attention import fp8_attention  # imports Triton: only when asked for
 
-        _RESOLVED.update(fp8=fp8_attention, fp8_qk=fp8_qk_attention)
+        _RESOLVED[name] = fp8_attention
     if name not in _RESOLVED:
         if name not in _PACKAGES:
             raise ValueError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -114,7 +114,6 @@ if triton is not None:
         PROB_SCALE: tl.constexpr,
         ROUND_FIRST: tl.constexpr,
         MASKED: tl.constexpr,
-        PV_FP8: tl.constexpr,
     ):
         """One block of keys of the online softmax; only the last, partial block pays for the mask."""
         cols = start + tl.arange(0, BLOCK_N)
@@ -127,24 +126,21 @@ if triton is not None:
         correction = tl.exp2(row_max - new_max)
         row_sum = row_sum * correction + tl.sum(probs, 1)
         v = tl.load(v_base + dims[None, :] * KEYS_PADDED + cols[:, None])  # (BLOCK_N, D)
-        if PV_FP8:
-            scaled = probs * PROB_SCALE
-            if ROUND_FIRST:
-                scaled = _round_to_e4m3(scaled)
-            acc = tl.dot(scaled.to(tl.float8e4nv), v, acc * correction[:, None])
-        else:
-            acc = tl.dot(probs.to(v.dtype), v, acc * correction[:, None])
+        scaled = probs * PROB_SCALE
+        if ROUND_FIRST:
+            scaled = _round_to_e4m3(scaled)
+        acc = tl.dot(scaled.to(tl.float8e4nv), v, acc * correction[:, None])
         return acc, new_max, row_sum
 
-    @triton.autotune(configs=_CONFIGS, key=["QUERIES", "KEYS", "HEAD_DIM", "PV_FP8"])
+    @triton.autotune(configs=_CONFIGS, key=["QUERIES", "KEYS", "HEAD_DIM"])
     @triton.jit
     def _forward_kernel(
         Q8,  # e4m3 (B, H, SQ', D)
         Q_SCALE,  # (B, H, SQ'/128)
         K8,  # e4m3 (B, H, SK', D)
         K_SCALE,  # (B, H, SK'/128)
-        V,  # (B, H, D, SK'): e4m3 with PV_FP8, else 16-bit
-        V_SCALE,  # (B, H, D) with PV_FP8
+        V8,  # e4m3 (B, H, D, SK')
+        V_SCALE,  # (B, H, D)
         OUT,  # (B, SQ, H, D), strides given
         stride_ob,
         stride_os,
@@ -160,7 +156,6 @@ if triton is not None:
         BLOCK_N: tl.constexpr,
         PROB_SCALE: tl.constexpr,
         ROUND_FIRST: tl.constexpr,
-        PV_FP8: tl.constexpr,
     ):
         block_m = tl.program_id(0)
         head = tl.program_id(1)  # batch · HEADS + head
@@ -174,22 +169,19 @@ if triton is not None:
         acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
         k_base = K8 + head * KEYS_PADDED * HEAD_DIM
         k_scales = K_SCALE + head * (KEYS_PADDED // BLOCK_N)
-        v_base = V + head * HEAD_DIM * KEYS_PADDED
+        v_base = V8 + head * HEAD_DIM * KEYS_PADDED
         full = (KEYS // BLOCK_N) * BLOCK_N
         for start in range(0, full, BLOCK_N):
             acc, row_max, row_sum = _attend_block(
                 acc, row_max, row_sum, q, scale, k_base, k_scales, v_base, start, KEYS, KEYS_PADDED, dims,
-                HEAD_DIM, BLOCK_N, PROB_SCALE, ROUND_FIRST, False, PV_FP8,
+                HEAD_DIM, BLOCK_N, PROB_SCALE, ROUND_FIRST, False,
             )  # fmt: skip
         if full < KEYS:
             acc, row_max, row_sum = _attend_block(
                 acc, row_max, row_sum, q, scale, k_base, k_scales, v_base, full, KEYS, KEYS_PADDED, dims,
-                HEAD_DIM, BLOCK_N, PROB_SCALE, ROUND_FIRST, True, PV_FP8,
+                HEAD_DIM, BLOCK_N, PROB_SCALE, ROUND_FIRST, True,
             )  # fmt: skip
-        if PV_FP8:
-            out = acc * (tl.load(V_SCALE + head * HEAD_DIM + dims)[None, :] / PROB_SCALE) / row_sum[:, None]
-        else:
-            out = acc / row_sum[:, None]
+        out = acc * (tl.load(V_SCALE + head * HEAD_DIM + dims)[None, :] / PROB_SCALE) / row_sum[:, None]
         batch, h = head // HEADS, head % HEADS
         pointers = OUT + batch * stride_ob + h * stride_oh + rows[:, None] * stride_os + dims[None, :]
         tl.store(pointers, out.to(OUT.dtype.element_ty), mask=rows[:, None] < QUERIES)
@@ -201,7 +193,7 @@ def _fp8_attention_core(
     q_scale: torch.Tensor,
     k8: torch.Tensor,
     k_scale: torch.Tensor,
-    values: torch.Tensor,
+    v8: torch.Tensor,
     v_scale: torch.Tensor,
     queries: int,
     keys: int,
@@ -218,7 +210,7 @@ def _fp8_attention_core(
         q_scale,
         k8,
         k_scale,
-        values,
+        v8,
         v_scale,
         out,
         out.stride(0),
@@ -234,20 +226,19 @@ def _fp8_attention_core(
         BLOCK_N=QUANT_BLOCK,
         PROB_SCALE=P_SCALE,
         ROUND_FIRST=_INTERPRETED,
-        PV_FP8=values.dtype == E4M3,
     )
     return out
 
 
 @_fp8_attention_core.register_fake
-def _(q8, q_scale, k8, k_scale, values, v_scale, queries, keys, out_dtype):
+def _(q8, q_scale, k8, k_scale, v8, v_scale, queries, keys, out_dtype):
     batch, heads, _, head_dim = q8.shape
     return q8.new_empty(batch, queries, heads, head_dim, dtype=out_dtype)
 
 
-def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fp8_values: bool = True) -> torch.Tensor:
+def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Softmax attention on (B, S, heads, head_dim) tensors with FP8 products (see the module doc);
-    inference only. ``fp8_values=False`` keeps P·V in the inputs' 16 bits: only Q·Kᵀ runs in FP8."""
+    inference only."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise RuntimeError("the fp8 attention backend is for inference only (it has no backward)")
     head_dim = q.shape[-1]
@@ -255,22 +246,17 @@ def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fp8_values:
         raise ValueError(f"fp8 attention needs a power-of-two head size of at least 32, got {head_dim}")
     if not available(q.device):
         raise RuntimeError("the fp8 attention backend needs Triton on a CUDA device (Hopper or Ada)")
-    q8, q_scale = quantize_blocks(q)
-    k8, k_scale = quantize_blocks(k)
-    if fp8_values:
-        values, v_scale = quantize_channels(v)
-    else:  # the same transposed layout, no scale (k_scale stands in for the unused pointer)
-        values, v_scale = _pad_tokens(v.transpose(1, 2)).transpose(2, 3).contiguous(), k_scale
-    return _fp8_attention_core(q8, q_scale, k8, k_scale, values, v_scale, q.shape[1], k.shape[1], q.dtype)
+    return _fp8_attention_core(*quantized_operands(q, k, v))
 
 
-def fp8_qk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The ``fp8_qk`` backend: Q·Kᵀ in FP8, P·V in 16 bits."""
-    return fp8_attention(q, k, v, fp8_values=False)
+def quantized_operands(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple:
+    """The kernel's arguments: Q, K and V quantised (see the module doc), the true lengths, the dtype."""
+    (q8, q_scale), (k8, k_scale), (v8, v_scale) = quantize_blocks(q), quantize_blocks(k), quantize_channels(v)
+    return q8, q_scale, k8, k_scale, v8, v_scale, q.shape[1], k.shape[1], q.dtype
 
 
 def fp8_attention_emulated(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, round_probabilities: bool = True, fp8_values: bool = True
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, round_probabilities: bool = True
 ) -> torch.Tensor:
     """The kernel's algorithm in fp32 PyTorch, runnable anywhere: the same quantisation of Q, K and V, the
     same online softmax over blocks of 128 keys and, with ``round_probabilities``, the same rounding of
@@ -284,11 +270,8 @@ def fp8_attention_emulated(
         return blocks.reshape(b, h, s, d)[:, :, : x.shape[1]]
 
     queries, keys = dequantized(q), dequantized(k)
-    if fp8_values:
-        values, v_scale = quantize_channels(v)
-        values = values.float()[..., : v.shape[1]].transpose(2, 3)  # (B, H, SK, D), the scale applied last
-    else:
-        values, v_scale = v.transpose(1, 2).float(), v.new_ones(v.shape[0], v.shape[2], v.shape[3]).float()
+    values, v_scale = quantize_channels(v)
+    values = values.float()[..., : v.shape[1]].transpose(2, 3)  # (B, H, SK, D), the scale applied last
     row_max = torch.full(queries.shape[:3], float("-inf"), device=q.device)
     row_sum = torch.zeros_like(row_max)
     acc = torch.zeros_like(queries)
@@ -300,7 +283,7 @@ def fp8_attention_emulated(
         correction = torch.exp(row_max - new_max)
         row_sum = row_sum * correction + probs.sum(dim=-1)
         if round_probabilities:
-            probs = (probs * P_SCALE).to(E4M3).float() / P_SCALE if fp8_values else probs.to(v.dtype).float()
+            probs = (probs * P_SCALE).to(E4M3).float() / P_SCALE
         acc = acc * correction[..., None] + probs @ values[:, :, block]
         row_max = new_max
     out = acc * v_scale[:, :, None, :] / row_sum[..., None]
