@@ -30,6 +30,7 @@ from ..model.speed import compile_blocks
 from ..model.transformer import HeliosTransformer
 from ..model.window import window_frames
 from ..sampling.schedules import PyramidConstants
+from .activation_offload import saved_tensors_on_host
 from .corruption import corrupt_history, drop_history
 from .data import LatentShards
 from .distillation import Distillation
@@ -397,14 +398,6 @@ class Trainer:
             model.save_pretrained(path)
         _barrier()
         return Path(path)
-
-
-def saved_tensors_on_host(enabled: bool):
-    """While active, tensors saved for the backward wait in host memory (pinned where CUDA is present, so
-    the copies are asynchronous) and come back to their device when the backward needs them."""
-    if not enabled:
-        return nullcontext()
-    return torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())
 
 
 # ---------------------------------------------------------------------- distributed helpers
