@@ -12,12 +12,11 @@ import argparse
 import dataclasses
 import json
 import statistics
-import sys
-import time
 
 import torch
 from stage_calls import call_inputs
 
+from helios.bench.timing import run_meta
 from helios.config import HELIOS_14B
 from helios.model.transformer import HeliosTransformer
 from helios.training.activation_offload import saved_tensors_on_host
@@ -55,13 +54,7 @@ def main() -> None:
     model.enable_gradient_checkpointing(True)
     inputs = call_inputs(48, 80)
     result = {
-        "meta": dict(
-            card=torch.cuda.get_device_name(),
-            torch=torch.__version__,
-            date=time.strftime("%Y-%m-%d"),
-            command=" ".join(sys.argv),
-            blocks=args.blocks,
-        ),
+        "meta": run_meta(blocks=args.blocks),
     }
     for mode in MODES:
         for _ in range(2):

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 
 import torch
 from stage_calls import STAGES, call_inputs
 
-from helios.bench.timing import cuda_median_ms
+from helios.bench.timing import cuda_median_ms, run_meta
 from helios.config import HELIOS_14B
 from helios.model.attention import APPROXIMATE_BACKENDS, attention, set_attention_backend
 from helios.model.fp8 import quantize_linears
@@ -126,14 +124,7 @@ def main() -> None:
     set_attention_backend(transformer, "cudnn")
     heads = transformer.blocks[0].attn1.heads
     head_dim = transformer.blocks[0].attn1.to_q.out_features // heads
-    result = {
-        "meta": dict(
-            card=torch.cuda.get_device_name(),
-            torch=torch.__version__,
-            date=time.strftime("%Y-%m-%d"),
-            command=" ".join(sys.argv),
-        )
-    }
+    result = {"meta": run_meta()}
     shapes = attention_shapes(transformer)
     result["shapes"] = shapes
     result["kernel"] = kernel_rows(shapes, heads, head_dim)

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 
 import torch
 
 from helios.bench.speed import build_pipeline
-from helios.bench.timing import cuda_median_ms
+from helios.bench.timing import cuda_median_ms, run_meta
 from helios.model.attention import set_attention_backend
 from helios.model.fp8 import fp8_error_report
 from helios.model.speed import compile_blocks
@@ -72,14 +70,7 @@ def main() -> None:
     pipeline = build_pipeline("14b", "helios-distilled", "cuda", torch.bfloat16, vae_dtype=torch.bfloat16)
     transformer = pipeline.transformer
     set_attention_backend(transformer, "cudnn")
-    result = {
-        "meta": dict(
-            card=torch.cuda.get_device_name(),
-            torch=torch.__version__,
-            date=time.strftime("%Y-%m-%d"),
-            command=" ".join(sys.argv),
-        )
-    }
+    result = {"meta": run_meta()}
 
     latents = torch.randn(1, 16, 9, 48, 80, device="cuda")
     vae_ms = cuda_median_ms(lambda: pipeline.codec.decode(latents), warmup=2, repeat=3)

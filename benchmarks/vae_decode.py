@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import torch
 
-from helios.bench.timing import cuda_median_ms
+from helios.bench.timing import cuda_median_ms, run_meta
 from helios.encoders.video import WanVideoCodec
 
 
@@ -63,12 +62,7 @@ def main() -> None:
     results["helios_bf16_channels_last_compiled"] = measure(codec.decode)
     for name, r in results.items():
         print(name, r, flush=True)
-    meta = dict(
-        card=torch.cuda.get_device_name(),
-        torch=torch.__version__,
-        date=time.strftime("%Y-%m-%d"),
-        command=" ".join(sys.argv),
-    )
+    meta = run_meta()
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=2)
 

@@ -21,3 +21,17 @@ def cuda_median_ms(fn: Callable[[], object], warmup: int = 3, repeat: int = 5) -
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def run_meta(**extra) -> dict:
+    """What a GPU benchmark's JSON records about its run: the card, torch, the date, the command line."""
+    import sys
+    import time
+
+    return dict(
+        card=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        date=time.strftime("%Y-%m-%d"),
+        command=" ".join(sys.argv),
+        **extra,
+    )
