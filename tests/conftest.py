@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from helios.config import TINY, TransformerConfig
+from helios.config import EXTENSION_FIELDS, TINY, TransformerConfig
 
 
 def diffusers_kwargs(config: TransformerConfig) -> dict:
     """Constructor arguments of diffusers' HeliosTransformer3DModel for ``config``."""
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in EXTENSION_FIELDS}
 
 
 def build_reference(config: TransformerConfig = TINY, seed: int = 0):

@@ -27,6 +27,9 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
+EXTENSION_FIELDS = ("pyramid_rope_alignment",)  # ours, unknown to diffusers' HeliosTransformer3DModel
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     """Architecture of the Helios DiT. Defaults are the released 14B model (paper §3.1, §3.3.1)."""
@@ -52,6 +55,12 @@ class TransformerConfig:
     has_multi_term_memory_patch: bool = True  # paper §3.3.1
     is_amplify_history: bool = False  # paper eq. 1; off in the released checkpoints
     history_scale_mode: str = "per_head"  # "per_head" or "scalar"
+    # Our extension, off in every released model (and never written to their config.json): the RoPE
+    # positions of a lower pyramid stage's noisy tokens are spread over the full-resolution grid of the
+    # history, so a noisy token and the history token at the same place in the picture get the same
+    # position. As released, a stage-0 token (i, j) sits at (i, j) — beside the history's top-left
+    # corner — and position cannot tell the model where the history's objects are.
+    pyramid_rope_alignment: bool = False
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)
@@ -118,6 +127,8 @@ class TransformerConfig:
         out: dict[str, Any] = {"_class_name": DIFFUSERS_CLASS_NAME, "_diffusers_version": DIFFUSERS_VERSION}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name in EXTENSION_FIELDS and value == f.default:
+                continue  # released configs stay as released
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

@@ -41,15 +41,26 @@ def axis_frequencies(dim: int, theta: float, device: torch.device) -> torch.Tens
     return 1.0 / (theta**exponents)
 
 
+def _grid_positions(size: int, spacing: int, device: torch.device) -> torch.Tensor:
+    """0, 1, … — or, with ``spacing`` s > 1, each cell's centre on a grid s times finer: (i + ½)·s − ½."""
+    positions = torch.arange(size, dtype=torch.float32, device=device)
+    return positions if spacing == 1 else (positions + 0.5) * spacing - 0.5
+
+
 def _grid_angles(
-    frame_indices: torch.Tensor, height: int, width: int, rope_dim: tuple[int, int, int], theta: float
+    frame_indices: torch.Tensor,
+    height: int,
+    width: int,
+    rope_dim: tuple[int, int, int],
+    theta: float,
+    spacing: int = 1,
 ) -> torch.Tensor:
     """Rotation angles on a (T, height, width) grid: ``(Bi, dh/2, T, height, width)`` fp32."""
     device = frame_indices.device
     positions_t = frame_indices.to(torch.float32)  # (Bi, T)
     bi, frames = positions_t.shape
-    positions_y = torch.arange(height, dtype=torch.float32, device=device)
-    positions_x = torch.arange(width, dtype=torch.float32, device=device)
+    positions_y = _grid_positions(height, spacing, device)
+    positions_x = _grid_positions(width, spacing, device)
     # Autocast off: bf16 cannot hold consecutive integers past 256, positions must stay exact.
     with torch.autocast(device_type=device.type, enabled=False):
         freq_t, freq_y, freq_x = (axis_frequencies(d, theta, device) for d in rope_dim)
@@ -77,14 +88,18 @@ def rope_table(
     rope_dim: tuple[int, int, int],
     theta: float,
     pool: int = 1,
+    spacing: int = 1,
 ) -> RopeTable:
     """The table for tokens of a (T, height, width) grid, flattened t-major then y then x.
+
+    ``spacing > 1`` places the grid's cells at their centres on a grid ``spacing`` times finer (a lower
+    pyramid stage aligned with the full-resolution history: ``TransformerConfig.pyramid_rope_alignment``).
 
     ``pool > 1`` gives the table of a compressed history part (paper §3.3.1): the table is computed
     on the uncompressed grid, replicate-padded to multiples of ``pool`` and the cos and sin *values*
     are averaged over ``pool``³ cells (what the released models were trained with).
     """
-    angles = _grid_angles(frame_indices, height, width, rope_dim, theta)
+    angles = _grid_angles(frame_indices, height, width, rope_dim, theta, spacing)
     cos, sin = angles.cos(), angles.sin()
     if pool > 1:
         kernel = (pool, pool, pool)
@@ -116,21 +131,24 @@ class RopeCache:
         self.rope_dim, self.theta, self.capacity = rope_dim, theta, capacity
         self.tables: dict[tuple, RopeTable] = {}
 
-    def table(self, indices: torch.Tensor, height: int, width: int, device: torch.device, pool: int = 1) -> RopeTable:
+    def table(
+        self, indices: torch.Tensor, height: int, width: int, device: torch.device, pool: int = 1, spacing: int = 1
+    ) -> RopeTable:
         if indices.device.type != "cpu":
-            return rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool)
+            return rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool, spacing)
         key = (
             tuple(indices.shape),
             tuple(indices.flatten().tolist()),
             height,
             width,
             pool,
+            spacing,
             str(device),
             torch.is_inference_mode_enabled(),
         )
         table = self.tables.get(key)
         if table is None:
-            table = rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool)
+            table = rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool, spacing)
             if len(self.tables) >= self.capacity:
                 self.tables.clear()
             self.tables[key] = table

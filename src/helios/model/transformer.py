@@ -429,6 +429,20 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
             return parallel.gather_batch(local)
         return self._predict(hidden_states, timestep, text, history, parallel is not None)
 
+    def _pyramid_spacing(self, grid: tuple[int, int, int], history: HistoryInputs) -> int:
+        """How many history token rows one noisy token row spans (``pyramid_rope_alignment``; else 1)."""
+        if not self.config.pyramid_rope_alignment or history.short is None:
+            return 1
+        patch_h, patch_w = self.config.patch_size[1:]
+        full_h, full_w = -(-history.short.shape[-2] // patch_h), -(-history.short.shape[-1] // patch_w)
+        spacing = full_h // grid[1]
+        if spacing < 1 or (full_h, full_w) != (grid[1] * spacing, grid[2] * spacing):
+            raise ValueError(
+                f"pyramid_rope_alignment needs the noisy token grid {grid[1]}×{grid[2]} to divide the "
+                f"history's {full_h}×{full_w} by one whole factor"
+            )
+        return spacing
+
     def _predict(
         self,
         hidden_states: torch.Tensor,
@@ -444,7 +458,10 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         current, grid = patchify(self.patch_embedding, hidden_states.to(dtype))
         device = current.device
         indices_current = history.indices_current if history.indices_current is not None else torch.arange(grid[0])
-        current_table = self.rope_cache.table(as_index_rows(indices_current, batch), grid[1], grid[2], device)
+        spacing = self._pyramid_spacing(grid, history)
+        current_table = self.rope_cache.table(
+            as_index_rows(indices_current, batch), grid[1], grid[2], device, spacing=spacing
+        )
 
         if history.has_history:
             if not self.config.has_multi_term_memory_patch:

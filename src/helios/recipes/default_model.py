@@ -272,6 +272,18 @@ DISTILL_ABLATIONS = {
 }
 
 
+def aligned_start(transformer: Path, target: Path) -> Path:
+    """A copy of a transformer folder whose config turns ``pyramid_rope_alignment`` on (same weights):
+    the start of a refine that teaches an existing model the aligned positions."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in transformer.iterdir():
+        if path.is_file() and path.name != "config.json":
+            shutil.copy2(path, target / path.name)
+    config = json.loads((transformer / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "pyramid_rope_alignment": True}, indent=1))
+    return target
+
+
 def stage_config(
     stage: int,
     shards: Path,
@@ -386,6 +398,12 @@ def main() -> None:
         type=int,
         nargs=3,
         help="phases mid/refine: samples per pyramid stage per step (stage 2's sample ratios; default 1 1 1)",
+    )
+    parser.add_argument(
+        "--pyramid-rope-alignment",
+        action="store_true",
+        help="phase refine: continue with the lower stages' RoPE aligned to the history grid "
+        "(TransformerConfig.pyramid_rope_alignment; an experiment, off in the shipped model)",
     )
     parser.add_argument(
         "--motion-weight",
@@ -539,11 +557,14 @@ def main() -> None:
         )
         report["mid"] = str(train_stage(config, args.mid_minutes, log))
     if "refine" in args.phase:
+        start = Path(args.from_model) / "transformer"
+        if args.pyramid_rope_alignment:
+            start = aligned_start(start, work / "aligned_start")
         config = stage_config(
             2,
             work / "shards",
             work / "refine",
-            str(Path(args.from_model) / "transformer"),
+            str(start),
             args.mid_steps,
             args.batch_size,
             args.compile,
