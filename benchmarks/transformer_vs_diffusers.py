@@ -12,7 +12,6 @@ the peak GPU memory above the weights, prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -36,7 +35,7 @@ def build_reference(device: str):
     torch.set_default_dtype(torch.bfloat16)
     try:
         with torch.device(device):
-            model = HeliosTransformer3DModel(**dataclasses.asdict(HELIOS_14B))
+            model = HeliosTransformer3DModel(**HELIOS_14B.diffusers_kwargs())
     finally:
         torch.set_default_dtype(previous)
     for name, param in model.named_parameters():

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
-from helios.config import EXTENSION_FIELDS, TINY, TransformerConfig
+from helios.config import TINY, TransformerConfig
 
 
 def diffusers_kwargs(config: TransformerConfig) -> dict:
     """Constructor arguments of diffusers' HeliosTransformer3DModel for ``config``."""
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in EXTENSION_FIELDS}
+    return config.diffusers_kwargs()
 
 
 def build_reference(config: TransformerConfig = TINY, seed: int = 0):

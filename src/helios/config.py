@@ -122,6 +122,13 @@ class TransformerConfig:
     def from_json(cls, path: str | Path) -> TransformerConfig:
         return cls.from_dict(read_json(path))
 
+    def diffusers_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of diffusers' ``HeliosTransformer3DModel`` for this architecture."""
+        enabled = [name for name in EXTENSION_FIELDS if getattr(self, name)]
+        if enabled:
+            raise ValueError(f"diffusers' Helios transformer has no {', '.join(enabled)}")
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in EXTENSION_FIELDS}
+
     def to_dict(self) -> dict[str, Any]:
         """The diffusers ``config.json`` layout (lists for tuples, class name and version)."""
         out: dict[str, Any] = {"_class_name": DIFFUSERS_CLASS_NAME, "_diffusers_version": DIFFUSERS_VERSION}

@@ -62,6 +62,9 @@ def test_released_configs_are_written_as_released():
     assert written["pyramid_rope_alignment"] is True
     assert TransformerConfig.from_dict(written).pyramid_rope_alignment
     assert not TransformerConfig.from_dict(TINY.to_dict()).pyramid_rope_alignment
+    assert "pyramid_rope_alignment" not in TINY.diffusers_kwargs()
+    with pytest.raises(ValueError, match="diffusers' Helios transformer has no pyramid_rope_alignment"):
+        dataclasses.replace(TINY, pyramid_rope_alignment=True).diffusers_kwargs()
 
 
 def test_the_recipe_starts_an_aligned_refine_from_the_shipped_weights(tmp_path):

@@ -237,7 +237,7 @@ def measure_diffusers(
     settings = pipeline.sampler
     device = pipeline.device
     with torch.device("meta"):
-        reference = HeliosTransformer3DModel(**asdict(pipeline.transformer.config))
+        reference = HeliosTransformer3DModel(**pipeline.transformer.config.diffusers_kwargs())
     reference.load_state_dict(pipeline.transformer.state_dict(), assign=True)
     with torch.device(device):  # its RoPE frequencies are non-persistent buffers, not in the state dict
         reference.rope = type(reference.rope)(
