@@ -173,9 +173,23 @@ def test_compiled_blocks_train_like_eager_ones(world_shards, tmp_path):
     assert all(torch.allclose(eager_weights[k], compiled_weights[k], atol=1e-5) for k in eager_weights)
 
 
-def test_offloaded_activations_train_like_resident_ones(world_shards, tmp_path):
+def test_offloaded_activations_train_like_resident_ones(world_shards, tmp_path, monkeypatch):
     """offload_activations keeps what the backward needs in host memory; the steps are the same (on the CPU
-    the copies are plain; tests/gpu checks the GPU memory it saves)."""
+    the copies are plain; tests/gpu checks the GPU memory it saves). The tiny model's tensors are all
+    below the 1 MiB threshold: lowered here, and the offload seen to move tensors and bring them back."""
+    from helios.training import activation_offload
+
+    if torch.cuda.is_available():
+        pytest.skip("where CUDA runs, CPU tensors are left alone: tests/gpu")
+    monkeypatch.setattr(activation_offload, "MIN_OFFLOAD_BYTES", 0)
+    made = []
+
+    class Recorded(activation_offload.HostActivations):
+        def __init__(self, min_bytes):
+            super().__init__(min_bytes)
+            made.append(self)
+
+    monkeypatch.setattr(activation_offload, "HostActivations", Recorded)
     shards, _, _ = world_shards
     records = {
         offload: Trainer(
@@ -187,6 +201,7 @@ def test_offloaded_activations_train_like_resident_ones(world_shards, tmp_path):
     }
     for a, b in zip(records[False], records[True], strict=True):
         assert (a["loss"], a["grad_norm"]) == (b["loss"], b["grad_norm"])
+    assert len(made) == 2 and all(hooks.saved and len(set(hooks.unpacked)) == len(hooks.saved) for hooks in made)
 
 
 def test_resume_is_exact(world_shards, tmp_path):

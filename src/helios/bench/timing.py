@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import statistics
+import sys
+import time
 from collections.abc import Callable
 
 import torch
@@ -25,9 +27,6 @@ def cuda_median_ms(fn: Callable[[], object], warmup: int = 3, repeat: int = 5) -
 
 def run_meta(**extra) -> dict:
     """What a GPU benchmark's JSON records about its run: the card, torch, the date, the command line."""
-    import sys
-    import time
-
     return dict(
         card=torch.cuda.get_device_name(),
         torch=torch.__version__,

@@ -26,7 +26,13 @@ E4M3 = torch.float8_e4m3fn
 E4M3_MAX = torch.finfo(E4M3).max  # 448
 
 
-def _quantize(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def e4m3_scale(amax: torch.Tensor) -> torch.Tensor:
+    """The scale that maps ``amax`` onto e4m3's largest value (fp32; never zero)."""
+    return (amax.float() / E4M3_MAX).clamp_min(1e-12)
+
+
+def to_e4m3(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x / scale`` in e4m3, saturated at ±448."""
     return (x.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
 
 
@@ -47,8 +53,8 @@ class FP8Linear(nn.Module):
             raise ValueError(f"the FP8 GEMM needs both sizes divisible by 16, got {in_features}→{out_features}")
         weight = linear.weight.detach().float()
         amax = weight.abs().amax(dim=1, keepdim=True) if scales == "per_row" else weight.abs().amax()
-        self.register_buffer("weight_scale", (amax / E4M3_MAX).clamp_min(1e-12))
-        self.register_buffer("weight_fp8", _quantize(weight, self.weight_scale))
+        self.register_buffer("weight_scale", e4m3_scale(amax))
+        self.register_buffer("weight_fp8", to_e4m3(weight, self.weight_scale))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
         self.scales, self.kernel = scales, kernel
         self.out_dtype = linear.weight.dtype
@@ -56,8 +62,8 @@ class FP8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
         amax = rows.abs().amax(dim=1, keepdim=True) if self.scales == "per_row" else rows.abs().amax()
-        activation_scale = (amax.float() / E4M3_MAX).clamp_min(1e-12)
-        x_fp8 = _quantize(rows, activation_scale)
+        activation_scale = e4m3_scale(amax)
+        x_fp8 = to_e4m3(rows, activation_scale)
         out_dtype = x.dtype if x.dtype != torch.float32 else self.out_dtype
         if self.kernel == "scaled_mm":
             # Row-wise scaling wants (M, 1) activation and (1, N) weight scales and a bf16 result; the
@@ -100,7 +106,8 @@ def quantize_linears(
     return quantized
 
 
-def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖ in fp32."""
     return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
 
 
@@ -115,7 +122,7 @@ def fp8_error_report(model: nn.Module, inputs: dict, scales: str = "per_row", ke
     def compare(name):
         def hook(module, args, out):
             fp8 = FP8Linear(module, scales, kernel)(args[0])
-            per_layer[name] = max(per_layer.get(name, 0.0), _relative(fp8, out))
+            per_layer[name] = max(per_layer.get(name, 0.0), relative_l2(fp8, out))
 
         return hook
 
@@ -133,7 +140,7 @@ def fp8_error_report(model: nn.Module, inputs: dict, scales: str = "per_row", ke
     quantize_linears(model, scales, kernel, inplace=True)
     got = model(**inputs)
     return {
-        "end_to_end": _relative(got, expected),
+        "end_to_end": relative_l2(got, expected),
         "per_layer": per_layer,
         "worst_layer": max(per_layer, key=per_layer.get),
         "mean_layer": sum(per_layer.values()) / len(per_layer),

@@ -39,7 +39,7 @@ class _Saved:
 class HostActivations:
     """The pack/unpack hooks of one forward (see the module doc)."""
 
-    def __init__(self, min_bytes: int = MIN_OFFLOAD_BYTES):
+    def __init__(self, min_bytes: int):
         self.min_bytes = min_bytes
         self.saved: list[_Saved] = []
         self.unpacked: list[int] = []  # indices in the order the backward asked for them (diagnostics)
@@ -99,12 +99,12 @@ class HostActivations:
 
 
 @contextlib.contextmanager
-def saved_tensors_on_host(enabled: bool, min_bytes: int = MIN_OFFLOAD_BYTES) -> Iterator[HostActivations | None]:
-    """While active (and ``enabled``), tensors saved for the backward of at least ``min_bytes`` wait in host
-    memory; yields the hooks' object (None when disabled)."""
+def saved_tensors_on_host(enabled: bool, min_bytes: int | None = None) -> Iterator[HostActivations | None]:
+    """While active (and ``enabled``), tensors saved for the backward of at least ``min_bytes`` (default
+    ``MIN_OFFLOAD_BYTES``) wait in host memory; yields the hooks' object (None when disabled)."""
     if not enabled:
         yield None
         return
-    offload = HostActivations(min_bytes)
+    offload = HostActivations(MIN_OFFLOAD_BYTES if min_bytes is None else min_bytes)
     with torch.autograd.graph.saved_tensors_hooks(offload.pack, offload.unpack):
         yield offload

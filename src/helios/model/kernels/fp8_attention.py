@@ -27,7 +27,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from ..fp8 import E4M3, E4M3_MAX
+from ..fp8 import E4M3, e4m3_scale, to_e4m3
 
 try:
     import triton
@@ -56,8 +56,8 @@ def quantize_blocks(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     blocks = _pad_tokens(x.transpose(1, 2)).float()
     b, h, s, d = blocks.shape
     blocks = blocks.reshape(b, h, s // QUANT_BLOCK, QUANT_BLOCK, d)
-    scale = (blocks.abs().amax(dim=(-1, -2)) / E4M3_MAX).clamp_min(1e-12)
-    quantized = (blocks / scale[..., None, None]).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+    scale = e4m3_scale(blocks.abs().amax(dim=(-1, -2)))
+    quantized = to_e4m3(blocks, scale[..., None, None])
     # .contiguous(): elementwise ops keep the input's transposed strides, the kernel reads plain rows
     return quantized.reshape(b, h, s, d).contiguous(), scale.contiguous()
 
@@ -66,8 +66,8 @@ def quantize_channels(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, S, H, D) → e4m3 (B, H, D, S') — transposed so that the kernel reads P·V's operand with the
     key axis contiguous, as FP8 tensor cores want it — and fp32 scales (B, H, D), one per channel."""
     values = _pad_tokens(v.transpose(1, 2)).float()  # zero rows do not change the amax
-    scale = (values.abs().amax(dim=2) / E4M3_MAX).clamp_min(1e-12)
-    quantized = (values / scale[:, :, None]).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+    scale = e4m3_scale(values.abs().amax(dim=2))
+    quantized = to_e4m3(values, scale[:, :, None])
     return quantized.transpose(2, 3).contiguous(), scale.contiguous()
 
 
@@ -188,7 +188,7 @@ if triton is not None:
 
 
 @torch.library.custom_op("helios::fp8_attention_core", mutates_args=())
-def _fp8_attention_core(
+def fp8_attention_core(
     q8: torch.Tensor,
     q_scale: torch.Tensor,
     k8: torch.Tensor,
@@ -230,7 +230,7 @@ def _fp8_attention_core(
     return out
 
 
-@_fp8_attention_core.register_fake
+@fp8_attention_core.register_fake
 def _(q8, q_scale, k8, k_scale, v8, v_scale, queries, keys, out_dtype):
     batch, heads, _, head_dim = q8.shape
     return q8.new_empty(batch, queries, heads, head_dim, dtype=out_dtype)
@@ -246,7 +246,7 @@ def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Te
         raise ValueError(f"fp8 attention needs a power-of-two head size of at least 32, got {head_dim}")
     if not available(q.device):
         raise RuntimeError("the fp8 attention backend needs Triton on a CUDA device (Hopper or Ada)")
-    return _fp8_attention_core(*quantized_operands(q, k, v))
+    return fp8_attention_core(*quantized_operands(q, k, v))
 
 
 def quantized_operands(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple:
