@@ -3,8 +3,8 @@
 Stage 1 (flow matching with the full history window: short 2 + mid 2 + long 16 latent frames) and
 stage 2 (pyramid flow matching: one sample per pyramid stage, three forwards), batch 1 and 2, LoRA on
 every linear layer (rank 128 as the official stage-1 configs) plus fully trained memory patches,
-gradient checkpointing on, bf16 weights, AdamW. Reports step time (after one warm-up step) and peak
-GPU memory.
+gradient checkpointing on, bf16 weights, AdamW. Reports the mean time of ``--steps`` steps (after one
+warm-up step) and peak GPU memory.
 
 Under torchrun the model is built on the meta device, sharded with FSDP2 (one unit per block, bf16
 as on one GPU), and only this rank's shards get storage and random values —
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the tiny configuration at a small size (CPU check)")
     parser.add_argument("--context-parallel", action="store_true", help="ranks share each sample's tokens")
     parser.add_argument("--offload-activations", action="store_true", help="saved tensors wait in host memory")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps after the warm-up (their mean is reported)")
     args = parser.parse_args()
     ranks = launched_ranks()
     device = torch.device("cpu" if args.tiny else "cuda")
@@ -134,10 +135,11 @@ def main() -> None:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
-        loss = step()
+        for _ in range(args.steps):
+            loss = step()
         if cuda:
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
+        seconds = (time.perf_counter() - started) / args.steps
         rows.append(
             dict(
                 stage=stage,
@@ -163,6 +165,7 @@ def main() -> None:
             context_parallel=context_parallel,
             offload_activations=args.offload_activations,
             lora_rank=args.rank,
+            timed_steps=args.steps,
             weights_gib_rank0=weights,
             date=time.strftime("%Y-%m-%d"),
             command=" ".join(sys.argv),
