@@ -4,11 +4,7 @@
 # workload, 384×640, 240 → 261 frames, compiled + cuDNN attention + bf16 channels-last VAE).
 # Run from the repository root on the device machine with the wheels of .whl/ (see the device README).
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/card.txt"
+source scripts/device_env.sh
 python3 -m pytest -q tests/gpu tests/model/test_transformer_parity.py tests/model/test_attention.py -p no:cacheprovider \
     2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"
 python3 -m helios.cli bench speed --preset helios-distilled --steps 1,1,1 --frames 240 --compile --attention cudnn \

@@ -6,10 +6,8 @@
 # first and the last record, so the compiled run's compilation, before its first record, is left out).
 # Also runs the RAFT test where torchvision exists.
 set -u
-OUT=${OUT:-/tmp/out}; W=/tmp/speed; mkdir -p "$OUT" $W
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.carry/whl-light}/*.whl
-export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name --format=csv,noheader | tee "$OUT/card.txt"
+W=/tmp/speed; mkdir -p $W
+source scripts/device_env.sh
 python3 -m pytest -q tests/bench/test_heliosbench_models.py -k raft -p no:cacheprovider 2>&1 | tail -2 | tee "$OUT/raft_test.txt"
 COMMON="--corpus-seed 4 --first-section 0.5 --codec-from src/helios/default_model/codec --from-model src/helios/default_model"
 date +%T; python3 -m helios.recipes.default_model --work $W/base --videos ${VIDEOS:-256} --sections 4 $COMMON --phase offload 2>&1 | grep -v Warn | tail -1

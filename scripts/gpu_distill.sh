@@ -12,9 +12,8 @@
 # Budget (H200): offload + pairs about 1 minute, ODE init ODE_MINUTES (400 steps in 1.5), each DMD run
 # DMD_MINUTES or DMD_STEPS (about 170 steps a minute at batch 32) + packaging. The work folder (1.3 GB) stays there.
 set -u
-W=${WORK:-/tmp/wd}; OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.carry/whl-light}/*.whl 2>/dev/null
-export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
+W=${WORK:-/tmp/wd}
+source scripts/device_env.sh
 mkdir -p $W $OUT
 judge() {  # model folder, name
   [ "${EVAL:-0}" = 1 ] || return 0

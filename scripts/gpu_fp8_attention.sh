@@ -3,11 +3,7 @@
 # both speed workloads with FP8 GEMMs and each attention backend of ATTENTIONS (cuDNN's bf16 attention
 # as the same machine's baseline). Run from the repository root with the wheels of .whl/.
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name --format=csv,noheader | tee "$OUT/card.txt"
+source scripts/device_env.sh
 if [ "${TESTS:-1}" = 1 ]; then
   python3 -m pytest -q tests/gpu/test_cuda_paths.py -k fp8 tests/model/test_fp8_attention.py tests/model/test_attention.py \
     -p no:cacheprovider 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"

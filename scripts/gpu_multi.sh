@@ -9,12 +9,9 @@
 #            then context parallelism over both cards, ours and diffusers' own (Ulysses), in one
 #            torchrun run. OURS adds flags to our runs (e.g. "--vae-decoder helios --vae-compile").
 set -u
-OUT=${OUT:-/tmp/out}; STEPS=${STEPS:-1,1,1}; TAG=${STEPS//,/}${TAG:-}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1
+STEPS=${STEPS:-1,1,1}; TAG=${STEPS//,/}${TAG:-}
+source scripts/device_env.sh
 RUN2="python3 -m torch.distributed.run --standalone --nproc-per-node=2"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/card.txt"
 if [ "${TESTS:-0}" = 1 ]; then
   python3 -m pytest -q tests/gpu/${GPU_TESTS:-test_multi_gpu.py} -p no:cacheprovider >"$OUT/gpu_tests_multi.txt" 2>&1
   grep -E "^E |passed|failed" "$OUT/gpu_tests_multi.txt" | head -20

@@ -4,11 +4,7 @@
 # bf16 with overlap (against diffusers compiled, same process), bf16 without (the same machine's
 # baseline), FP8 GEMMs with overlap. Run from the repository root with the wheels of .whl/.
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name --format=csv,noheader | tee "$OUT/card.txt"
+source scripts/device_env.sh
 SPEED="python3 -m helios.cli bench speed --preset helios-distilled --workload both --frames 240 --compile
   --attention cudnn --vae-dtype bf16 --vae-channels-last --vae-decoder helios --vae-compile --no-breakdown"
 for row in ${ROWS:-bf16_overlap bf16 fp8_overlap}; do

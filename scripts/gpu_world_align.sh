@@ -6,11 +6,9 @@
 # each packaged. $OUT gets both packaged models (one tar each) and their training logs; judge them on
 # the CPU (benchmarks/README.md, "pyramid RoPE alignment").
 set -u
-W=${WORK:-/tmp/walign}; OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.whl}/*.whl 2>/dev/null
-export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
+W=${WORK:-/tmp/walign}
+source scripts/device_env.sh
 mkdir -p $W/base $OUT
-nvidia-smi --query-gpu=name --format=csv,noheader | tee $OUT/card.txt
 COMMON="--videos ${VIDEOS:-600} --sections ${SECTIONS:-4} --corpus-seed 4 --text-binding --first-section 0.5
   --codec-from src/helios/default_model/codec --from-model src/helios/default_model"
 date +%T; python3 -m helios.recipes.default_model --work $W/base $COMMON --phase offload 2>&1 | grep -v Warn | tail -1

@@ -5,12 +5,10 @@
 # $OUT gets the packaged Base model and log (one tar) and the newest checkpoint as a tar split into 15 MB
 # parts (the device returns files up to 16 MB): `cat base_ckpt.tar.* | tar -x -C .carry` to resume.
 set -u
-W=${WORK:-/tmp/wbase}; OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.carry/whl-light}/*.whl 2>/dev/null
-export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
+W=${WORK:-/tmp/wbase}
+source scripts/device_env.sh
 mkdir -p $W $OUT
 [ -d .carry/base ] && cp -r .carry/base $W/ && echo "resuming from $(cat $W/base/checkpoints/latest)"
-nvidia-smi --query-gpu=name --format=csv,noheader | tee $OUT/card.txt
 date +%T; python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-1500} --sections ${SECTIONS:-2} \
   --corpus-seed 4 --codec-from src/helios/default_model/codec --from-model src/helios/default_model \
   --batch-size ${BATCH:-64} --compile --phase offload base package-base --base-steps 100000 \

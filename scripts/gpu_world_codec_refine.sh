@@ -5,10 +5,9 @@
 #   B  encode the corpus with the shipped encoder and continue stage 2 of the shipped model
 # then package the default model with both. Everything lands in $OUT/world.tar.
 set -u
-W=${WORK:-/tmp/world}; OUT=${OUT:-/tmp/out}
+W=${WORK:-/tmp/world}
 MIN_CODEC=${MIN_CODEC:-6}; MIN_REFINE=${MIN_REFINE:-6}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl 2>/dev/null
-export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
+source scripts/device_env.sh
 mkdir -p $W $OUT
 R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600}"
 SHIPPED=src/helios/default_model

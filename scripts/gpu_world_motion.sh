@@ -10,9 +10,8 @@
 # $OUT gets every JSON, log, packaged model (tar) and newest checkpoint (resumable with RESUME=1:
 # .carry/motion/<name>/refine/checkpoints from the previous call, optimizer parts joined again).
 set -u
-W=${WORK:-/tmp/motion}; OUT=${OUT:-/tmp/out}; CANDIDATE=${CANDIDATE:-src/helios/default_model}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.carry/whl-light}/*.whl 2>/dev/null
-export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
+W=${WORK:-/tmp/motion}; CANDIDATE=${CANDIDATE:-src/helios/default_model}; THREADS=${THREADS:-2}
+source scripts/device_env.sh
 mkdir -p $W $OUT
 judge() {  # model, name, extra args
   timeout ${EVAL_SECONDS:-200} python3 -m helios.recipes.evaluate_world --model $1 --device cuda --out $OUT/$2.json "${@:3}" \

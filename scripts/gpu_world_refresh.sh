@@ -6,9 +6,9 @@
 #   C  the Table-5 ablation at the default model's scale: stage 1 full / no anchor / no corrupt
 # then package the refined model with the new decoder. Everything lands in $OUT/world.tar.
 set -u
-W=${WORK:-/tmp/world}; OUT=${OUT:-/tmp/out}
+W=${WORK:-/tmp/world}; THREADS=${THREADS:-3}
 MIN_REFINE=${MIN_REFINE:-6.5}; MIN_ABL=${MIN_ABL:-6}; ABL_STEPS=${ABL_STEPS:-100000}
-export PYTHONPATH=$PWD/src OMP_NUM_THREADS=3
+source scripts/device_env.sh
 mkdir -p $W $OUT
 R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600}"
 SHIPPED=src/helios/default_model

@@ -8,9 +8,8 @@
 # calibration runs on the CPU) take about 4 minutes beside the training (a 10-minute call at
 # MINUTES=5.3 ran out before packaging).
 set -u
-W=${WORK:-/tmp/world}; OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${WHEELS:-.whl}/*.whl 2>/dev/null
-export PYTHONPATH=$PWD/src:/tmp/site OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
+W=${WORK:-/tmp/world}
+source scripts/device_env.sh
 mkdir -p $W $OUT
 [ -d .carry/refine ] && cp -r .carry/refine $W/ && echo "resuming from $(cat $W/refine/checkpoints/latest)"
 date +%T; python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-3000} --sections ${SECTIONS:-4} \

@@ -334,3 +334,20 @@ def test_history_loss_sees_the_layout_the_history_shows_and_has_a_zero_control()
     rise = result["relative_rise"]
     assert set(rise) == {"0", "1", "2"} and all(stage["control"] == 0.0 for stage in rise.values())
     assert rise["0"]["mirrored_history"] > 0.01, rise
+
+
+def test_conditioning_evaluation_calibrates_the_i2v_layout_measure_and_has_a_failing_control():
+    """I2V's layout measure: ground truth's next frame starts every object nearer the input image's
+    position than the mirrored layout's (100 %), the mirrored scene's next frame never does (the control
+    must fail: 0 %); the model's figures are measured shares and a median error in pixels."""
+    from helios import HeliosPipeline
+    from helios.synthetic.evaluate import evaluate_conditioning, held_out_scenes
+
+    pipeline = HeliosPipeline.from_pretrained(device="cpu")
+    pipeline.sampler = dataclasses.replace(pipeline.sampler, pyramid_steps=(1, 1, 1))  # (the report, not the model)
+    result = evaluate_conditioning(pipeline, held_out_scenes(2))
+    assert result["i2v_nearer_ground_truth"] == 1.0 and result["i2v_ground_truth_within_8px"] == 1.0
+    assert result["i2v_nearer_mirrored_control"] == 0.0 and result["i2v_calibration_objects"] == [3, 3]
+    assert 0.0 <= result["i2v_nearer_input_than_mirrored"] <= 1.0 and result["i2v_nearer_objects"] <= 3
+    assert result["i2v_median_start_error_px"] is None or result["i2v_median_start_error_px"] >= 0.0
+    assert 0.0 <= result["v2v_direction_kept"] <= 1.0

@@ -200,24 +200,53 @@ def evaluate_sensitivity(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     }
 
 
+def closer_to_input_than_mirrored(image: np.ndarray, mirror_image: np.ndarray, generated: np.ndarray, scene: Scene):
+    """Per object found in both the input image and the first generated frame: (its start error in pixels,
+    whether it starts nearer where the input put it than where the mirrored layout would). A model that
+    places objects without reading the input is nearer its input half the time (the mirrored layout is as
+    likely a placement); ground truth always is."""
+    own = i2v_start_errors(image, generated, scene)
+    mirrored_errors = i2v_start_errors(mirror_image, generated, scene)
+    return [(e, e < m) for e, m in zip(own, mirrored_errors) if e is not None and m is not None]
+
+
 def evaluate_conditioning(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     """I2V: share of input objects whose generated start lies within 8 px of where the image put them
-    (and the same for ground truth's next frame, the calibration); V2V: share of moving objects whose
-    direction the continuation keeps."""
+    (and the same for ground truth's next frame, the calibration); the median start error; the share
+    nearer the input's position than the mirrored layout's (chance ≈ 50 %; calibration: ground truth's
+    next frame; control that must fail: the mirrored scene's next frame, ≈ 0 %). V2V: share of moving
+    objects whose direction the continuation keeps (chance 25 %)."""
     frames = pipeline.chunk_frames
     starts, truth_starts, kept = [], [], []
+    errors, nearer, truth_nearer, control_nearer = [], [], [], []
     for i, scene in enumerate(scenes):
         clip = render(scene, 2 * frames)
+        mirror_clip = render(mirrored(scene), 2)
         image = pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i, image=clip[0]).frames
         starts += [e is not None and e <= I2V_START_PIXELS for e in i2v_start_errors(clip[0], image, scene)]
         truth_starts += [e is not None and e <= I2V_START_PIXELS for e in i2v_start_errors(clip[0], clip[1:], scene)]
+        for error, near in closer_to_input_than_mirrored(clip[0], mirror_clip[0], image, scene):
+            errors.append(error)
+            nearer.append(near)
+        truth_nearer += [n for _, n in closer_to_input_than_mirrored(clip[0], mirror_clip[0], clip[1:], scene)]
+        control_nearer += [n for _, n in closer_to_input_than_mirrored(clip[0], mirror_clip[0], mirror_clip[1:], scene)]
         continued = pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i, video=clip).frames
         kept += v2v_directions_kept(clip, continued)
+
+    def share(values: list[bool]) -> float:
+        return float(np.mean(values)) if values else 0.0
+
     return {
         "scenes": len(scenes),
-        "i2v_start_within_8px": float(np.mean(starts)) if starts else 0.0,
-        "i2v_ground_truth_within_8px": float(np.mean(truth_starts)) if truth_starts else 0.0,
-        "v2v_direction_kept": float(np.mean(kept)) if kept else 0.0,
+        "i2v_start_within_8px": share(starts),
+        "i2v_ground_truth_within_8px": share(truth_starts),
+        "i2v_median_start_error_px": float(np.median(errors)) if errors else None,
+        "i2v_nearer_input_than_mirrored": share(nearer),
+        "i2v_nearer_objects": len(nearer),
+        "i2v_nearer_ground_truth": share(truth_nearer),
+        "i2v_nearer_mirrored_control": share(control_nearer),
+        "i2v_calibration_objects": [len(truth_nearer), len(control_nearer)],
+        "v2v_direction_kept": share(kept),
         "v2v_objects": len(kept),
     }
 
