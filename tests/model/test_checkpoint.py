@@ -205,3 +205,18 @@ def folder_of_helios(tmp_path):
 
     build_reference().save_pretrained(tmp_path / "helios")
     return tmp_path / "helios"
+
+
+def test_loaded_weights_get_aligned_storage_of_their_own(folder):
+    """safetensors 0.8 returns CPU tensors at 8-byte-aligned addresses, and the CPU GEMM's last bits
+    depend on a weight's alignment: loaded parameters must be fresh allocations (64-byte aligned, no
+    storage shared with the file's buffers), or the same weights compute differently from a model
+    PyTorch allocated (the diffusers pipeline parity caught it)."""
+    model = HeliosTransformer.from_pretrained(folder)
+    pointers = [p.data_ptr() for p in model.parameters()]
+    assert all(pointer % 64 == 0 for pointer in pointers)
+    assert len(set(pointers)) == len(pointers)
+    layer = model.condition_embedder.time_embedder.linear_1
+    features = torch.randn(1, layer.in_features)
+    with torch.no_grad():
+        assert torch.equal(layer(features), torch.nn.functional.linear(features, layer.weight.clone(), layer.bias))

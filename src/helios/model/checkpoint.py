@@ -181,7 +181,10 @@ def load_weights(
         return torch.float32 if keep_fp32(name) else dtype
 
     for name, tensor in stored.tensors():
-        _assign(model, name, tensor.to(device=device, dtype=target(name, tensor)))
+        # Always a fresh allocation: safetensors (0.8) hands out CPU tensors at 8-byte-aligned addresses,
+        # and the CPU GEMM's last bits depend on the weight's alignment, so a no-op ``to`` would make the
+        # same weights compute differently from a model whose parameters PyTorch allocated itself.
+        _assign(model, name, tensor.to(device=device, dtype=target(name, tensor), copy=True))
     for name in sorted(set(expected) - set(shapes)):  # optional keys absent from the file: filled by the caller
         _assign(model, name, torch.zeros(expected[name], dtype=target(name, state[name]), device=device))
     return model.eval()
