@@ -10,7 +10,7 @@ import torch
 from helios import HeliosTransformer
 from helios.config import HELIOS_14B, TINY
 
-from ..conftest import build_reference, history_inputs
+from ..conftest import build_reference, history_inputs, with_own_storage
 
 FP32_TOLERANCE = 1e-5
 
@@ -40,7 +40,7 @@ def run_both(
 def models(tiny_reference_dir):
     from diffusers import HeliosTransformer3DModel
 
-    reference = HeliosTransformer3DModel.from_pretrained(tiny_reference_dir).eval()
+    reference = with_own_storage(HeliosTransformer3DModel.from_pretrained(tiny_reference_dir).eval())
     ours = HeliosTransformer.from_pretrained(tiny_reference_dir, dtype=torch.float32)
     return reference, ours
 
@@ -142,7 +142,7 @@ def test_reverse_round_trip_ours_saved_loaded_by_diffusers(models, tmp_path):
 
     _, ours = models
     ours.save_pretrained(tmp_path)
-    reloaded = HeliosTransformer3DModel.from_pretrained(tmp_path).eval()
+    reloaded = with_own_storage(HeliosTransformer3DModel.from_pretrained(tmp_path).eval())
     got, expected = run_both(reloaded, ours, size=(12, 20))
     assert (got - expected).abs().max().item() == 0.0
 
