@@ -43,6 +43,7 @@ from ..config import (
     SamplerSettings,
     ShiftSettings,
     TrainConfig,
+    TransformerConfig,
 )
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
@@ -279,8 +280,9 @@ def aligned_start(transformer: Path, target: Path) -> Path:
     for path in transformer.iterdir():
         if path.is_file() and path.name != "config.json":
             shutil.copy2(path, target / path.name)
-    config = json.loads((transformer / "config.json").read_text())
-    (target / "config.json").write_text(json.dumps({**config, "pyramid_rope_alignment": True}, indent=1))
+    config = TransformerConfig.from_json(transformer / "config.json")  # checked, not copied blind
+    aligned = replace(config, pyramid_rope_alignment=True).to_dict()
+    (target / "config.json").write_text(json.dumps(aligned, indent=1))
     return target
 
 

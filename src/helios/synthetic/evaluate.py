@@ -200,14 +200,14 @@ def evaluate_sensitivity(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     }
 
 
-def closer_to_input_than_mirrored(image: np.ndarray, mirror_image: np.ndarray, generated: np.ndarray, scene: Scene):
-    """Per object found in both the input image and the first generated frame: (its start error in pixels,
-    whether it starts nearer where the input put it than where the mirrored layout would). A model that
-    places objects without reading the input is nearer its input half the time (the mirrored layout is as
-    likely a placement); ground truth always is."""
+def i2v_starts(image: np.ndarray, mirror_image: np.ndarray, generated: np.ndarray, scene: Scene) -> list:
+    """Per object of the input image: None where it is missing from the input or the first generated frame,
+    else (its start error in pixels, whether it starts nearer where the input put it than where the mirrored
+    layout would). A model that places objects without reading the input is nearer its input about half the
+    time (the mirrored layout is as likely a placement); ground truth always is."""
     own = i2v_start_errors(image, generated, scene)
     mirrored_errors = i2v_start_errors(mirror_image, generated, scene)
-    return [(e, e < m) for e, m in zip(own, mirrored_errors) if e is not None and m is not None]
+    return [None if e is None or m is None else (e, e < m) for e, m in zip(own, mirrored_errors)]
 
 
 def evaluate_conditioning(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
@@ -217,35 +217,37 @@ def evaluate_conditioning(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
     next frame; control that must fail: the mirrored scene's next frame, ≈ 0 %). V2V: share of moving
     objects whose direction the continuation keeps (chance 25 %)."""
     frames = pipeline.chunk_frames
-    starts, truth_starts, kept = [], [], []
-    errors, nearer, truth_nearer, control_nearer = [], [], [], []
+    model, truth, control, kept = [], [], [], []
     for i, scene in enumerate(scenes):
         clip = render(scene, 2 * frames)
         mirror_clip = render(mirrored(scene), 2)
         image = pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i, image=clip[0]).frames
-        starts += [e is not None and e <= I2V_START_PIXELS for e in i2v_start_errors(clip[0], image, scene)]
-        truth_starts += [e is not None and e <= I2V_START_PIXELS for e in i2v_start_errors(clip[0], clip[1:], scene)]
-        for error, near in closer_to_input_than_mirrored(clip[0], mirror_clip[0], image, scene):
-            errors.append(error)
-            nearer.append(near)
-        truth_nearer += [n for _, n in closer_to_input_than_mirrored(clip[0], mirror_clip[0], clip[1:], scene)]
-        control_nearer += [n for _, n in closer_to_input_than_mirrored(clip[0], mirror_clip[0], mirror_clip[1:], scene)]
+        model += i2v_starts(clip[0], mirror_clip[0], image, scene)
+        truth += i2v_starts(clip[0], mirror_clip[0], clip[1:], scene)
+        control += i2v_starts(clip[0], mirror_clip[0], mirror_clip[1:], scene)
         continued = pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i, video=clip).frames
         kept += v2v_directions_kept(clip, continued)
 
     def share(values: list[bool]) -> float:
         return float(np.mean(values)) if values else 0.0
 
+    def within(starts: list) -> float:  # a missing object counts as a miss
+        return share([s is not None and s[0] <= I2V_START_PIXELS for s in starts])
+
+    def nearer(starts: list) -> list[bool]:  # objects found in both frames only
+        return [s[1] for s in starts if s is not None]
+
+    errors = [s[0] for s in model if s is not None]
     return {
         "scenes": len(scenes),
-        "i2v_start_within_8px": share(starts),
-        "i2v_ground_truth_within_8px": share(truth_starts),
+        "i2v_start_within_8px": within(model),
+        "i2v_ground_truth_within_8px": within(truth),
         "i2v_median_start_error_px": float(np.median(errors)) if errors else None,
-        "i2v_nearer_input_than_mirrored": share(nearer),
-        "i2v_nearer_objects": len(nearer),
-        "i2v_nearer_ground_truth": share(truth_nearer),
-        "i2v_nearer_mirrored_control": share(control_nearer),
-        "i2v_calibration_objects": [len(truth_nearer), len(control_nearer)],
+        "i2v_nearer_input_than_mirrored": share(nearer(model)),
+        "i2v_nearer_objects": len(nearer(model)),
+        "i2v_nearer_ground_truth": share(nearer(truth)),
+        "i2v_nearer_mirrored_control": share(nearer(control)),
+        "i2v_calibration_objects": [len(nearer(truth)), len(nearer(control))],
         "v2v_direction_kept": share(kept),
         "v2v_objects": len(kept),
     }
