@@ -1,7 +1,8 @@
 """Wan2.1 VAE decode of one chunk (9 latent frames → 33 frames at 384×640) on the GPU, per variant:
 fp32, bf16, bf16 channels-last, bf16 with torch.compile of the decoder (issue 5); then our streaming
 decoder (encoders/wan_decoder.py: a whole chunk per layer) in bf16, channels-last, and compiled, each
-with its error against diffusers' fp32 decode (issue 14).
+with its error against diffusers' fp32 decode (issue 14); last, the fastest two again with cuDNN's
+autotuner on (``torch.backends.cudnn.benchmark``: each convolution shape times cuDNN's algorithms once).
 
     python benchmarks/vae_decode.py --out vae_decode.json
 """
@@ -60,6 +61,10 @@ def main() -> None:
     results["helios_bf16_channels_last"] = measure(codec.decode)
     codec.own_decoder.compile()
     results["helios_bf16_channels_last_compiled"] = measure(codec.decode)
+    torch.backends.cudnn.benchmark = True
+    results["helios_bf16_channels_last_compiled_cudnn_benchmark"] = measure(codec.decode)
+    codec.own_decoder._compiled_call_impl = None
+    results["helios_bf16_channels_last_cudnn_benchmark"] = measure(codec.decode)
     for name, r in results.items():
         print(name, r, flush=True)
     meta = run_meta()

@@ -9,7 +9,7 @@ set -u
 W=/tmp/speed; mkdir -p $W
 source scripts/device_env.sh
 python3 -m pytest -q tests/bench/test_heliosbench_models.py -k raft -p no:cacheprovider 2>&1 | tail -2 | tee "$OUT/raft_test.txt"
-COMMON="--corpus-seed 4 --first-section 0.5 --codec-from src/helios/default_model/codec --from-model src/helios/default_model"
+COMMON="--corpus-seed 4 --first-section 0.5 --codec-from src/helios/default_model/codec --from-model src/helios/default_model/mid"
 date +%T; python3 -m helios.recipes.default_model --work $W/base --videos ${VIDEOS:-256} --sections 4 $COMMON --phase offload 2>&1 | grep -v Warn | tail -1
 for mode in eager compiled; do
   mkdir -p $W/$mode && cp -r $W/base/shards $W/$mode/

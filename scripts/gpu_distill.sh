@@ -9,6 +9,8 @@
 #   student, packaged and judged too (is a defect DMD's or already the initialisation's?). INIT_ODE: a transformer
 #   folder (e.g. carried from an earlier call) used as the ODE-initialised student: no pairs, no ODE phase.
 #   RENOISE_ANNEAL: generator updates of Dynamic Re-noise's anneal (default the official 500).
+#   With several GPUs, PARALLEL runs go round-robin over them. RETURN_MODELS=0: only the judged figures come back
+#   (judged.tar, re-made after every judge), not a model tar per run (at most 8 files come back).
 # Budget (H200): offload + pairs about 1 minute, ODE init ODE_MINUTES (400 steps in 1.5), each DMD run
 # DMD_MINUTES or DMD_STEPS (about 170 steps a minute at batch 32) + packaging. The work folder (1.3 GB) stays there.
 set -u
@@ -17,13 +19,15 @@ source scripts/device_env.sh
 mkdir -p $W $OUT
 judge() {  # model folder, name
   [ "${EVAL:-0}" = 1 ] || return 0
+  mkdir -p $W/judged
   timeout ${EVAL_SECONDS:-300} python3 -m helios.recipes.evaluate_world --model $1 --device cuda --prompts 100 \
-    --drift-frames ${DRIFT_FRAMES:-1440} --out $OUT/$2.json > $W/$2.log 2>&1
+    --drift-frames ${DRIFT_FRAMES:-1440} --out $W/judged/$2.json > $W/$2.log 2>&1
   grep -v Warning $W/$2.log | tail -45 >> $OUT/judged.log
+  (flock 9; tar -cf $OUT/judged.tar -C $W judged) 9>$W/judged.lock
 }
-[ "${JUDGE_TEACHER:-1}" = 1 ] && judge src/helios/default_model teacher &
+[ "${JUDGE_TEACHER:-1}" = 1 ] && judge src/helios/default_model/mid teacher &
 R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600} --sections 2 --corpus-seed 4
-   --codec-from src/helios/default_model/codec --from-model src/helios/default_model --batch-size ${BATCH:-32}"
+   --codec-from src/helios/default_model/codec --from-model src/helios/default_model/mid --batch-size ${BATCH:-32}"
 quiet() { grep --line-buffered -v Warning | tee -a $OUT/distill.log | grep --line-buffered -E "stage|offloaded|recorded|packaged|step"; }
 if [ -n "${INIT_ODE:-}" ]; then
   $R --phase offload 2>&1 | quiet
@@ -44,15 +48,17 @@ run() {  # variant, seed, real guidance (may be empty): DMD (+ GAN), packaged, r
     ${RENOISE_ANNEAL:+--renoise-anneal $RENOISE_ANNEAL} \
     --package-to $W/models/$name 2>&1 | quiet
   # after every run, so that a call cut short still returns what is done
-  tar -cf $OUT/$name.tar -C $W models/$name $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
+  [ "${RETURN_MODELS:-1}" = 1 ] && tar -cf $OUT/$name.tar -C $W models/$name $(cd $W && ls -d distill_dmd*/log.jsonl 2>/dev/null)
   judge $W/models/$name $name
 }
 [ "${DMD:-1}" = 1 ] || VARIANTS=none  # DMD=0: the ODE student alone (with JUDGE_ODE=1)
+GPU_COUNT=$(nvidia-smi -L | wc -l) n=0
 for v in ${VARIANTS:-full}; do
   [ "$v" = none ] && continue
   for seed in ${SEEDS:-0}; do
     for guidance in ${GUIDANCES:-""}; do
-      run $v $seed "$guidance" &
+      (export CUDA_VISIBLE_DEVICES=$((n % GPU_COUNT)); run $v $seed "$guidance") &
+      n=$((n + 1))
       [ "${PARALLEL:-0}" = 1 ] || wait $!  # (one at a time, its judge included)
     done
   done

@@ -12,7 +12,7 @@ W=${WORK:-/tmp/walign}
 source scripts/device_env.sh
 mkdir -p $W/base
 COMMON="--videos ${VIDEOS:-600} --sections ${SECTIONS:-4} --corpus-seed 4 --text-binding --first-section 0.5
-  --codec-from src/helios/default_model/codec --from-model src/helios/default_model"
+  --codec-from src/helios/default_model/codec --from-model src/helios/default_model/mid"
 date +%T; python3 -m helios.recipes.default_model --work $W/base $COMMON --phase offload 2>&1 | grep -v Warn | tail -1
 for arm in ${ARMS:-plain aligned}; do
   mkdir -p $W/$arm && ln -sfn $W/base/shards $W/$arm/shards

@@ -10,7 +10,7 @@ source scripts/device_env.sh
 mkdir -p $W $OUT
 [ -d .carry/base ] && cp -r .carry/base $W/ && echo "resuming from $(cat $W/base/checkpoints/latest)"
 date +%T; python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-1500} --sections ${SECTIONS:-2} \
-  --corpus-seed 4 --codec-from src/helios/default_model/codec --from-model src/helios/default_model \
+  --corpus-seed 4 --codec-from src/helios/default_model/codec --from-model src/helios/default_model/mid \
   --batch-size ${BATCH:-64} --compile --phase offload base package-base --base-steps 100000 \
   --base-minutes ${MINUTES:-6} --package-to $W/base_model 2>&1 \
   | grep --line-buffered -v Warning | tee $W/train.log | grep --line-buffered -E "stage|offloaded|packaged|resum"

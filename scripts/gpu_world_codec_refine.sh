@@ -11,7 +11,7 @@ source scripts/device_env.sh
 mkdir -p $W $OUT
 R="python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-600}"
 SHIPPED=src/helios/default_model
-FROM=${FROM_MODEL:-$SHIPPED}  # the transformer to continue (a packaged world model)
+FROM=${FROM_MODEL:-$SHIPPED/mid}  # the transformer to continue (a packaged world model)
 $R --report codec.json --phase codec --codec-from $SHIPPED/codec --codec-context \
    --decoder-channels ${DECODER:-48 96 128} --codec-steps 100000 --codec-lr ${CODEC_LR:-1e-3} --codec-batch 16 \
    --codec-minutes $MIN_CODEC > $W/codec.log 2>&1 &

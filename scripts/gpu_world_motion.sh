@@ -10,7 +10,7 @@
 # $OUT gets every JSON, log, packaged model (tar) and newest checkpoint (resumable with RESUME=1:
 # .carry/motion/<name>/refine/checkpoints from the previous call, optimizer parts joined again).
 set -u
-W=${WORK:-/tmp/motion}; CANDIDATE=${CANDIDATE:-src/helios/default_model}; THREADS=${THREADS:-2}
+W=${WORK:-/tmp/motion}; CANDIDATE=${CANDIDATE:-src/helios/default_model/mid}; THREADS=${THREADS:-2}
 source scripts/device_env.sh
 mkdir -p $W $OUT
 judge() {  # model, name, extra args
@@ -18,7 +18,7 @@ judge() {  # model, name, extra args
     > $OUT/$2.log 2>&1
 }
 if [ "${BASELINES:-1}" = 1 ]; then
-  judge src/helios/default_model shipped_drift --prompts 0 --drift-frames 1440 &
+  judge src/helios/default_model/mid shipped_drift --prompts 0 --drift-frames 1440 &
   judge $CANDIDATE candidate_drift --prompts 0 --drift-frames 1440 &
 fi
 date +%T; python3 -m helios.recipes.default_model --work $W/corpus --videos ${VIDEOS:-1000} --sections 4 --corpus-seed 4 \

@@ -15,7 +15,7 @@ SHIPPED=src/helios/default_model
 $R --report codec.json --phase codec --codec-from $SHIPPED/codec --codec-steps ${CODEC_STEPS:-100000} \
    --codec-lr 2e-4 --codec-batch 16 --codec-minutes ${MIN_CODEC:-6} > $W/codec.log 2>&1 &
 A=$!
-( $R --report refine.json --phase offload refine --codec-from $SHIPPED/codec --from-model $SHIPPED \
+( $R --report refine.json --phase offload refine --codec-from $SHIPPED/codec --from-model $SHIPPED/mid \
      --mid-steps 100000 --mid-minutes $MIN_REFINE --batch-size 64 > $W/refine.log 2>&1 ) &
 B=$!
 while [ ! -f $W/shards/index.json ] && kill -0 $B 2>/dev/null; do sleep 2; done; sleep 2

@@ -14,7 +14,7 @@ mkdir -p $W $OUT
 [ -d .carry/refine ] && cp -r .carry/refine $W/ && echo "resuming from $(cat $W/refine/checkpoints/latest)"
 date +%T; python3 -m helios.recipes.default_model --work $W --videos ${VIDEOS:-3000} --sections ${SECTIONS:-4} \
   --corpus-seed 4 --text-binding --first-section ${FIRST:-0.5} --codec-from src/helios/default_model/codec \
-  --from-model ${FROM_MODEL:-src/helios/default_model} --phase offload refine package \
+  --from-model ${FROM_MODEL:-src/helios/default_model/mid} --phase offload refine package \
   --mid-steps 100000 --mid-minutes ${MINUTES:-6} --batch-size ${BATCH:-64} ${COMPILE:+--compile} --package-to $W/default_model 2>&1 \
   | grep --line-buffered -v Warning | tee $W/train.log | grep --line-buffered -E "stage|offloaded|packaged|resum"
 # the newest checkpoint only (the next call resumes from it), the model and the log

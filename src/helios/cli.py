@@ -156,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="generate a video from text, an image or a video")
-    gen.add_argument("--model", help="Helios model folder (diffusers layout); default: the embedded default model")
+    gen.add_argument(
+        "--model",
+        help="Helios model folder (diffusers layout), or default-mid (the embedded default's Mid teacher); "
+        "default: the embedded default model (Distilled, 3 steps)",
+    )
     what = gen.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", help="the text prompt")
     what.add_argument(
@@ -259,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--world", type=int, metavar="N", help="the synthetic-world analogue: N held-out scenes, the strict judge"
     )
     hb.add_argument("--out", default="outputs/heliosbench", help="folder of the videos (and results.json)")
-    hb.add_argument("--model", help="model folder; default: the embedded default model")
+    hb.add_argument("--model", help="model folder, or default-mid; default: the embedded default model")
     hb.add_argument("--tiers", type=_tiers, help="durations to run (default all: 81,240,720,1440)")
     hb.add_argument("--score-only", action="store_true", help="score the videos already in --out")
     hb.add_argument("--preset", choices=["helios-base", "helios-mid", "helios-distilled"])
@@ -293,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="live streaming server and web page")
     _add_context_parallel_argument(serve)
-    serve.add_argument("--model", help="Helios model folder; default: the embedded default model")
+    serve.add_argument("--model", help="Helios model folder, or default-mid; default: the embedded default model")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--token", help="require this token from clients (needed beyond loopback; or set HELIOS_TOKEN)")

@@ -171,3 +171,49 @@ def test_a_world_pipeline_saves_and_loads_back_and_a_fused_lora_is_saved_merged(
     assert again.sampler == pipe.sampler and again.drift_settings == pipe.drift_settings
     got = again.generate("a red circle moves right on a black background", **options).frames
     assert abs(got.astype(int) - with_lora.astype(int)).max() <= 1
+
+
+def test_the_default_model_is_the_distilled_one_and_its_mid_teacher_loads_by_name(tmp_path, monkeypatch):
+    """The embedded default is the 3-step Distilled model; ``default-mid`` names its teacher, which shares
+    the default's codec, text encoder and drift thresholds (the same objects' settings, not copies)."""
+    from helios.generation.loading import DEFAULT_MODEL_DIR
+
+    default = HeliosPipeline.from_pretrained(device="cpu")
+    mid = HeliosPipeline.from_pretrained("default-mid", device="cpu")
+    assert default.sampler.pyramid_steps == (1, 1, 1) and default.sampler.guidance_scale == 1.0
+    assert mid.sampler.pyramid_steps == (8, 8, 8) and mid.sampler.guidance_scale > 1.0
+    assert mid.text_encoder.settings() == default.text_encoder.settings()
+    assert mid.drift_settings == default.drift_settings
+    codec, teacher_codec = default.codec.state_dict(), mid.codec.state_dict()
+    assert all(torch.equal(codec[k], teacher_codec[k]) for k in codec)
+    student, teacher = default.transformer.state_dict(), mid.transformer.state_dict()
+    assert any(not torch.equal(student[k], teacher[k]) for k in student)  # two models, not one twice
+    # a folder of that name in the working directory wins over the embedded model
+    (tmp_path / "default-mid").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFolderError, match="default-mid is not a Helios pipeline folder"):
+        HeliosPipeline.from_pretrained("default-mid", device="cpu")
+    assert (DEFAULT_MODEL_DIR / "mid" / "model_index.json").is_file()
+
+
+def test_a_variant_folder_needs_its_own_transformer_and_a_real_parts_folder(tmp_path):
+    import shutil
+
+    from helios.generation.loading import DEFAULT_MODEL_DIR
+
+    shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "default")
+    variant = tmp_path / "default" / "mid"
+    shutil.rmtree(variant / "transformer")  # never borrowed from the parent
+    with pytest.raises(ModelFolderError, match="mid lacks transformer/"):
+        HeliosPipeline.from_pretrained(variant, device="cpu")
+    shutil.copytree(DEFAULT_MODEL_DIR / "mid" / "transformer", variant / "transformer")
+    index = json.loads((variant / "model_index.json").read_text())
+    (variant / "model_index.json").write_text(json.dumps({**index, "parts_from": "../nowhere"}))
+    with pytest.raises(ModelFolderError, match="parts_from names .*nowhere, not a model folder"):
+        HeliosPipeline.from_pretrained(variant, device="cpu")
+
+
+def test_an_unknown_model_name_lists_the_embedded_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFolderError, match="the embedded models are named default, default-mid"):
+        HeliosPipeline.from_pretrained("default-base", device="cpu")

@@ -267,7 +267,8 @@ def test_prompt_sensitivity_calibrates_on_ground_truth_and_has_a_zero_control():
     from helios import HeliosPipeline
     from helios.synthetic.evaluate import evaluate_sensitivity, held_out_scenes
 
-    pipeline = HeliosPipeline.from_pretrained(device="cpu")
+    # (the Mid teacher: at 64 × 64 the Distilled default changes less than a level with the seed, 0.7)
+    pipeline = HeliosPipeline.from_pretrained("default-mid", device="cpu")
     pipeline.sampler = dataclasses.replace(pipeline.sampler, pyramid_steps=(1, 1, 1))  # (the report, not the model)
     pipeline.height, pipeline.width = 64, 64
     result = evaluate_sensitivity(pipeline, held_out_scenes(1))

@@ -347,12 +347,12 @@ def test_stage3_configs_are_checked():
     assert student_sampler(config.distill).pyramid_steps == (2, 2, 2)
 
 
-def test_helios_offload_records_ode_pairs_with_the_default_model_as_teacher(world_shards, tmp_path, capsys):
+def test_helios_offload_records_ode_pairs_with_the_default_models_teacher(world_shards, tmp_path, capsys):
     from helios.cli import main
 
     shards, _, _ = world_shards
-    teacher = tmp_path / "teacher"
-    shutil.copytree(DEFAULT_MODEL_DIR, teacher)
+    shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "default")
+    teacher = tmp_path / "default" / "mid"  # the Mid teacher (its codec and text encoder are the parent's)
     sampler = json.loads((teacher / "sampler.json").read_text())
     (teacher / "sampler.json").write_text(json.dumps({**sampler, "pyramid_steps": [1, 1, 1]}))  # a quick teacher
     capsys.readouterr()

@@ -15,15 +15,16 @@ from helios.recipes import default_model as recipe
 def test_base_variant_trains_stage_1_from_a_packaged_model_and_ships_the_base_sampler(tmp_path, monkeypatch):
     work, target = tmp_path / "work", tmp_path / "base"
     arguments = ["--work", str(work), "--videos", "2", "--sections", "2", "--batch-size", "2", "--base-steps", "2"]
-    arguments += ["--codec-from", str(DEFAULT_MODEL_DIR / "codec"), "--from-model", str(DEFAULT_MODEL_DIR)]
+    mid_dir = DEFAULT_MODEL_DIR / "mid"  # the default Distilled model's Mid teacher
+    arguments += ["--codec-from", str(DEFAULT_MODEL_DIR / "codec"), "--from-model", str(mid_dir)]
     arguments += ["--phase", "offload", "base", "package-base", "--package-to", str(target)]
     monkeypatch.setattr(sys, "argv", ["default_model", *arguments])
     recipe.main()
     log = [json.loads(line) for line in (work / "base" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2
     state = json.loads((work / "base" / "checkpoints" / "step_0000002" / "state.json").read_text())
-    assert state["config"]["stage"] == 1 and state["config"]["transformer"] == str(DEFAULT_MODEL_DIR / "transformer")
-    base, mid = HeliosPipeline.from_pretrained(target), HeliosPipeline.from_pretrained(DEFAULT_MODEL_DIR)
+    assert state["config"]["stage"] == 1 and state["config"]["transformer"] == str(mid_dir / "transformer")
+    base, mid = HeliosPipeline.from_pretrained(target), HeliosPipeline.from_pretrained(mid_dir)
     assert base.sampler.name == "world-base" and base.sampler.pyramid_steps is None
     assert base.sampler.steps == 24 and base.sampler.guidance_scale == mid.sampler.guidance_scale
     assert base.text_encoder.binding == mid.text_encoder.binding  # the captions read as the start model reads them

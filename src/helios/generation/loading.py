@@ -11,7 +11,11 @@ from ..config import SamplerSettings, ShiftSettings, read_json, sampler_preset
 from ..model.transformer import HeliosTransformer
 from .drift import DriftSettings
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"  # the Distilled default model
+# Names of the embedded models (a folder of that name in the working directory wins): the default, Distilled
+# from its teacher, and the Mid teacher, which shares the default's codec, text encoder and drift thresholds.
+EMBEDDED_MODELS = {"default": DEFAULT_MODEL_DIR, "default-mid": DEFAULT_MODEL_DIR / "mid"}
+PARTS_FROM = "parts_from"  # model_index key: the folder (relative) holding the parts this one does not have
 WORLD_PIPELINE = "HeliosWorldPipeline"  # model_index class of models trained on the synthetic world
 DRIFT_FILE = "drift.json"  # adaptive-sampling thresholds calibrated for the model's codec
 
@@ -66,13 +70,22 @@ def sampler_from_configs(model_index: dict, scheduler: dict) -> SamplerSettings:
     return settings
 
 
+def model_folder(path: str | Path) -> Path:
+    """The folder ``path`` names: a folder, or one of the embedded models' names."""
+    folder = Path(path).expanduser()
+    if not folder.exists() and str(path) in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[str(path)]
+    return folder
+
+
 def load_pipeline_folder(cls, root: Path, dtype: torch.dtype, device: torch.device, preset: str | None):
     from ..encoders.text import UMT5TextEncoder
     from ..encoders.video import WanVideoCodec
 
-    root = root.expanduser()
+    root = model_folder(root)
     if not root.is_dir():
-        raise ModelFolderError(f"model folder not found: {root}")
+        names = ", ".join(EMBEDDED_MODELS)
+        raise ModelFolderError(f"model folder not found: {root} (the embedded models are named {names})")
     index_path = root / "model_index.json"
     if not index_path.is_file():
         raise ModelFolderError(f"{root} is not a Helios pipeline folder: model_index.json is missing")
@@ -98,9 +111,18 @@ def load_world_folder(cls, root: Path, device: torch.device, preset: str | None)
     from ..encoders.world_text import WorldTextEncoder
 
     index = _read_object(root / "model_index.json")
-    for part in ("transformer", "codec"):
-        if not (root / part).is_dir():
-            raise ModelFolderError(f"{root} lacks {part}/")
+    parts = root
+    if PARTS_FROM in index:  # a variant sharing another folder's codec, text encoder and drift thresholds
+        parts = (root / str(index[PARTS_FROM])).resolve()
+        if not (parts / "model_index.json").is_file():
+            raise ModelFolderError(f"{root / 'model_index.json'}: {PARTS_FROM} names {parts}, not a model folder")
+
+    def part(name: str) -> Path:  # the folder's own part, else the shared one
+        return root / name if (root / name).exists() else parts / name
+
+    for folder in (root / "transformer", part("codec")):  # (the transformer is never shared)
+        if not folder.is_dir():
+            raise ModelFolderError(f"{root} lacks {folder.name}/")
     missing = [key for key in ("height", "width") if not isinstance(index.get(key), int) or index[key] < 1]
     if missing:
         raise ModelFolderError(f"{root / 'model_index.json'} needs a positive integer {' and '.join(missing)}")
@@ -113,11 +135,11 @@ def load_world_folder(cls, root: Path, device: torch.device, preset: str | None)
         history = HistorySettings(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in index.get("history", {}).items()}
         )
-        text = WorldTextEncoder(**_read_object(root / "text_encoder.json"))
+        text = WorldTextEncoder(**_read_object(part("text_encoder.json")))
     except (TypeError, ValueError) as exc:
         raise ModelFolderError(f"{root}: invalid settings ({exc})") from None
     transformer = HeliosTransformer.from_pretrained(root / "transformer", dtype=torch.float32, device=device)
-    codec = WorldCodec.from_pretrained(root / "codec", dtype=torch.float32, device=device)
+    codec = WorldCodec.from_pretrained(part("codec"), dtype=torch.float32, device=device)
     pipeline = cls(
         transformer,
         text,
@@ -128,11 +150,11 @@ def load_world_folder(cls, root: Path, device: torch.device, preset: str | None)
         width=index["width"],
         fps=index.get("fps", 24),
     )
-    if (root / DRIFT_FILE).is_file():
+    if part(DRIFT_FILE).is_file():
         try:
-            pipeline.drift_settings = DriftSettings.from_dict(_read_object(root / DRIFT_FILE))
+            pipeline.drift_settings = DriftSettings.from_dict(_read_object(part(DRIFT_FILE)))
         except (TypeError, ValueError) as exc:
-            raise ModelFolderError(f"{root / DRIFT_FILE}: {exc}") from None
+            raise ModelFolderError(f"{part(DRIFT_FILE)}: {exc}") from None
     return pipeline
 
 

@@ -3,6 +3,9 @@
 python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 \
     [--conditioning 60] [--sensitivity 10] [--word-loss 24] [--history-loss 24] --out eval.json
 (--prompts 0: no adherence, and no I2V/V2V unless --conditioning names a scene count)
+
+A long run split over processes: --skip N --prompts K per process (scene N + i is sampled with seed N + i,
+as in one run), then python -m helios.recipes.evaluate_world --merge part*.json --out eval.json
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from ..synthetic.evaluate import (
     evaluate_word_loss,
     held_out_scenes,
 )
+from ..synthetic.merge import merge_evaluations
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="world model folder (default: the embedded default model)")
+    parser.add_argument("--model", help="world model folder, or default-mid (default: the embedded default model)")
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--drift-frames", type=int, default=1440)
     parser.add_argument(
@@ -48,7 +52,10 @@ def main() -> None:
     )
     parser.add_argument("--out", default="eval.json")
     parser.add_argument("--device", default="cpu", help="where the model runs (the judge runs on the CPU)")
+    parser.add_argument("--merge", nargs="+", metavar="PART", help="merge these results of a split run into --out")
     args = parser.parse_args()
+    if args.merge:
+        return merge_parts(args.merge, args.out)
     pipeline = HeliosPipeline.from_pretrained(args.model, device=args.device)
     started = time.time()
     conditioning = args.conditioning
@@ -58,9 +65,9 @@ def main() -> None:
     scenes = held_out_scenes(max(*counts, 1), skip=args.skip)
     result = {}
     if args.prompts:
-        result["adherence"] = evaluate_adherence(pipeline, scenes[: args.prompts])
+        result["adherence"] = evaluate_adherence(pipeline, scenes[: args.prompts], seed=args.skip)
     if conditioning:
-        result["conditioning"] = evaluate_conditioning(pipeline, scenes[:conditioning])
+        result["conditioning"] = evaluate_conditioning(pipeline, scenes[:conditioning], seed=args.skip)
     if args.sensitivity:
         result["sensitivity"] = evaluate_sensitivity(pipeline, scenes[: args.sensitivity])
     if args.word_loss:
@@ -77,9 +84,34 @@ def main() -> None:
         print("wrong-prompt controls (must be near 0):", result["adherence"]["wrong_prompt_controls"])
         print("exact object count:", result["adherence"]["exact_object_count"])
         print("clean background (clips with ≤ 1 % stray pixels):", result["adherence"]["clean_background"])
-    print(json.dumps({k: v for k, v in result.items() if k not in ("drift", "adherence")}, indent=1))
+    print_summary(result)
+
+
+def print_summary(result: dict) -> None:
+    print(json.dumps({k: v for k, v in result.items() if k not in ("drift", "adherence", "conditioning")}, indent=1))
+    if "conditioning" in result:
+        print(json.dumps({k: v for k, v in result["conditioning"].items() if k != "i2v_start_errors_px"}, indent=1))
     if "drift" in result:
         print(json.dumps({k: v for k, v in result["drift"].items() if k != "per_chunk"}, indent=1))
+
+
+def merge_parts(paths: list[str], out: str) -> None:
+    results = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                results.append(json.load(f))
+        except (OSError, json.JSONDecodeError) as error:
+            raise SystemExit(f"evaluate_world --merge: cannot read {path}: {error}") from None
+    try:
+        merged = merge_evaluations(results)
+    except ValueError as error:
+        raise SystemExit(f"evaluate_world --merge: {error}") from None
+    with open(out, "w") as f:
+        json.dump(merged, f, indent=1)
+    if "adherence" in merged:
+        print(json.dumps({k: merged["adherence"][k] for k in ("prompts", "objects", "model")}, indent=1))
+    print_summary(merged)
 
 
 if __name__ == "__main__":

@@ -242,7 +242,9 @@ def evaluate_conditioning(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
         "scenes": len(scenes),
         "i2v_start_within_8px": within(model),
         "i2v_ground_truth_within_8px": within(truth),
+        "i2v_objects": len(model),
         "i2v_median_start_error_px": float(np.median(errors)) if errors else None,
+        "i2v_start_errors_px": [float(e) for e in errors],  # (for merging split runs)
         "i2v_nearer_input_than_mirrored": share(nearer(model)),
         "i2v_nearer_objects": len(nearer(model)),
         "i2v_nearer_ground_truth": share(nearer(truth)),

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Issue 13's declared comparison (benchmarks/README.md, "Tenth session"): the teacher and an ODE-initialised
+# student judged on PROMPTS held-out prompts (default 600) and SCENES conditioning scenes (default 450), split
+# over processes (PROMPT_PART / SCENE_PART each, default 75) and GPUs, merged here with
+# `python -m helios.recipes.evaluate_world --merge`.
+#   TRAIN=1: GPU 0 first trains the student as the eighth session's ODE-1,000 student (600 videos, PAIRS=3072
+#            ODE pairs, Staged ODE Init ODE_STEPS=1000 at batch 32), packaged and returned as student.tar, then
+#            judges it; meanwhile the teacher is judged on the other GPUs.
+#   TRAIN=0: STUDENT (a model folder, e.g. carried) and/or the teacher are judged on every GPU.
+#   JUDGE: which to judge ("teacher student"); DRIFT_FRAMES: the student's 1,440-frame drift run (0: none).
+#   Every process stops at DEADLINE seconds after the start (a call lasts 600 s), so what is done comes back:
+#   NAME_eval.tar holds one JSON per finished part.
+set -u
+source scripts/device_env.sh
+W=${WORK:-/tmp/wd}
+mkdir -p $W/eval
+DEADLINE=${DEADLINE:-560}
+PROMPTS=${PROMPTS:-600} SCENES=${SCENES:-450} PROMPT_PART=${PROMPT_PART:-75} SCENE_PART=${SCENE_PART:-75}
+GPU_COUNT=$(nvidia-smi -L | wc -l)
+JUDGE=${JUDGE:-teacher student}
+judge() {  # model folder, name, GPUs: every part, round-robin over the GPUs, in parallel
+  local model=$1 name=$2 gpus=($3) k=0 args=()
+  for ((skip = 0; skip < PROMPTS; skip += PROMPT_PART)); do
+    args+=("--skip $skip --prompts $((PROMPTS - skip < PROMPT_PART ? PROMPTS - skip : PROMPT_PART)) --conditioning 0")
+  done
+  for ((skip = 0; skip < SCENES; skip += SCENE_PART)); do
+    args+=("--skip $skip --prompts 0 --conditioning $((SCENES - skip < SCENE_PART ? SCENES - skip : SCENE_PART))")
+  done
+  [ "$name" = student ] && [ "${DRIFT_FRAMES:-1440}" != 0 ] && args+=("--prompts 0 --conditioning 0 --drift-frames ${DRIFT_FRAMES:-1440}")
+  for a in "${args[@]}"; do
+    local drift="--drift-frames 0"
+    [[ $a == *--drift-frames* ]] && drift=""
+    CUDA_VISIBLE_DEVICES=${gpus[$((k % ${#gpus[@]}))]} timeout $((DEADLINE - SECONDS)) python3 -m helios.recipes.evaluate_world \
+      --model $model --device cuda $a $drift --out $W/eval/${name}_part$k.json > $W/eval/${name}_part$k.log 2>&1 &
+    k=$((k + 1))
+  done
+  wait
+  tar -cf $OUT/${name}_eval.tar -C $W/eval $(cd $W/eval && ls ${name}_part*.json 2>/dev/null)
+  echo "$name: $(ls $W/eval/${name}_part*.json 2>/dev/null | wc -l) of $k parts finished at ${SECONDS}s"
+  grep -h -i "error\|Traceback" $W/eval/${name}_part*.log | head -5
+}
+ALL=$(seq -s " " 0 $((GPU_COUNT - 1)))
+if [ "${TRAIN:-0}" = 1 ]; then
+  OTHERS=$(seq -s " " 1 $((GPU_COUNT - 1)))
+  [[ " $JUDGE " == *" teacher "* ]] && judge src/helios/default_model/mid teacher "${OTHERS:-0}" &
+  R="python3 -m helios.recipes.default_model --work $W --videos 600 --sections 2 --corpus-seed 4
+     --codec-from src/helios/default_model/codec --from-model src/helios/default_model/mid --batch-size 32"
+  export CUDA_VISIBLE_DEVICES=0
+  { $R --phase offload ode-pairs --ode-pairs ${PAIRS:-3072} &&
+    $R --phase distill-ode --distill-steps ${ODE_STEPS:-1000} --distill-minutes ${ODE_MINUTES:-6} &&
+    $R --phase package-distilled --package-to $W/models/student; } 2>&1 | grep --line-buffered -v Warning |
+    tee $OUT/train.log | grep --line-buffered -E "offloaded|recorded|packaged|stopped"
+  unset CUDA_VISIBLE_DEVICES
+  tar -cf $OUT/student.tar -C $W models/student
+  echo "student trained at ${SECONDS}s"
+  [[ " $JUDGE " == *" student "* ]] && judge $W/models/student student 0
+  wait
+else
+  [[ " $JUDGE " == *" teacher "* ]] && judge src/helios/default_model/mid teacher "$ALL" &
+  [[ " $JUDGE " == *" student "* ]] && judge ${STUDENT:?STUDENT: the student model folder} student "$ALL" &
+  wait
+fi
+ls -la $OUT
