@@ -376,6 +376,13 @@ def test_helios_offload_records_ode_pairs_with_the_default_models_teacher(world_
     assert [t.shape[-2:] for t in batch.ends] == [(2, 2), (4, 4), (8, 8)]
     assert main(["offload", "--out", str(tmp_path / "x")]) != 0
     assert "needs --manifest" in capsys.readouterr().err
+    # a teacher without the multi-step pyramid sampler is refused by name, not recorded: the embedded
+    # default (Distilled, DMD sampler) and a Base (one full-resolution stage); Base distils through DMD only
+    (teacher / "sampler.json").write_text(json.dumps({**sampler, "pyramid_steps": None, "steps": 4}))
+    for wrong in (tmp_path / "default", teacher):
+        command = ["offload", "--record-ode", str(shards), "--model", str(wrong), "--out", str(tmp_path / "bad")]
+        assert main([*command, "--pairs", "1"]) == 2
+        assert "ODE pairs come from a pyramid teacher" in capsys.readouterr().err
 
 
 def test_cache_grad_gives_the_student_the_same_update_as_plain_autograd(world_shards, tmp_path, teacher_folder):
