@@ -23,12 +23,12 @@ PROMPT = "a large red circle moves right slowly and a small yellow square moves 
 def measure(name: str, frames: int, repeats: int) -> dict:
     pipeline = HeliosPipeline.from_pretrained(name, device="cpu")
     pipeline.generate(PROMPT, num_frames=pipeline.chunk_frames, seed=0)  # warm-up
-    seconds, chunks = [], 0
+    seconds = []
     for repeat in range(repeats):
         started = time.perf_counter()
         video = pipeline.generate(PROMPT, num_frames=frames, seed=repeat)
         seconds.append(time.perf_counter() - started)
-        chunks = -(-len(video.frames) // pipeline.chunk_frames)
+    chunks = pipeline.chunks_for(frames)
     median = statistics.median(seconds)
     sampler = pipeline.sampler
     return {

@@ -18,20 +18,18 @@ DEADLINE=${DEADLINE:-560}
 PROMPTS=${PROMPTS:-600} SCENES=${SCENES:-450} PROMPT_PART=${PROMPT_PART:-75} SCENE_PART=${SCENE_PART:-75}
 GPU_COUNT=$(nvidia-smi -L | wc -l)
 JUDGE=${JUDGE:-teacher student}
-judge() {  # model folder, name, GPUs: every part, round-robin over the GPUs, in parallel
-  local model=$1 name=$2 gpus=($3) k=0 args=()
-  for ((skip = 0; skip < PROMPTS; skip += PROMPT_PART)); do
-    args+=("--skip $skip --prompts $((PROMPTS - skip < PROMPT_PART ? PROMPTS - skip : PROMPT_PART)) --conditioning 0")
+split() {  # total, per part, the counted flag, the other flag: one evaluate_world argument string per part
+  for ((skip = 0; skip < $1; skip += $2)); do
+    echo "--skip $skip $3 $(($1 - skip < $2 ? $1 - skip : $2)) $4 0 --drift-frames 0"
   done
-  for ((skip = 0; skip < SCENES; skip += SCENE_PART)); do
-    args+=("--skip $skip --prompts 0 --conditioning $((SCENES - skip < SCENE_PART ? SCENES - skip : SCENE_PART))")
-  done
-  [ "$name" = student ] && [ "${DRIFT_FRAMES:-1440}" != 0 ] && args+=("--prompts 0 --conditioning 0 --drift-frames ${DRIFT_FRAMES:-1440}")
+}
+judge() {  # model folder, name, GPUs, drift frames (0: none): every part, round-robin over the GPUs, in parallel
+  local model=$1 name=$2 gpus=($3) k=0 args
+  mapfile -t args < <(split $PROMPTS $PROMPT_PART --prompts --conditioning; split $SCENES $SCENE_PART --conditioning --prompts)
+  [ "${4:-0}" != 0 ] && args+=("--prompts 0 --conditioning 0 --drift-frames $4")
   for a in "${args[@]}"; do
-    local drift="--drift-frames 0"
-    [[ $a == *--drift-frames* ]] && drift=""
     CUDA_VISIBLE_DEVICES=${gpus[$((k % ${#gpus[@]}))]} timeout $((DEADLINE - SECONDS)) python3 -m helios.recipes.evaluate_world \
-      --model $model --device cuda $a $drift --out $W/eval/${name}_part$k.json > $W/eval/${name}_part$k.log 2>&1 &
+      --model $model --device cuda $a --out $W/eval/${name}_part$k.json > $W/eval/${name}_part$k.log 2>&1 &
     k=$((k + 1))
   done
   wait
@@ -53,11 +51,11 @@ if [ "${TRAIN:-0}" = 1 ]; then
   unset CUDA_VISIBLE_DEVICES
   tar -cf $OUT/student.tar -C $W models/student
   echo "student trained at ${SECONDS}s"
-  [[ " $JUDGE " == *" student "* ]] && judge $W/models/student student 0
+  [[ " $JUDGE " == *" student "* ]] && judge $W/models/student student 0 ${DRIFT_FRAMES:-1440}
   wait
 else
   [[ " $JUDGE " == *" teacher "* ]] && judge src/helios/default_model/mid teacher "$ALL" &
-  [[ " $JUDGE " == *" student "* ]] && judge ${STUDENT:?STUDENT: the student model folder} student "$ALL" &
+  [[ " $JUDGE " == *" student "* ]] && judge ${STUDENT:?STUDENT: the student model folder} student "$ALL" ${DRIFT_FRAMES:-1440} &
   wait
 fi
 ls -la $OUT

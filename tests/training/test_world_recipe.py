@@ -16,7 +16,7 @@ def test_base_variant_trains_stage_1_from_a_packaged_model_and_ships_the_base_sa
     work, target = tmp_path / "work", tmp_path / "base"
     arguments = ["--work", str(work), "--videos", "2", "--sections", "2", "--batch-size", "2", "--base-steps", "2"]
     mid_dir = DEFAULT_MODEL_DIR / "mid"  # the default Distilled model's Mid teacher
-    arguments += ["--codec-from", str(DEFAULT_MODEL_DIR / "codec"), "--from-model", str(mid_dir)]
+    arguments += ["--codec-from", str(DEFAULT_MODEL_DIR / "codec"), "--from-model", "default-mid"]  # (by name)
     arguments += ["--phase", "offload", "base", "package-base", "--package-to", str(target)]
     monkeypatch.setattr(sys, "argv", ["default_model", *arguments])
     recipe.main()

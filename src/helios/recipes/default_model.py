@@ -48,7 +48,7 @@ from ..config import (
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
 from ..generation import HeliosPipeline, drift
-from ..generation.loading import DRIFT_FILE, ModelFolderError
+from ..generation.loading import DRIFT_FILE, ModelFolderError, model_folder
 from ..model.transformer import HeliosTransformer
 from ..synthetic.evaluate import corpus_scene, psnr, temporal_profile
 from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
@@ -381,7 +381,9 @@ def main() -> None:
         ],
     )
     parser.add_argument(
-        "--from-model", help="phases refine / base: a packaged world model to continue (stage 2 / stage 1)"
+        "--from-model",
+        help="phases refine / base: a packaged world model to continue (stage 2 / stage 1), or the teacher to "
+        "distil; a folder or default-mid",
     )
     parser.add_argument(
         "--codec-from", help="a trained codec folder: used as is, or with phase codec, its decoder fine-tuned"
@@ -471,6 +473,8 @@ def main() -> None:
         "standard CFG weight − 1); a run with it gets its own folder",
     )
     args = parser.parse_args()
+    if args.from_model:  # a folder or an embedded model's name (default-mid): later phases read its files
+        args.from_model = str(model_folder(args.from_model))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
