@@ -12,31 +12,10 @@
 #   NAME_eval.tar holds one JSON per finished part.
 set -u
 source scripts/device_env.sh
-W=${WORK:-/tmp/wd}
-mkdir -p $W/eval
-DEADLINE=${DEADLINE:-560}
-PROMPTS=${PROMPTS:-600} SCENES=${SCENES:-450} PROMPT_PART=${PROMPT_PART:-75} SCENE_PART=${SCENE_PART:-75}
+W=${WORK:-/tmp/wd} PROMPTS=${PROMPTS:-600} SCENES=${SCENES:-450} PROMPT_PART=${PROMPT_PART:-75} SCENE_PART=${SCENE_PART:-75}
+WORK=$W source scripts/judge_world.sh
 GPU_COUNT=$(nvidia-smi -L | wc -l)
 JUDGE=${JUDGE:-teacher student}
-split() {  # total, per part, the counted flag, the other flag: one evaluate_world argument string per part
-  for ((skip = 0; skip < $1; skip += $2)); do
-    echo "--skip $skip $3 $(($1 - skip < $2 ? $1 - skip : $2)) $4 0 --drift-frames 0"
-  done
-}
-judge() {  # model folder, name, GPUs, drift frames (0: none): every part, round-robin over the GPUs, in parallel
-  local model=$1 name=$2 gpus=($3) k=0 args
-  mapfile -t args < <(split $PROMPTS $PROMPT_PART --prompts --conditioning; split $SCENES $SCENE_PART --conditioning --prompts)
-  [ "${4:-0}" != 0 ] && args+=("--prompts 0 --conditioning 0 --drift-frames $4")
-  for a in "${args[@]}"; do
-    CUDA_VISIBLE_DEVICES=${gpus[$((k % ${#gpus[@]}))]} timeout $((DEADLINE - SECONDS)) python3 -m helios.recipes.evaluate_world \
-      --model $model --device cuda $a --out $W/eval/${name}_part$k.json > $W/eval/${name}_part$k.log 2>&1 &
-    k=$((k + 1))
-  done
-  wait
-  tar -cf $OUT/${name}_eval.tar -C $W/eval $(cd $W/eval && ls ${name}_part*.json 2>/dev/null)
-  echo "$name: $(ls $W/eval/${name}_part*.json 2>/dev/null | wc -l) of $k parts finished at ${SECONDS}s"
-  grep -h -i "error\|Traceback" $W/eval/${name}_part*.log | head -5
-}
 ALL=$(seq -s " " 0 $((GPU_COUNT - 1)))
 if [ "${TRAIN:-0}" = 1 ]; then
   OTHERS=$(seq -s " " 1 $((GPU_COUNT - 1)))

@@ -27,7 +27,10 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
-EXTENSION_FIELDS = ("pyramid_rope_alignment",)  # ours, unknown to diffusers' HeliosTransformer3DModel
+EXTENSION_FIELDS = (
+    "pyramid_rope_alignment",
+    "rope_spatial_scale",
+)  # ours, unknown to diffusers' HeliosTransformer3DModel
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class TransformerConfig:
     # position. As released, a stage-0 token (i, j) sits at (i, j) — beside the history's top-left
     # corner — and position cannot tell the model where the history's objects are.
     pyramid_rope_alignment: bool = False
+    # Our extension, 1 in every released model: the RoPE positions of the picture's rows and columns
+    # are token indices times this. A model re-patched to tokens half as wide (the recipe's
+    # --patch-size) keeps the positions, and so the attention, it was trained with at 0.5.
+    rope_spatial_scale: float = 1.0
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)
@@ -76,6 +83,8 @@ class TransformerConfig:
             problems.append(f"rope_dim {self.rope_dim} must sum to attention_head_dim {self.attention_head_dim}")
         if self.added_kv_proj_dim is not None:
             problems.append("added_kv_proj_dim (an image-embedding branch) is not part of Helios")
+        if not self.rope_spatial_scale > 0:
+            problems.append(f"rope_spatial_scale must be positive, got {self.rope_spatial_scale}")
         if self.history_scale_mode not in ("per_head", "scalar"):
             problems.append(f"history_scale_mode must be 'per_head' or 'scalar', got {self.history_scale_mode!r}")
         if self.out_channels is None:
@@ -124,7 +133,8 @@ class TransformerConfig:
 
     def diffusers_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of diffusers' ``HeliosTransformer3DModel`` for this architecture."""
-        enabled = [name for name in EXTENSION_FIELDS if getattr(self, name)]
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        enabled = [name for name in EXTENSION_FIELDS if getattr(self, name) != defaults[name]]
         if enabled:
             raise ValueError(f"diffusers' Helios transformer has no {', '.join(enabled)}")
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in EXTENSION_FIELDS}

@@ -69,10 +69,10 @@ def test_released_configs_are_written_as_released():
 
 def test_the_recipe_starts_an_aligned_refine_from_the_shipped_weights(tmp_path):
     from helios.generation.loading import DEFAULT_MODEL_DIR
-    from helios.recipes.default_model import aligned_start
+    from helios.recipes.default_model import refine_start
 
     shipped = DEFAULT_MODEL_DIR / "transformer"
-    start = aligned_start(shipped, tmp_path / "aligned")
+    start = refine_start(shipped, tmp_path / "aligned", aligned=True)
     released, aligned = (HeliosTransformer.from_pretrained(folder, dtype=torch.float32) for folder in (shipped, start))
     assert aligned.config.pyramid_rope_alignment and not released.config.pyramid_rope_alignment
     assert all(torch.equal(a, b) for a, b in zip(released.state_dict().values(), aligned.state_dict().values()))

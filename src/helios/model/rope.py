@@ -41,10 +41,12 @@ def axis_frequencies(dim: int, theta: float, device: torch.device) -> torch.Tens
     return 1.0 / (theta**exponents)
 
 
-def _grid_positions(size: int, spacing: int, device: torch.device) -> torch.Tensor:
-    """0, 1, … — or, with ``spacing`` s > 1, each cell's centre on a grid s times finer: (i + ½)·s − ½."""
+def _grid_positions(size: int, spacing: int, device: torch.device, scale: float = 1.0) -> torch.Tensor:
+    """0, 1, … — or, with ``spacing`` s > 1, each cell's centre on a grid s times finer: (i + ½)·s − ½;
+    times ``scale`` (``TransformerConfig.rope_spatial_scale``)."""
     positions = torch.arange(size, dtype=torch.float32, device=device)
-    return positions if spacing == 1 else (positions + 0.5) * spacing - 0.5
+    positions = positions if spacing == 1 else (positions + 0.5) * spacing - 0.5
+    return positions if scale == 1.0 else positions * scale
 
 
 def _grid_angles(
@@ -54,13 +56,14 @@ def _grid_angles(
     rope_dim: tuple[int, int, int],
     theta: float,
     spacing: int = 1,
+    spatial_scale: float = 1.0,
 ) -> torch.Tensor:
     """Rotation angles on a (T, height, width) grid: ``(Bi, dh/2, T, height, width)`` fp32."""
     device = frame_indices.device
     positions_t = frame_indices.to(torch.float32)  # (Bi, T)
     bi, frames = positions_t.shape
-    positions_y = _grid_positions(height, spacing, device)
-    positions_x = _grid_positions(width, spacing, device)
+    positions_y = _grid_positions(height, spacing, device, spatial_scale)
+    positions_x = _grid_positions(width, spacing, device, spatial_scale)
     # Autocast off: bf16 cannot hold consecutive integers past 256, positions must stay exact.
     with torch.autocast(device_type=device.type, enabled=False):
         freq_t, freq_y, freq_x = (axis_frequencies(d, theta, device) for d in rope_dim)
@@ -89,6 +92,7 @@ def rope_table(
     theta: float,
     pool: int = 1,
     spacing: int = 1,
+    spatial_scale: float = 1.0,
 ) -> RopeTable:
     """The table for tokens of a (T, height, width) grid, flattened t-major then y then x.
 
@@ -99,7 +103,7 @@ def rope_table(
     on the uncompressed grid, replicate-padded to multiples of ``pool`` and the cos and sin *values*
     are averaged over ``pool``³ cells (what the released models were trained with).
     """
-    angles = _grid_angles(frame_indices, height, width, rope_dim, theta, spacing)
+    angles = _grid_angles(frame_indices, height, width, rope_dim, theta, spacing, spatial_scale)
     cos, sin = angles.cos(), angles.sin()
     if pool > 1:
         kernel = (pool, pool, pool)
@@ -127,15 +131,17 @@ class RopeCache:
     inference mode cannot be saved for a backward pass, so the mode is part of the key.
     """
 
-    def __init__(self, rope_dim: tuple[int, int, int], theta: float, capacity: int = 64):
-        self.rope_dim, self.theta, self.capacity = rope_dim, theta, capacity
+    def __init__(self, rope_dim: tuple[int, int, int], theta: float, capacity: int = 64, spatial_scale: float = 1.0):
+        self.rope_dim, self.theta, self.capacity, self.spatial_scale = rope_dim, theta, capacity, spatial_scale
         self.tables: dict[tuple, RopeTable] = {}
 
     def table(
         self, indices: torch.Tensor, height: int, width: int, device: torch.device, pool: int = 1, spacing: int = 1
     ) -> RopeTable:
         if indices.device.type != "cpu":
-            return rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool, spacing)
+            return rope_table(
+                indices.to(device), height, width, self.rope_dim, self.theta, pool, spacing, self.spatial_scale
+            )
         key = (
             tuple(indices.shape),
             tuple(indices.flatten().tolist()),
@@ -148,7 +154,9 @@ class RopeCache:
         )
         table = self.tables.get(key)
         if table is None:
-            table = rope_table(indices.to(device), height, width, self.rope_dim, self.theta, pool, spacing)
+            table = rope_table(
+                indices.to(device), height, width, self.rope_dim, self.theta, pool, spacing, self.spatial_scale
+            )
             if len(self.tables) >= self.capacity:
                 self.tables.clear()
             self.tables[key] = table

@@ -329,7 +329,7 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         self.context_parallel = None  # model/context_parallel.py: split the sequence over ranks
         # Inference caches: RoPE tables (the window indices are the same for every chunk) and the
         # history's t = 0 modulation (depends only on weights). Keys include what they depend on.
-        self.rope_cache = RopeCache(config.rope_dim, config.rope_theta)
+        self.rope_cache = RopeCache(config.rope_dim, config.rope_theta, spatial_scale=config.rope_spatial_scale)
         self._zero_time_cache: dict = {}
 
     @classmethod

@@ -43,12 +43,12 @@ from ..config import (
     SamplerSettings,
     ShiftSettings,
     TrainConfig,
-    TransformerConfig,
 )
 from ..encoders.world_codec import WorldCodec
 from ..encoders.world_text import WorldTextEncoder
 from ..generation import HeliosPipeline, drift
 from ..generation.loading import DRIFT_FILE, ModelFolderError, model_folder
+from ..model.repatch import repatch_state
 from ..model.transformer import HeliosTransformer
 from ..synthetic.evaluate import corpus_scene, psnr, temporal_profile
 from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
@@ -273,17 +273,33 @@ DISTILL_ABLATIONS = {
 }
 
 
-def aligned_start(transformer: Path, target: Path) -> Path:
-    """A copy of a transformer folder whose config turns ``pyramid_rope_alignment`` on (same weights):
-    the start of a refine that teaches an existing model the aligned positions."""
+def refine_start(transformer: Path, target: Path, aligned: bool = False, repatch: int = 1) -> Path:
+    """A transformer folder to start a refine from: ``transformer``'s weights with ``pyramid_rope_alignment``
+    turned on, and/or re-patched to spatial tokens ``repatch`` times narrower (``model/repatch.py``)."""
     target.mkdir(parents=True, exist_ok=True)
-    for path in transformer.iterdir():
-        if path.is_file() and path.name != "config.json":
-            shutil.copy2(path, target / path.name)
-    config = TransformerConfig.from_json(transformer / "config.json")  # checked, not copied blind
-    aligned = replace(config, pyramid_rope_alignment=True).to_dict()
-    (target / "config.json").write_text(json.dumps(aligned, indent=1))
+    model = HeliosTransformer.from_pretrained(transformer, dtype=torch.float32)
+    state, config = model.state_dict(), model.config
+    if repatch > 1:
+        state, config = repatch_state(state, config, repatch)
+    started = HeliosTransformer.from_config(
+        replace(config, pyramid_rope_alignment=aligned or config.pyramid_rope_alignment)
+    )
+    started.load_state_dict(state)
+    started.save_pretrained(target)
     return target
+
+
+def repatched_sampler(sampler: SamplerSettings, repatch: int) -> SamplerSettings:
+    """``sampler`` for a model re-patched by ``repatch``: the dynamic shift reads a token count, and a
+    chunk has ``repatch²`` times as many tokens — its token scale grows with them, so the σ tables
+    (which the model was trained and is judged with) stay the same."""
+    if repatch == 1 or not sampler.shift.kind:
+        return sampler
+    tokens = repatch**2
+    shift = replace(
+        sampler.shift, base_seq_len=sampler.shift.base_seq_len * tokens, max_seq_len=sampler.shift.max_seq_len * tokens
+    )
+    return replace(sampler, shift=shift)
 
 
 def stage_config(
@@ -408,6 +424,13 @@ def main() -> None:
         action="store_true",
         help="phase refine: continue with the lower stages' RoPE aligned to the history grid "
         "(TransformerConfig.pyramid_rope_alignment; an experiment, off in the shipped model)",
+    )
+    parser.add_argument(
+        "--repatch",
+        type=int,
+        default=1,
+        help="phase refine: continue with spatial tokens this many times narrower (model/repatch.py; the "
+        "world model's 16-pixel tokens at 2 gives 8; an experiment, off in the shipped model)",
     )
     parser.add_argument(
         "--motion-weight",
@@ -564,8 +587,8 @@ def main() -> None:
         report["mid"] = str(train_stage(config, args.mid_minutes, log))
     if "refine" in args.phase:
         start = Path(args.from_model) / "transformer"
-        if args.pyramid_rope_alignment:
-            start = aligned_start(start, work / "aligned_start")
+        if args.pyramid_rope_alignment or args.repatch > 1:
+            start = refine_start(start, work / "refine_start", args.pyramid_rope_alignment, args.repatch)
         config = stage_config(
             2,
             work / "shards",
@@ -600,7 +623,7 @@ def main() -> None:
     if "package" in args.phase:
         target = Path(args.package_to or work / "default_model")
         trained = work / ("refine" if "refine" in args.phase else "mid") / "export"
-        package(target, codec_dir, trained, DEFAULT_SAMPLER, report, text)
+        package(target, codec_dir, trained, repatched_sampler(DEFAULT_SAMPLER, args.repatch), report, text)
         log(f"packaged {target}")
     if {"ode-pairs", "distill-ode", "distill-dmd"} & set(args.phase) and not args.from_model:
         parser.error("the distillation phases need --from-model (the packaged teacher)")

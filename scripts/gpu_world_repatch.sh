@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Issue 12: do finer tokens let the world model read layout and motion? An A/B of equal length from the Mid:
+# stage 2 continued plainly (arm "plain", 16-pixel tokens) and re-patched to 8-pixel tokens (arm "repatch",
+# --repatch 2, model/repatch.py), each on its own GPU, on one corpus rendered and encoded once (VIDEOS ×
+# SECTIONS, the Mid's corpus seed and binding encoder). Each arm trains to STEPS steps (MINUTES caps a call),
+# is packaged, and — once it has all STEPS — is judged on its GPU with scripts/judge_world.sh (PROMPTS held-out
+# prompts, SCENES conditioning scenes, the history and word losses). The work folder (.work/repatch, ignored)
+# survives on a machine still warm, so a next call with a larger STEPS continues both arms; a cold machine
+# starts over. $OUT: per arm its log, packaged model and NAME_eval.tar; merge the parts locally.
+set -u
+source scripts/device_env.sh
+export WORK=${WORK:-$PWD/.work/repatch}
+EXTRA=${EXTRA:---history-loss 24 --word-loss 24} DEADLINE=${DEADLINE:-570}
+source scripts/judge_world.sh
+mkdir -p $W/base
+COMMON="--videos ${VIDEOS:-600} --sections ${SECTIONS:-4} --corpus-seed 4 --text-binding --first-section 0.5
+  --codec-from src/helios/default_model/codec --from-model src/helios/default_model/mid"
+[ -f $W/base/shards/index.json ] || CUDA_VISIBLE_DEVICES=0 python3 -m helios.recipes.default_model --work $W/base \
+  $COMMON --phase offload 2>&1 | grep -v Warn | tail -1
+echo "corpus ready at ${SECONDS}s"
+arm() {  # name, GPU, extra recipe options
+  local name=$1 gpu=$2
+  mkdir -p $W/$name && ln -sfn $W/base/shards $W/$name/shards
+  CUDA_VISIBLE_DEVICES=$gpu python3 -m helios.recipes.default_model --work $W/$name $COMMON --phase refine package \
+    --mid-steps $STEPS --mid-minutes ${MINUTES:-7} --batch-size ${BATCH:-64} --compile $3 \
+    --package-to $W/$name/model 2>&1 | grep -v Warn > $W/$name/train.log
+  local reached=$(tail -1 $W/$name/refine/log.jsonl | python3 -c "import json,sys; print(json.load(sys.stdin)['step'])")
+  echo "$name: step $reached of $STEPS at ${SECONDS}s"; tail -1 $W/$name/refine/log.jsonl
+  cp $W/$name/refine/log.jsonl $OUT/${name}_log.jsonl
+  tar -cf $OUT/${name}_model.tar -C $W/$name model
+  [ "$reached" -ge "$STEPS" ] && [ "${JUDGE:-1}" = 1 ] && judge $W/$name/model $name $gpu
+}
+STEPS=${STEPS:?STEPS: the steps both arms train to}
+arm plain 0 "" &
+arm repatch 1 "--repatch 2" &
+wait
+rm -f $OUT/card.txt
+ls -la $OUT
