@@ -83,8 +83,6 @@ class TransformerConfig:
             problems.append(f"rope_dim {self.rope_dim} must sum to attention_head_dim {self.attention_head_dim}")
         if self.added_kv_proj_dim is not None:
             problems.append("added_kv_proj_dim (an image-embedding branch) is not part of Helios")
-        if not self.rope_spatial_scale > 0:
-            problems.append(f"rope_spatial_scale must be positive, got {self.rope_spatial_scale}")
         if self.history_scale_mode not in ("per_head", "scalar"):
             problems.append(f"history_scale_mode must be 'per_head' or 'scalar', got {self.history_scale_mode!r}")
         if self.out_channels is None:

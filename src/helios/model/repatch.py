@@ -11,8 +11,10 @@ model with finer tokens that starts from what the trained one knows instead of f
 - RoPE positions are scaled by ``1/factor`` (``rope_spatial_scale``), so a new token sits where the
   old patch it came from sat.
 
-Attention over ``factor²`` copies of a token is attention over the token, so the re-patched model
-starts close to the trained one (tested) and training then teaches it the finer detail.
+Attention over ``factor²`` copies of a token is attention over the token: were the copies at one
+position, the re-patched model would give the trained one's output exactly (tested). At their own
+positions, and with history (whose mid and long tokens become finer too), it starts close to the trained
+one, and training then teaches it the finer detail.
 """
 
 from __future__ import annotations
