@@ -106,13 +106,16 @@ def _mean(values):
     return sum(values) / len(values)
 
 
-@pytest.mark.parametrize("stage", [1, 2])
-def test_loss_falls(world_shards, tmp_path, stage):
+@pytest.mark.parametrize("stage, ratios", [(1, (1, 1, 1)), (2, (1, 1, 1)), (2, (1, 1))])
+def test_loss_falls(world_shards, tmp_path, stage, ratios):
+    """Stage 1, and stage 2 with the released three-stage pyramid and with a two-stage one (the coarse
+    stage at half resolution, an experiment of the world model's recipe: --pyramid-ratios 1 1)."""
     shards, _, _ = world_shards
     config = train_config(
         shards,
         tmp_path,
         stage=stage,
+        pyramid_sample_ratios=ratios,
         max_steps=40,
         checkpoint_every=100,
         learning_rate=2e-3,

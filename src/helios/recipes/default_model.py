@@ -416,8 +416,15 @@ def main() -> None:
     parser.add_argument(
         "--pyramid-ratios",
         type=int,
-        nargs=3,
-        help="phases mid/refine: samples per pyramid stage per step (stage 2's sample ratios; default 1 1 1)",
+        nargs="+",
+        help="phases mid/refine: samples per pyramid stage per step (stage 2's sample ratios; default 1 1 1); "
+        "their count is the pyramid's number of stages",
+    )
+    parser.add_argument(
+        "--pyramid-steps",
+        type=int,
+        nargs="+",
+        help="phase package: sampling steps per pyramid stage (default 8 8 8); as many as --pyramid-ratios",
     )
     parser.add_argument(
         "--pyramid-rope-alignment",
@@ -496,6 +503,9 @@ def main() -> None:
         "standard CFG weight − 1); a run with it gets its own folder",
     )
     args = parser.parse_args()
+    stages = len(args.pyramid_ratios or DEFAULT_SAMPLER.pyramid_steps)
+    if len(args.pyramid_steps or DEFAULT_SAMPLER.pyramid_steps) != stages:
+        parser.error(f"a {stages}-stage pyramid (--pyramid-ratios) needs --pyramid-steps with {stages} values")
     if args.from_model:  # a folder or an embedded model's name (default-mid): later phases read its files
         args.from_model = str(model_folder(args.from_model))
     work = Path(args.work)
@@ -623,7 +633,8 @@ def main() -> None:
     if "package" in args.phase:
         target = Path(args.package_to or work / "default_model")
         trained = work / ("refine" if "refine" in args.phase else "mid") / "export"
-        package(target, codec_dir, trained, repatched_sampler(DEFAULT_SAMPLER, args.repatch), report, text)
+        sampler = replace(DEFAULT_SAMPLER, pyramid_steps=tuple(args.pyramid_steps or DEFAULT_SAMPLER.pyramid_steps))
+        package(target, codec_dir, trained, repatched_sampler(sampler, args.repatch), report, text)
         log(f"packaged {target}")
     if {"ode-pairs", "distill-ode", "distill-dmd"} & set(args.phase) and not args.from_model:
         parser.error("the distillation phases need --from-model (the packaged teacher)")

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Issue 12: do finer tokens let the world model read layout and motion? An A/B of equal length from the Mid:
-# stage 2 continued plainly (arm "plain", 16-pixel tokens) and re-patched to 8-pixel tokens (arm "repatch",
-# --repatch 2, model/repatch.py), each on its own GPU, on one corpus rendered and encoded once (VIDEOS ×
-# SECTIONS, the Mid's corpus seed and binding encoder). Each arm trains to STEPS steps (MINUTES caps a call),
-# is packaged, and — once it has all STEPS — is judged on its GPU with scripts/judge_world.sh (PROMPTS held-out
-# prompts, SCENES conditioning scenes, the history and word losses). The work folder (.work/repatch, ignored)
+# Issue 12: an A/B of equal length from the Mid, each arm on its own GPU: stage 2 continued plainly (arm
+# "plain", the control) and with the recipe options OPTS_B (arm ARM_B; default "repatch": --repatch 2,
+# 8-pixel tokens, model/repatch.py; e.g. ARM_B=two_stage OPTS_B="--pyramid-ratios 1 1 --pyramid-steps 12 12"),
+# on one corpus rendered and encoded once (VIDEOS × SECTIONS, the Mid's corpus seed and binding encoder).
+# Each arm trains to STEPS steps (MINUTES caps a call), is packaged, and — once it has all STEPS — is judged
+# on its GPU with scripts/judge_world.sh (PROMPTS held-out prompts, SCENES conditioning scenes, the history
+# and word losses). The work folder (.work/ab, ignored)
 # survives on a machine still warm, so a next call with a larger STEPS continues both arms; a cold machine
 # starts over. $OUT: per arm its log, packaged model and NAME_eval.tar; merge the parts locally.
 set -u
 source scripts/device_env.sh
-export WORK=${WORK:-$PWD/.work/repatch}
+export WORK=${WORK:-$PWD/.work/ab}
 EXTRA=${EXTRA:---history-loss 24 --word-loss 24} DEADLINE=${DEADLINE:-570}
 source scripts/judge_world.sh
 mkdir -p $W/base
@@ -32,7 +33,7 @@ arm() {  # name, GPU, extra recipe options
 }
 STEPS=${STEPS:?STEPS: the steps both arms train to}
 arm plain 0 "" &
-arm repatch 1 "--repatch 2" &
+arm ${ARM_B:-repatch} 1 "${OPTS_B:---repatch 2}" &
 wait
 rm -f $OUT/card.txt
 ls -la $OUT
