@@ -193,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="anchor on the first generated chunk instead of the input image / video's first frame",
     )
+    knobs.add_argument(
+        "--decoder-carry",
+        action="store_true",
+        help="decode each chunk with the previous chunk's causal context (Wan VAE, --vae-decoder helios)",
+    )
     gen.add_argument("--shift-convention", choices=["diffusers", "official"], help="per-stage dynamic-shift mu")
     gen.add_argument("--out", default="outputs/helios.mp4", help="output MP4 (H.264, 24 fps)")
     gen.add_argument("--frames-dir", help="also write every frame as PNG into this folder")
@@ -586,6 +591,7 @@ def run_generate(args: argparse.Namespace) -> int:
         image_noise_sigma=_sigma(args.image_noise, "--image-noise"),
         video_noise_sigma=_sigma(args.video_noise, "--video-noise"),
         skip_first_chunk=args.skip_first_chunk,
+        decoder_carry=args.decoder_carry,
     )
     loras = _lora_specs(args.lora)
     for flag, value in (("--image", args.image), ("--video", args.video)):

@@ -92,3 +92,39 @@ def test_compiled_decoder_decodes_as_the_eager_one(vae):
     codec.compile_decoder(backend="eager")
     assert codec.own_decoder._compiled_call_impl is not None
     assert (codec.decode(z) - eager).abs().max().item() < 1e-5
+
+
+def test_a_stream_can_carry_the_decoders_causal_context_from_chunk_to_chunk():
+    """``decoder_carry``: the first chunk decodes as before; every later one starts from the previous
+    chunk's last frames — exactly what our decoder gives when fed the stream's latents chunk after chunk
+    with one state — and differs from a decode from zeros (the control)."""
+    import numpy as np
+
+    from helios.encoders.wan_decoder import DecoderState
+    from helios.generation.fast_paths import FastPaths
+    from helios.media import to_uint8_frames
+
+    from ..generation.fixtures import tiny_pipeline
+
+    pipeline = tiny_pipeline(codec="wan")
+    FastPaths(vae_decoder="helios").apply(pipeline)
+    cold = pipeline.generate("a red circle", num_frames=40, seed=1, steps=1)
+    carried = pipeline.generate("a red circle", num_frames=40, seed=1, steps=1, decoder_carry=True)
+    assert torch.equal(cold.latents, carried.latents) and len(carried.chunks) >= 2
+    first = cold.chunks[0].frames.shape[0]
+    assert np.array_equal(carried.frames[:first], cold.frames[:first])
+    assert not np.array_equal(carried.frames[first:], cold.frames[first:])
+    state = DecoderState()
+    by_hand = [to_uint8_frames(pipeline.codec.decode(chunk.latents, state)).numpy() for chunk in carried.chunks]
+    assert np.array_equal(np.concatenate(by_hand)[: len(carried.frames)], carried.frames)
+
+
+def test_decoder_carry_is_refused_where_no_decoder_can_carry():
+    from helios import HeliosPipeline
+
+    from ..generation.fixtures import tiny_pipeline
+
+    with pytest.raises(ValueError, match="needs our Wan decoder"):
+        tiny_pipeline(codec="wan").generate("a red circle", num_frames=40, steps=1, decoder_carry=True)
+    with pytest.raises(ValueError, match="decoder_carry needs the Wan VAE; WorldCodec decodes each chunk alone"):
+        HeliosPipeline.from_pretrained().stream("a red circle", num_frames=33, decoder_carry=True)

@@ -67,6 +67,8 @@ BAD_MESSAGES = [
     ('{"type": "start", "prompt": "x", "image_noise": 2}', "bad_input", "image_noise"),
     ('{"type": "start", "prompt": "x", "video_noise": 0.2}', "bad_input", "applies to I2V / V2V"),
     ('{"type": "start", "prompt": "x", "skip_first_chunk": "yes"}', "bad_input", "skip_first_chunk"),
+    ('{"type": "start", "prompt": "x", "decoder_carry": "yes"}', "bad_input", "decoder_carry"),
+    ('{"type": "start", "prompt": "x", "decoder_carry": true}', "bad_input", "decoder_carry needs the Wan VAE"),
     ('{"type": "start", "prompt": "x", "video": "bm90IGEgdmlkZW8="}', "bad_input", "video"),
     ('{"type": 123}', "bad_message", "type"),
     ("[" * 100000 + "]" * 100000, "bad_message", "JSON"),

@@ -91,9 +91,24 @@ class WanVideoCodec:
         latents = self.vae.encode(video).latent_dist.sample(generator=generator)
         return ((latents - self.mean.to(latents.device)) * self.inverse_std.to(latents.device)).float()
 
+    def new_decoder_state(self):
+        """Causal context to carry from chunk to chunk (``decode(…, state)``): our decoder only."""
+        from .wan_decoder import DecoderState
+
+        if self.own_decoder is None:
+            raise ValueError(
+                "carrying the decoder's causal context needs our Wan decoder (--vae-decoder helios, "
+                "FastPaths(vae_decoder='helios')); diffusers' decoder starts every chunk from zeros"
+            )
+        return DecoderState()
+
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, state=None) -> torch.Tensor:
+        """``state`` (``new_decoder_state``): each cached convolution starts from the previous chunk's
+        last frames instead of zeros, and this chunk's are kept for the next."""
         z = latents.to(self.device, self.vae.dtype) / self.inverse_std.to(self.device) + self.mean.to(self.device)
         if self.own_decoder is not None:
-            return self.own_decoder(z)
+            return self.own_decoder(z, state)
+        if state is not None:
+            self.new_decoder_state()  # (raises: diffusers' decoder cannot carry)
         return self.vae.decode(z, return_dict=False)[0]

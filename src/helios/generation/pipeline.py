@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,7 @@ class _Plan:
     width: int
     image: torch.Tensor | None  # (1, 3, 1, H, W) in [−1, 1]
     video: torch.Tensor | None  # (1, 3, T, H, W) in [−1, 1]
+    decode: Callable[[torch.Tensor], torch.Tensor]  # a chunk's latents → uint8 frames on the device
 
 
 class HeliosPipeline:
@@ -414,7 +415,8 @@ class HeliosPipeline:
         schedules = self._schedules(request)
         image = self._load_pixels(request.image, height, width, still=True) if request.image is not None else None
         video = self._load_pixels(request.video, height, width, still=False) if request.video is not None else None
-        return _Plan(request, settings, schedules, height, width, image, video)
+        decode = self._carried_decode(request.batch_size) if request.decoder_carry else self._decode_on_device
+        return _Plan(request, settings, schedules, height, width, image, video, decode)
 
     def _schedules(self, request: GenerationRequest) -> list[PromptSchedule]:
         """One prompt schedule per conditioning group: the schedule / prompt, each prompt of a list, or
@@ -437,7 +439,7 @@ class HeliosPipeline:
         total_frames = None if num_frames is None else self.output_frames(num_frames)
         denoised = self._denoise(plan, state)
         decode_device = self.decode_device or self.device
-        decoder = ChunkDecoder(self._decode_on_device, decode_device, side_stream=self.overlap_decode)
+        decoder = ChunkDecoder(plan.decode, decode_device, side_stream=self.overlap_decode)
 
         def submit(chunk: _Denoised):
             return chunk, decoder.submit(chunk.latents)
@@ -466,11 +468,23 @@ class HeliosPipeline:
             emitted += frames.shape[-4]
 
     @torch.inference_mode()
-    def _decode_on_device(self, latents: torch.Tensor) -> torch.Tensor:
-        """uint8 (T, H, W, 3) for one video, (B, T, H, W, 3) for a batch (decoded one video at a time)."""
-        if latents.shape[0] == 1:
-            return to_uint8_frames(self.codec.decode(latents))
-        return torch.stack([to_uint8_frames(self.codec.decode(latents[i : i + 1])) for i in range(latents.shape[0])])
+    def _decode_on_device(self, latents: torch.Tensor, states: list | None = None) -> torch.Tensor:
+        """uint8 (T, H, W, 3) for one video, (B, T, H, W, 3) for a batch (decoded one video at a time);
+        with ``states`` (one per video) each decode continues that video's causal context."""
+        decoded = [
+            to_uint8_frames(self.codec.decode(latents[i : i + 1], *([states[i]] if states else [])))
+            for i in range(latents.shape[0])
+        ]
+        return decoded[0] if len(decoded) == 1 else torch.stack(decoded)
+
+    def _carried_decode(self, videos: int):
+        """``decoder_carry``: a decode that keeps each video's causal context from chunk to chunk (chunks
+        are decoded in order, also on the side stream of ``overlap_decode``)."""
+        new_state = getattr(self.codec, "new_decoder_state", None)
+        if new_state is None:
+            raise ValueError(f"decoder_carry needs the Wan VAE; {type(self.codec).__name__} decodes each chunk alone")
+        states = [new_state() for _ in range(videos)]
+        return lambda latents: self._decode_on_device(latents, states)
 
     @torch.inference_mode()
     def _denoise(self, plan: _Plan, state: _StreamState) -> Iterator[_Denoised]:

@@ -43,7 +43,9 @@ class GenerationRequest:
     ``preset``/``steps``/``guidance_scale``/``shift_convention`` override the pipeline's sampler.
     I2V/V2V knobs: ``image_noise_sigma`` / ``video_noise_sigma`` (σ, or a (min, max) range drawn from)
     override the noise put on the conditioning image / video history — more noise, more motion, less
-    faithfulness; ``skip_first_chunk`` re-anchors on the first generated chunk instead of the input."""
+    faithfulness; ``skip_first_chunk`` re-anchors on the first generated chunk instead of the input.
+    ``decoder_carry``: each chunk is decoded with the causal context of the previous one (the Wan VAE
+    with our decoder) instead of from zeros, as the released code does."""
 
     prompt: str | list[str] | None = None
     prompts: tuple[PromptChange, ...] | None = None
@@ -59,6 +61,7 @@ class GenerationRequest:
     guidance_scale: float | None = None
     shift_convention: str | None = None
     skip_first_chunk: bool = False
+    decoder_carry: bool = False
     adaptive: bool | DriftSettings = False
     image_noise_sigma: float | tuple[float, float] | None = None
     video_noise_sigma: float | tuple[float, float] | None = None

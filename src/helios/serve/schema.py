@@ -146,6 +146,7 @@ START_FIELDS = {
     "image_noise",
     "video_noise",
     "skip_first_chunk",
+    "decoder_carry",
 }
 
 
@@ -183,6 +184,7 @@ def request_from_message(
             image_noise_sigma=message.get("image_noise"),
             video_noise_sigma=message.get("video_noise"),
             skip_first_chunk=flag(message, "skip_first_chunk"),
+            decoder_carry=flag(message, "decoder_carry"),
             **media,
         )
     except ValueError as exc:
