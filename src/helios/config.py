@@ -339,6 +339,17 @@ class HistoryDropSettings:
     t2v: float = 0.4  # no history, no anchor
     i2v: float = 0.1  # anchor + only the newest frame
     v2v: float = 0.4  # the oldest 1 + r·9 frames zeroed, r ~ U{0, 1, 2}
+    # Ours, 0 as released: after the drops, this share of samples gets I2V's history as inference builds it
+    # from a still image of the chunk's first frame (anchor: that frame's latent; newest frame: the image
+    # held for a chunk; nothing else). Only there is the path told by the caption alone — from a true
+    # history frame a latent of four moving frames shows the direction already. Needs shards offloaded
+    # with held first frames (``offload(held=True)``; the world recipe writes them).
+    still_image: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("t2v", "i2v", "v2v", "still_image"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"history drop {name} must lie in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

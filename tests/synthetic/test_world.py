@@ -324,6 +324,27 @@ def test_word_loss_reads_colour_and_has_a_zero_control():
     assert set(rise["0"]) == {"color", "shape", "size", "direction", "speed", "control", "true_loss"}
 
 
+def test_word_loss_continued_from_the_first_frame_has_i2vs_history_and_a_zero_control():
+    """``image=True`` (``--word-loss-i2v``): the chunk is continued from its first frame as I2V builds it
+    (without I2V's noise) — the loss differs from the one without history, the control is exactly 0."""
+    import torch
+
+    from helios import HeliosPipeline
+    from helios.synthetic.evaluate import _image_history, evaluate_word_loss, held_out_scenes
+
+    pipeline = HeliosPipeline.from_pretrained(device="cpu")
+    scene = held_out_scenes(1)[0]
+    window, anchor = _image_history(pipeline, scene, torch.zeros(1, 16, 19, 16, 24))
+    image = torch.from_numpy(render(scene, 1)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    assert torch.equal(anchor, pipeline.codec.encode(image)) and window[:, :, :-1].abs().sum() == 0
+    assert torch.equal(window[:, :, -1:], pipeline.codec.encode(image.repeat(1, 1, 33, 1, 1))[:, :, -1:])
+    given = evaluate_word_loss(pipeline, [scene], draws=1, image=True)
+    alone = evaluate_word_loss(pipeline, [scene], draws=1)
+    assert given["given_image"] and not alone["given_image"]
+    assert all(stage["control"] == 0.0 for stage in given["relative_rise"].values())
+    assert given["relative_rise"]["0"]["true_loss"] != alone["relative_rise"]["0"]["true_loss"]
+
+
 def test_history_loss_sees_the_layout_the_history_shows_and_has_a_zero_control():
     """The shipped model's loss rises when the history shows the mirrored layout (it reads the history's
     layout at the coarse stage: the Mid teacher +22 % on 12 scenes; on this one with one draw, seeded,

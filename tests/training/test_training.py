@@ -71,7 +71,7 @@ def test_offload_reads_back_what_was_written(world_shards):
     data = LatentShards(shards)
     assert len(data) == 4
     entry = json.loads(manifest.read_text())[1]
-    latents, text = data.load(1)
+    latents, text, _ = data.load(1)
     frames, _ = read_video(manifest.parent / entry["path"])
     pixels = to_model_pixels(frames[:66], 64, 64)
     expected = torch.stack([codec.encode(pixels[:, :, :33])[0], codec.encode(pixels[:, :, 33:66])[0]])
@@ -93,7 +93,7 @@ def test_sample_windows_follow_the_sequence(world_shards):
         probe.set_state(state)
         video = int(torch.randint(len(data), (1,), generator=probe))
         k = int(torch.randint(2, (1,), generator=probe))
-        latents, _ = data.load(video)
+        latents, _, _ = data.load(video)
         assert torch.equal(batch.target[0], latents[k])
         if k == 0:
             assert batch.history.abs().sum() == 0 and batch.anchor.abs().sum() == 0

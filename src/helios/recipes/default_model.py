@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ..config import (
     CorruptionSettings,
     DistillSettings,
+    HistoryDropSettings,
     HistorySettings,
     SamplerSettings,
     ShiftSettings,
@@ -54,7 +55,7 @@ from ..synthetic.evaluate import corpus_scene, psnr, temporal_profile
 from ..synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, Scene, render, sample_scene, vocabulary
 from ..training.distillation import student_sampler
 from ..training.ode_pairs import record_ode_pairs
-from ..training.offload import encode_video, write_index, write_shard
+from ..training.offload import encode_video, held_first_frames, write_index, write_shard
 from ..training.trainer import Trainer
 
 FRAMES = 5 * CHUNK_FRAMES  # five chunks per training video
@@ -246,7 +247,10 @@ def offload_corpus(
         for n, (video, scene) in enumerate(zip(videos, scenes), start=first):
             captions = Scene.from_dict(scene).section_captions(frames)
             latents, embedding = encode_video(video, captions, codec, text, HEIGHT, WIDTH)
-            files.append(write_shard(folder, f"{n:06d}.safetensors", latents, embedding, captions[0], f"world:{n}"))
+            held = held_first_frames(video, codec, HEIGHT, WIDTH)  # for --still-image
+            files.append(
+                write_shard(folder, f"{n:06d}.safetensors", latents, embedding, captions[0], f"world:{n}", held)
+            )
     write_index(folder, files, HEIGHT, WIDTH)
     return folder
 
@@ -445,6 +449,13 @@ def main() -> None:
         default=0.0,
         help="phases mid/refine: extra loss weight of moving latent elements (TrainConfig.motion_weight)",
     )
+    parser.add_argument(
+        "--still-image",
+        type=float,
+        default=0.0,
+        help="phases mid/refine: share of samples given I2V's history of a still image of the chunk's first "
+        "frame (HistoryDropSettings.still_image: the caption alone then tells the path)",
+    )
     parser.add_argument("--codec-steps", type=int, default=3000)
     parser.add_argument("--codec-lr", type=float, default=1e-3)
     parser.add_argument("--codec-minutes", type=float, help="time budget of the codec (default: none)")
@@ -580,6 +591,8 @@ def main() -> None:
         )
         report["base"] = str(train_stage(config, args.base_minutes, log))
     stage2_options = dict(motion_weight=args.motion_weight)
+    if args.still_image:
+        stage2_options["history_drop"] = replace(HistoryDropSettings(), still_image=args.still_image)
     if args.pyramid_ratios:
         stage2_options["pyramid_sample_ratios"] = tuple(args.pyramid_ratios)
     if "mid" in args.phase:

@@ -1,7 +1,7 @@
 """Evaluate a synthetic-world model (adherence, I2V/V2V conditioning, drift) with the world's detector.
 
 python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 \
-    [--conditioning 60] [--sensitivity 10] [--word-loss 24] [--history-loss 24] --out eval.json
+    [--conditioning 60] [--sensitivity 10] [--word-loss 24] [--word-loss-i2v 24] [--history-loss 24] --out eval.json
 (--prompts 0: no adherence, and no I2V/V2V unless --conditioning names a scene count)
 
 A long run split over processes: --skip N --prompts K per process (scene N + i is sampled with seed N + i,
@@ -45,6 +45,12 @@ def main() -> None:
         "--word-loss", type=int, default=0, help="scenes for the word-loss test (0: skip; no sampling, fast)"
     )
     parser.add_argument(
+        "--word-loss-i2v",
+        type=int,
+        default=0,
+        help="scenes for the word-loss test continued from each chunk's first frame as I2V (0: skip)",
+    )
+    parser.add_argument(
         "--history-loss", type=int, default=0, help="scenes for the history-loss test (0: skip; no sampling)"
     )
     parser.add_argument(
@@ -61,7 +67,7 @@ def main() -> None:
     conditioning = args.conditioning
     if conditioning is None:  # a fifth of the adherence prompts
         conditioning = max(1, args.prompts // 5) if args.prompts else 0
-    counts = (args.prompts, conditioning, args.sensitivity, args.word_loss, args.history_loss)
+    counts = (args.prompts, conditioning, args.sensitivity, args.word_loss, args.word_loss_i2v, args.history_loss)
     scenes = held_out_scenes(max(*counts, 1), skip=args.skip)
     result = {}
     if args.prompts:
@@ -72,6 +78,8 @@ def main() -> None:
         result["sensitivity"] = evaluate_sensitivity(pipeline, scenes[: args.sensitivity])
     if args.word_loss:
         result["word_loss"] = evaluate_word_loss(pipeline, scenes[: args.word_loss])
+    if args.word_loss_i2v:
+        result["word_loss_i2v"] = evaluate_word_loss(pipeline, scenes[: args.word_loss_i2v], image=True)
     if args.history_loss:
         result["history_loss"] = evaluate_history_loss(pipeline, scenes[: args.history_loss])
     if args.drift_frames:

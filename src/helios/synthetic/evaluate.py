@@ -353,28 +353,43 @@ def _encoded(pipeline, scene: Scene, chunks: int) -> torch.Tensor:
     return latents.to(pipeline.device)
 
 
+def _image_history(pipeline, scene: Scene, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """I2V's history for the scene's first frame, as ``condition_on_image`` builds it without its noise:
+    the image's latent as the anchor, and the last latent of the image held for a chunk as the newest
+    history frame of ``window`` (zeros before it)."""
+    image = torch.from_numpy(render(scene, 1)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    anchor = pipeline.codec.encode(image).to(window.device)
+    held = pipeline.codec.encode(image.repeat(1, 1, pipeline.chunk_frames, 1, 1))[:, :, -1:].to(window.device)
+    return torch.cat([window[:, :, :-1], held], dim=2), anchor
+
+
 @torch.no_grad()
-def evaluate_word_loss(pipeline, scenes: list[Scene], draws: int = 4, seed: int = 0) -> dict:
+def evaluate_word_loss(pipeline, scenes: list[Scene], draws: int = 4, seed: int = 0, image: bool = False) -> dict:
     """Per pyramid stage, the stage-2 loss of each scene's first chunk (no history: the caption is all
     the model has) with its true caption, and the relative rise when one attribute word is wrong on
     every object (``wrong_prompt``), with the same noise and timesteps. A rise near 0 % says the model
     ignores that word at that stage — direction and speed can only be read where layout is decided
-    (the first stages). Control: the true caption again must give exactly 0."""
+    (the first stages). Control: the true caption again must give exactly 0.
+
+    ``image``: the chunk is continued from its first frame as I2V conditions on it. Where each object
+    starts is then known, so only the direction and speed words tell the path — a model that reads
+    them loses much more with them wrong here, even where a first chunk's loss cannot tell (from no
+    history every start is equally likely, and the best prediction is the same smear either way)."""
     per_scene = []
     for i, scene in enumerate(scenes):
         target = _encoded(pipeline, scene, 1)
-        empty = torch.zeros(
+        window = torch.zeros(
             1, target.shape[1], window_frames(pipeline.history), *target.shape[3:], device=target.device
         )
+        window, anchor = _image_history(pipeline, scene, window) if image else (window, window[:, :, :1])
         captions = {"true": scene.caption(), "control": scene.caption()}
         captions |= {a: wrong_prompt(scene, a).caption() for a in ATTRIBUTES}
         variants = {
-            name: (pipeline.text_encoder.encode([c]).to(target.device), empty, empty[:, :, :1])
-            for name, c in captions.items()
+            name: (pipeline.text_encoder.encode([c]).to(target.device), window, anchor) for name, c in captions.items()
         }
         per_scene.append(_stage_losses(pipeline, target, variants, i, draws, seed))
     rise = _relative_rises(per_scene, "true", (*ATTRIBUTES, "control"))
-    return {"scenes": len(scenes), "draws_per_stage": draws, "relative_rise": rise}
+    return {"scenes": len(scenes), "draws_per_stage": draws, "given_image": image, "relative_rise": rise}
 
 
 @torch.no_grad()

@@ -112,3 +112,20 @@ def drop_history(
     keep_anchor = (~t2v).to(anchor.dtype).to(anchor.device).view(-1, 1, 1, 1, 1)
     kinds = ["t2v" if a else "i2v" if i else "v2v" if v else "full" for a, i, v in zip(t2v, i2v, v2v)]
     return history * keep_history, anchor * keep_anchor, kinds
+
+
+def still_image_history(
+    history: torch.Tensor,
+    anchor: torch.Tensor,
+    target: torch.Tensor,
+    held: torch.Tensor,
+    share: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``HistoryDropSettings.still_image``: each sample w.p. ``share`` gets I2V's history of a still image
+    of its target chunk's first frame — the anchor is that frame's latent (each chunk is encoded on its
+    own, so its latent 0 is the frame alone), the newest history frame the image held for a chunk
+    (``held``, (B, C, 1, h, w)), every other frame zero."""
+    chosen = (torch.rand(history.shape[0], generator=generator) < share).to(history.device).view(-1, 1, 1, 1, 1)
+    still = torch.cat([torch.zeros_like(history[:, :, :-1]), held.to(history.dtype)], dim=2)
+    return torch.where(chosen, still, history), torch.where(chosen, target[:, :, :1].to(anchor.dtype), anchor)

@@ -26,9 +26,12 @@ class Batch:
     history: torch.Tensor  # (B, C, 19, h, w) the window before it
     anchor: torch.Tensor  # (B, C, 1, h, w)
     text: torch.Tensor  # (B, L, D)
+    # (B, C, 1, h, w) each target chunk's first frame held still as I2V gives it (shards with "held")
+    held: torch.Tensor | None = None
 
     def to(self, device) -> Batch:
-        return Batch(*(t.to(device) for t in (self.target, self.history, self.anchor, self.text)))
+        held = self.held.to(device) if self.held is not None else None
+        return Batch(*(t.to(device) for t in (self.target, self.history, self.anchor, self.text)), held)
 
 
 class LatentShards:
@@ -51,11 +54,13 @@ class LatentShards:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A video's latents (S, C, 9, h, w), text, and held first frames (S, C, 1, h, w) or None."""
         if i not in self._cache:
             path = self.folder / self.entries[i]["file"]
             with safe_open(str(path), framework="pt") as f:
-                item = f.get_tensor("latents").float(), f.get_tensor("text").float()
+                held = f.get_tensor("held").float() if "held" in f.keys() else None
+                item = f.get_tensor("latents").float(), f.get_tensor("text").float(), held
             if len(self._cache) < self.cache_size:
                 self._cache[i] = item
             return item
@@ -68,10 +73,10 @@ class LatentShards:
         history_frames: int = 19,
         first_section: float | None = None,
     ) -> Batch:
-        targets, histories, anchors, texts = [], [], [], []
+        targets, histories, anchors, texts, helds = [], [], [], [], []
         for _ in range(batch_size):
             video = int(torch.randint(len(self), (1,), generator=generator))
-            latents, text = self.load(video)
+            latents, text, held = self.load(video)
             sections = latents.shape[0]
             if first_section is None:
                 k = int(torch.randint(sections, (1,), generator=generator))
@@ -87,4 +92,6 @@ class LatentShards:
             targets.append(latents[k])
             anchors.append(sequence[:, :1] * (1.0 if k > 0 else 0.0))
             texts.append(text[k] if text.dim() == 3 else text)
-        return Batch(torch.stack(targets), torch.stack(histories), torch.stack(anchors), torch.stack(texts))
+            helds.append(held[k] if held is not None else None)
+        stacked = torch.stack(helds) if all(h is not None for h in helds) else None
+        return Batch(torch.stack(targets), torch.stack(histories), torch.stack(anchors), torch.stack(texts), stacked)

@@ -78,12 +78,32 @@ def encode_video(
     return latents, text_encoder.encode([caption])[0]
 
 
-def write_shard(folder: Path, name: str, latents: torch.Tensor, text: torch.Tensor, caption: str, source: str) -> dict:
-    save_file(
-        {"latents": latents.half().cpu().contiguous(), "text": text.float().cpu().contiguous()},
-        str(folder / name),
-        metadata={"caption": caption, "source": source},
-    )
+def held_first_frames(
+    frames, codec: VideoCodec, height: int, width: int, history: HistorySettings = HistorySettings()
+) -> torch.Tensor:
+    """(S, C, 1, h, w): per chunk, the newest history latent I2V gives a still image of the chunk's first
+    frame (``condition_on_image``: the image held for a chunk, its last latent), so training can build
+    the history inference builds (``HistoryDropSettings.still_image``)."""
+    chunk_frames = history.chunk_video_frames(codec.temporal_factor)
+    chunks = len(frames) // chunk_frames
+    pixels = to_model_pixels(frames[: chunks * chunk_frames], height, width)
+    firsts = [pixels[:, :, i * chunk_frames : i * chunk_frames + 1] for i in range(chunks)]
+    return torch.stack([codec.encode(first.repeat(1, 1, chunk_frames, 1, 1))[0, :, -1:] for first in firsts])
+
+
+def write_shard(
+    folder: Path,
+    name: str,
+    latents: torch.Tensor,
+    text: torch.Tensor,
+    caption: str,
+    source: str,
+    held: torch.Tensor | None = None,
+) -> dict:
+    tensors = {"latents": latents.half().cpu().contiguous(), "text": text.float().cpu().contiguous()}
+    if held is not None:
+        tensors["held"] = held.half().cpu().contiguous()
+    save_file(tensors, str(folder / name), metadata={"caption": caption, "source": source})
     return {"file": name, "caption": caption, "sections": int(latents.shape[0])}
 
 
@@ -99,7 +119,10 @@ def offload(
     height: int,
     width: int,
     history: HistorySettings = HistorySettings(),
+    held: bool = False,
 ) -> Path:
+    """Encode every video of ``manifest`` into ``out_dir``; ``held``: also each chunk's
+    ``held_first_frames`` (one more encode per chunk)."""
     manifest = Path(manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,6 +136,7 @@ def offload(
             latents, text = encode_video(frames, captions, codec, text_encoder, height, width, history)
         except ValueError as exc:
             raise ValueError(f"{entry['path']}: {exc}") from None
-        files.append(write_shard(out, f"{n:06d}.safetensors", latents, text, caption, str(entry["path"])))
+        still = held_first_frames(frames, codec, height, width, history) if held else None
+        files.append(write_shard(out, f"{n:06d}.safetensors", latents, text, caption, str(entry["path"]), still))
     write_index(out, files, height, width)
     return out

@@ -31,7 +31,7 @@ from ..model.transformer import HeliosTransformer
 from ..model.window import window_frames
 from ..sampling.schedules import PyramidConstants
 from .activation_offload import saved_tensors_on_host
-from .corruption import corrupt_history, drop_history
+from .corruption import corrupt_history, drop_history, still_image_history
 from .data import LatentShards
 from .distillation import Distillation
 from .objectives import flow_matching_loss, pyramid_flow_matching_loss
@@ -162,15 +162,27 @@ class Trainer:
             c.batch_size, generator, history_frames=window_frames(c.history), first_section=c.first_section
         )
         keep_text = (torch.rand(c.batch_size, generator=generator) >= c.caption_dropout).float().view(-1, 1, 1)
-        return step, (batch.target, batch.history, batch.anchor, batch.text * keep_text), generator
+        tensors = (batch.target, batch.history, batch.anchor, batch.text * keep_text)
+        if c.history_drop.still_image:
+            if batch.held is None:
+                raise ValueError(
+                    f"history_drop.still_image needs shards with held first frames; {c.data} has none "
+                    "(offload with held=True, as the world recipe does)"
+                )
+            tensors += (batch.held,)
+        return step, tensors, generator
 
     def _corrupt(self, tensors, generator: torch.Generator):
         """History corruption and drop, on the device (whole-batch tensor work; random draws from the
         step's generator, so the step stays a pure function of its seed)."""
         c = self.config
-        target, history, anchor, text = (t.to(self.device, non_blocking=True) for t in tensors)
+        target, history, anchor, text, *held = (t.to(self.device, non_blocking=True) for t in tensors)
         history, anchor = corrupt_history(history, anchor, c.corruption, generator)
         history, anchor, _ = drop_history(history, anchor, c.history_drop, c.history.chunk_latent_frames, generator)
+        if held:  # (after the drops: a still-image sample keeps its history)
+            history, anchor = still_image_history(
+                history, anchor, target, held[0], c.history_drop.still_image, generator
+            )
         return target, history, anchor, text
 
     def train_step(self) -> dict[str, float]:
