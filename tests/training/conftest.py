@@ -20,17 +20,18 @@ TINY_WORLD_TRANSFORMER = dict(
 )
 
 
-@pytest.fixture(scope="session")
-def world_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    manifest = export_dataset(root / "videos", count=4, num_frames=66, seed=0, height=64, width=64)
+def offloaded_world(root, count: int, seed: int, held: bool = False) -> tuple:
+    """``count`` world videos of two chunks at 64×64 through an untrained codec: (shards, codec, manifest)."""
+    manifest = export_dataset(root / "videos", count=count, num_frames=66, seed=seed, height=64, width=64)
     torch.manual_seed(0)
     codec = WorldCodec().eval()
-    return (
-        offload(manifest, root / "shards", codec, WorldTextEncoder(vocabulary()), height=64, width=64),
-        codec,
-        manifest,
-    )
+    text = WorldTextEncoder(vocabulary())
+    return offload(manifest, root / "shards", codec, text, height=64, width=64, held=held), codec, manifest
+
+
+@pytest.fixture(scope="session")
+def world_shards(tmp_path_factory):
+    return offloaded_world(tmp_path_factory.mktemp("world"), count=4, seed=0)
 
 
 def train_config(shards, out, **changes):

@@ -7,26 +7,17 @@ import pytest
 import torch
 
 from helios.config import HistoryDropSettings
-from helios.encoders.world_codec import WorldCodec
-from helios.encoders.world_text import WorldTextEncoder
 from helios.media import read_video, to_model_pixels
-from helios.synthetic.world import export_dataset, vocabulary
 from helios.training.corruption import still_image_history
 from helios.training.data import LatentShards
-from helios.training.offload import offload
 from helios.training.trainer import Trainer
 
-from .conftest import train_config
+from .conftest import offloaded_world, train_config
 
 
 @pytest.fixture(scope="module")
 def held_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("held")
-    manifest = export_dataset(root / "videos", count=2, num_frames=66, seed=3, height=64, width=64)
-    torch.manual_seed(0)
-    codec = WorldCodec().eval()
-    shards = offload(manifest, root / "shards", codec, WorldTextEncoder(vocabulary()), 64, 64, held=True)
-    return shards, codec, manifest
+    return offloaded_world(tmp_path_factory.mktemp("held"), count=2, seed=3, held=True)
 
 
 def test_offload_stores_what_i2v_puts_in_the_newest_history_slot(held_shards):
