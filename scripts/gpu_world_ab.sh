@@ -11,7 +11,7 @@
 set -u
 source scripts/device_env.sh
 export WORK=${WORK:-$PWD/.work/ab}
-EXTRA=${EXTRA:---history-loss 24 --word-loss 24 --word-loss-i2v 24} DEADLINE=${DEADLINE:-570}
+EXTRA=${EXTRA:---history-loss 24 --word-loss 24 --word-loss-i2v 24 --i2v-direction 40} DEADLINE=${DEADLINE:-570}
 source scripts/judge_world.sh
 mkdir -p $W/base
 COMMON="--videos ${VIDEOS:-600} --sections ${SECTIONS:-4} --corpus-seed 4 --text-binding --first-section 0.5

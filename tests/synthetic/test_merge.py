@@ -65,6 +65,25 @@ def test_shares_are_weighted_by_what_they_count_and_the_median_is_pooled():
     assert merged["drift"] == {"chunks": 44}
 
 
+def test_the_i2v_direction_test_merges_by_objects():
+    def part(objects: int, given: float, reversed_: float) -> dict:
+        shares = {"given_caption": given, "reversed_caption": reversed_, "ground_truth": 1.0}
+        return {
+            "i2v_direction": {
+                "scenes": 1,
+                "objects": objects,
+                "chance": 0.25,
+                **shares,
+                "reversed_ground_truth_control": 0.0,
+            }
+        }
+
+    merged = merge_evaluations([part(3, 1 / 3, 0.0), part(1, 1.0, 1.0)])["i2v_direction"]
+    assert (merged["scenes"], merged["objects"], merged["chance"]) == (2, 4, 0.25)
+    assert merged["given_caption"] == pytest.approx(0.5) and merged["reversed_caption"] == pytest.approx(0.25)
+    assert merged["ground_truth"] == 1.0 and merged["reversed_ground_truth_control"] == 0.0
+
+
 def test_parts_that_cannot_be_merged_are_refused_with_the_reason():
     old = conditioning(1, [4.0], [True], [True])
     del old["i2v_start_errors_px"]

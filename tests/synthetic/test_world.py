@@ -345,6 +345,18 @@ def test_word_loss_continued_from_the_first_frame_has_i2vs_history_and_a_zero_co
     assert given["relative_rise"]["0"]["true_loss"] != alone["relative_rise"]["0"]["true_loss"]
 
 
+def test_i2v_direction_is_calibrated_on_ground_truth_and_its_reversed_control_fails():
+    """The I2V direction test: ground truth scores 100 % against its caption and 0 % against the caption
+    with every direction reversed; the model's two figures are shares of the same objects."""
+    from helios import HeliosPipeline
+    from helios.synthetic.evaluate import evaluate_i2v_direction, held_out_scenes
+
+    result = evaluate_i2v_direction(HeliosPipeline.from_pretrained(device="cpu"), held_out_scenes(1))
+    assert result["ground_truth"] == 1.0 and result["reversed_ground_truth_control"] == 0.0
+    assert result["objects"] == len(held_out_scenes(1)[0].objects) and result["chance"] == 0.25
+    assert 0.0 <= result["given_caption"] <= 1.0 and 0.0 <= result["reversed_caption"] <= 1.0
+
+
 def test_history_loss_sees_the_layout_the_history_shows_and_has_a_zero_control():
     """The shipped model's loss rises when the history shows the mirrored layout (it reads the history's
     layout at the coarse stage: the Mid teacher +22 % on 12 scenes; on this one with one draw, seeded,

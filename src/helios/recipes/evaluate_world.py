@@ -1,7 +1,8 @@
 """Evaluate a synthetic-world model (adherence, I2V/V2V conditioning, drift) with the world's detector.
 
 python -m helios.recipes.evaluate_world [--model FOLDER] --prompts 50 --drift-frames 1440 \
-    [--conditioning 60] [--sensitivity 10] [--word-loss 24] [--word-loss-i2v 24] [--history-loss 24] --out eval.json
+    [--conditioning 60] [--i2v-direction 40] [--sensitivity 10] [--word-loss 24] [--word-loss-i2v 24] \
+    [--history-loss 24] --out eval.json
 (--prompts 0: no adherence, and no I2V/V2V unless --conditioning names a scene count)
 
 A long run split over processes: --skip N --prompts K per process (scene N + i is sampled with seed N + i,
@@ -21,6 +22,7 @@ from ..synthetic.evaluate import (
     evaluate_conditioning,
     evaluate_drift,
     evaluate_history_loss,
+    evaluate_i2v_direction,
     evaluate_sensitivity,
     evaluate_word_loss,
     held_out_scenes,
@@ -45,6 +47,13 @@ def main() -> None:
         "--word-loss", type=int, default=0, help="scenes for the word-loss test (0: skip; no sampling, fast)"
     )
     parser.add_argument(
+        "--i2v-direction",
+        type=int,
+        default=0,
+        help="scenes for the I2V direction test: each continued from its first frame with its caption and with "
+        "every direction reversed (0: skip; 2 videos each)",
+    )
+    parser.add_argument(
         "--word-loss-i2v",
         type=int,
         default=0,
@@ -67,13 +76,23 @@ def main() -> None:
     conditioning = args.conditioning
     if conditioning is None:  # a fifth of the adherence prompts
         conditioning = max(1, args.prompts // 5) if args.prompts else 0
-    counts = (args.prompts, conditioning, args.sensitivity, args.word_loss, args.word_loss_i2v, args.history_loss)
+    counts = (
+        args.prompts,
+        conditioning,
+        args.i2v_direction,
+        args.sensitivity,
+        args.word_loss,
+        args.word_loss_i2v,
+        args.history_loss,
+    )
     scenes = held_out_scenes(max(*counts, 1), skip=args.skip)
     result = {}
     if args.prompts:
         result["adherence"] = evaluate_adherence(pipeline, scenes[: args.prompts], seed=args.skip)
     if conditioning:
         result["conditioning"] = evaluate_conditioning(pipeline, scenes[:conditioning], seed=args.skip)
+    if args.i2v_direction:
+        result["i2v_direction"] = evaluate_i2v_direction(pipeline, scenes[: args.i2v_direction], seed=args.skip)
     if args.sensitivity:
         result["sensitivity"] = evaluate_sensitivity(pipeline, scenes[: args.sensitivity])
     if args.word_loss:

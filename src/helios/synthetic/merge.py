@@ -78,13 +78,30 @@ def merge_conditioning(parts: list[dict]) -> dict:
     }
 
 
+def merge_i2v_direction(parts: list[dict]) -> dict:
+    _need(parts, ("scenes", "objects", "given_caption", "reversed_caption"), "i2v_direction")
+    objects = [part["objects"] for part in parts]
+    shares = ("given_caption", "reversed_caption", "ground_truth", "reversed_ground_truth_control")
+    return {
+        "scenes": sum(part["scenes"] for part in parts),
+        "objects": sum(objects),
+        "chance": parts[0].get("chance"),
+        **{key: _mean([part[key] for part in parts], objects) for key in shares},
+    }
+
+
 def merge_evaluations(results: list[dict]) -> dict:
     """One evaluate_world result from several: adherence and conditioning merged, drift taken from the one
     part that ran it (two drift runs are an error), seconds summed as process-seconds."""
     if not results:
         raise ValueError("nothing to merge: no evaluation results given")
     merged: dict = {"parts": len(results), "process_seconds": sum(r.get("seconds", 0.0) for r in results)}
-    for name, merge in (("adherence", merge_adherence), ("conditioning", merge_conditioning)):
+    merges = (
+        ("adherence", merge_adherence),
+        ("conditioning", merge_conditioning),
+        ("i2v_direction", merge_i2v_direction),
+    )
+    for name, merge in merges:
         parts = [r[name] for r in results if name in r]
         if parts:
             merged[name] = merge(parts)
