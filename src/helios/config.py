@@ -341,9 +341,10 @@ class HistoryDropSettings:
     v2v: float = 0.4  # the oldest 1 + r·9 frames zeroed, r ~ U{0, 1, 2}
     # Ours, 0 as released: after the drops, this share of samples gets I2V's history as inference builds it
     # from a still image of the chunk's first frame (anchor: that frame's latent; newest frame: the image
-    # held for a chunk; nothing else). Only there is the path told by the caption alone — from a true
-    # history frame a latent of four moving frames shows the direction already. Needs shards offloaded
-    # with held first frames (``offload(held=True)``; the world recipe writes them).
+    # held for a chunk; nothing else): the path is told by the caption alone, as in I2V at inference. The
+    # released ``i2v`` drop comes close (one newest latent barely shows a direction) but in few samples and
+    # with the video's first frame as the anchor. Needs shards offloaded with held first frames
+    # (``offload(held=True)``; the world recipe writes them).
     still_image: float = 0.0
 
     def __post_init__(self) -> None:
