@@ -33,3 +33,23 @@ def test_base_variant_trains_stage_1_from_a_packaged_model_and_ships_the_base_sa
     trained, start = base.transformer.state_dict(), mid.transformer.state_dict()
     assert trained.keys() == start.keys()
     assert any(not torch.equal(trained[k], start[k]) for k in start)  # (trained: not the start's weights)
+
+
+def test_a_decoder_fine_tune_keeps_the_encoder_and_weighs_the_group_boundary(tmp_path):
+    """``train_codec`` from a trained codec changes only the decoder (every latent stays valid); with a
+    boundary weight the change into each latent group's first frame weighs more, and the loss is finite."""
+    import numpy as np
+
+    from helios.encoders.world_codec import WorldCodec
+
+    videos = np.stack([recipe.render(recipe.corpus_scene(4, i, 33), 33, 64, 64) for i in range(2)])
+    start = WorldCodec.from_pretrained(DEFAULT_MODEL_DIR / "codec")
+    encoder = {k: v.clone() for k, v in start.encoder.state_dict().items()}
+    decoder = {k: v.clone() for k, v in start.decoder.state_dict().items()}
+    messages = []
+    codec, quality = recipe.train_codec(
+        videos, videos[:1], 2, "cpu", messages.append, lr=1e-3, batch=1, start=start, boundary_weight=4.0
+    )
+    assert all(torch.equal(encoder[k], v) for k, v in codec.encoder.state_dict().items())
+    assert any(not torch.equal(decoder[k], v) for k, v in codec.decoder.state_dict().items())
+    assert np.isfinite(quality) and "codec stopped at step 2" in " ".join(messages)

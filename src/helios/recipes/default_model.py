@@ -115,10 +115,13 @@ def train_codec(
     batch: int = 8,
     start: WorldCodec | None = None,
     minutes: float | None = None,
+    boundary_weight: float = 0.0,
 ) -> tuple[WorldCodec, float]:
     """Train the codec from scratch, or, given ``start``, fine-tune only its decoder: the encoder and
     so every latent (and every model trained on them) stay exactly as they were. With ``minutes`` the
-    cosine schedule follows whichever runs out first, the steps or the time."""
+    cosine schedule follows whichever runs out first, the steps or the time. ``boundary_weight``: extra
+    weight of the frame-to-frame change into each latent group's first frame (where two decoder passes
+    meet, and decoded video jumps)."""
     torch.manual_seed(0)
     codec = (start or WorldCodec()).to(device)
     if start is not None:
@@ -140,7 +143,9 @@ def train_codec(
         recon = codec.decode_raw(z)
         # The frame-to-frame change is matched too: a decoder that repeats one frame per latent
         # (stop-motion) pays for it even where its pixels are close on average.
-        motion = F.l1_loss(recon[:, :, 1:] - recon[:, :, :-1], clip[:, :, 1:] - clip[:, :, :-1])
+        change_errors = (recon[:, :, 1:] - recon[:, :, :-1] - (clip[:, :, 1:] - clip[:, :, :-1])).abs()
+        # (change 4j → 4j + 1: into a group)
+        motion = change_errors.mean() + boundary_weight * change_errors[:, :, ::4].mean()
         loss = F.l1_loss(recon, clip) + F.mse_loss(recon, clip) + motion + 1e-4 * z.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -461,6 +466,12 @@ def main() -> None:
     parser.add_argument("--codec-minutes", type=float, help="time budget of the codec (default: none)")
     parser.add_argument("--codec-batch", type=int, default=8)
     parser.add_argument(
+        "--codec-boundary-weight",
+        type=float,
+        default=0.0,
+        help="phase codec: extra loss weight of the frame-to-frame change into each latent group's first frame",
+    )
+    parser.add_argument(
         "--codec-context",
         action="store_true",
         help="phase codec with --codec-from: a new decoder that also sees the previous latent frame",
@@ -556,7 +567,16 @@ def main() -> None:
                 f"codec {args.codec_from}: held-out PSNR before {codec_psnr(start.to(device), held_out, device):.2f} dB"
             )
         codec, quality = train_codec(
-            videos, held_out, args.codec_steps, device, log, args.codec_lr, args.codec_batch, start, args.codec_minutes
+            videos,
+            held_out,
+            args.codec_steps,
+            device,
+            log,
+            args.codec_lr,
+            args.codec_batch,
+            start,
+            args.codec_minutes,
+            args.codec_boundary_weight,
         )
         if start is None:
             calibrate(codec, videos, device)
