@@ -19,15 +19,12 @@ import torch
 
 from helios.encoders.world_codec import WorldCodec
 from helios.generation.loading import model_folder
+from helios.media import to_model_pixels
 from helios.synthetic.evaluate import held_out_scenes
 from helios.synthetic.judge import centroid
-from helios.synthetic.world import CHUNK_FRAMES, render
+from helios.synthetic.world import CHUNK_FRAMES, HEIGHT, WIDTH, render
 
 UNIT = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-
-
-def pixels(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
 
 
 @torch.no_grad()
@@ -41,7 +38,7 @@ def main() -> None:
     scenes = [s for s in held_out_scenes(12 * args.scenes) if len(s.objects) == 1][: args.scenes]
     reversed_change, next_change, along = [], [], []
     for scene in scenes:
-        video = pixels(render(scene, CHUNK_FRAMES))
+        video = to_model_pixels(render(scene, CHUNK_FRAMES), HEIGHT, WIDTH)
         first = video[:, :, :1]  # (a group is encoded after a first frame, as in every chunk)
         unit = np.array(UNIT[scene.objects[0].direction])
         for group in range(2, 8):

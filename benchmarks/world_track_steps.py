@@ -19,7 +19,7 @@ import platform
 import numpy as np
 
 from helios import HeliosPipeline
-from helios.synthetic.evaluate import _through_codec, held_out_scenes
+from helios.synthetic.evaluate import held_out_scenes, through_codec
 from helios.synthetic.judge import centroid
 from helios.synthetic.world import CHUNK_FRAMES, SPEEDS, WIDTH, render
 
@@ -66,7 +66,7 @@ def main() -> None:
     for name in args.models:
         pipeline = HeliosPipeline.from_pretrained(name)
         results[f"{name} codec"] = summary(
-            [track_steps(_through_codec(pipeline.codec, t), c) for t, c in zip(truths, colors)]
+            [track_steps(through_codec(pipeline.codec, t), c) for t, c in zip(truths, colors)]
         )
         clips = [pipeline.generate(s.caption(), num_frames=CHUNK_FRAMES, seed=i).frames for i, s in enumerate(scenes)]
         results[name] = summary([track_steps(clip, c) for clip, c in zip(clips, colors)])

@@ -5,9 +5,8 @@
 # on one corpus rendered and encoded once (VIDEOS × SECTIONS, the Mid's corpus seed and binding encoder).
 # Each arm trains to STEPS steps (MINUTES caps a call), is packaged, and — once it has all STEPS — is judged
 # on its GPU with scripts/judge_world.sh (PROMPTS held-out prompts, SCENES conditioning scenes, the history
-# and word losses). The work folder (.work/ab, ignored)
-# survives on a machine still warm, so a next call with a larger STEPS continues both arms; a cold machine
-# starts over. $OUT: per arm its log, packaged model and NAME_eval.tar; merge the parts locally.
+# and word losses, the I2V direction test). The work folder (.work/ab, ignored) survives on a machine still
+# warm, so a next call with a larger STEPS continues both arms; a cold machine starts over. $OUT: per arm its log, packaged model and NAME_eval.tar; merge the parts locally.
 set -u
 source scripts/device_env.sh
 export WORK=${WORK:-$PWD/.work/ab}

@@ -65,8 +65,8 @@ class TransformerConfig:
     # corner — and position cannot tell the model where the history's objects are.
     pyramid_rope_alignment: bool = False
     # Our extension, 1 in every released model: the RoPE positions of the picture's rows and columns
-    # are token indices times this. A model re-patched to tokens half as wide (the recipe's
-    # --patch-size) keeps the positions, and so the attention, it was trained with at 0.5.
+    # are token indices times this. A model re-patched to tokens half as wide (model/repatch.py, the
+    # recipe's --repatch 2) keeps the positions, and so the attention, it was trained with at 0.5.
     rope_spatial_scale: float = 1.0
 
     def __post_init__(self) -> None:

@@ -32,3 +32,12 @@ class VideoCodec(Protocol):
     def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
+
+
+def held_image_latent(
+    codec: VideoCodec, image: torch.Tensor, chunk_frames: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(B, C, 1, h, w): the last latent of a still image (B, 3, 1, H, W) held for a chunk of ``chunk_frames``
+    frames — what I2V puts in the newest history slot (``generation.history.condition_on_image``), and
+    what training and the world's evaluation build to match it."""
+    return codec.encode(image.repeat(1, 1, chunk_frames, 1, 1), generator)[:, :, -1:]

@@ -95,12 +95,15 @@ class WanVideoCodec:
         """Causal context to carry from chunk to chunk (``decode(…, state)``): our decoder only."""
         from .wan_decoder import DecoderState
 
+        self._require_own_decoder()
+        return DecoderState()
+
+    def _require_own_decoder(self) -> None:
         if self.own_decoder is None:
             raise ValueError(
                 "carrying the decoder's causal context needs our Wan decoder (--vae-decoder helios, "
                 "FastPaths(vae_decoder='helios')); diffusers' decoder starts every chunk from zeros"
             )
-        return DecoderState()
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, state=None) -> torch.Tensor:
@@ -110,5 +113,5 @@ class WanVideoCodec:
         if self.own_decoder is not None:
             return self.own_decoder(z, state)
         if state is not None:
-            self.new_decoder_state()  # (raises: diffusers' decoder cannot carry)
+            self._require_own_decoder()  # (raises: diffusers' decoder cannot carry)
         return self.vae.decode(z, return_dict=False)[0]

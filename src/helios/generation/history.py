@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..config import HistorySettings
-from ..encoders.protocols import VideoCodec
+from ..encoders.protocols import VideoCodec, held_image_latent
 from ..model.window import HistoryInputs, window_frames, window_history
 from ..sampling.noise import NoiseDraws
 
@@ -63,7 +63,7 @@ def condition_on_image(window: HistoryWindow, codec: VideoCodec, pixels: torch.T
     image = pixels[:, :, :1]
     chunk_frames = settings.chunk_video_frames(codec.temporal_factor)
     anchor = encode_to(window, codec, image, draw)
-    fake = encode_to(window, codec, image.repeat(1, 1, chunk_frames, 1, 1), draw)[:, :, -1:]
+    fake = held_image_latent(codec, image, chunk_frames, draw.generator).to(window.buffer.device)
     anchor = noised(anchor, settings.image_noise_sigma, draw, per_frame=False)
     fake = noised(fake, settings.video_noise_sigma, draw, per_frame=False)
     batch = window.buffer.shape[0]  # (a batch of videos starts from the same image)

@@ -471,10 +471,12 @@ class HeliosPipeline:
     def _decode_on_device(self, latents: torch.Tensor, states: list | None = None) -> torch.Tensor:
         """uint8 (T, H, W, 3) for one video, (B, T, H, W, 3) for a batch (decoded one video at a time);
         with ``states`` (one per video) each decode continues that video's causal context."""
-        decoded = [
-            to_uint8_frames(self.codec.decode(latents[i : i + 1], *([states[i]] if states else [])))
-            for i in range(latents.shape[0])
-        ]
+
+        def decode(i: int) -> torch.Tensor:  # (a codec that cannot carry is never handed a state)
+            video = latents[i : i + 1]
+            return to_uint8_frames(self.codec.decode(video) if states is None else self.codec.decode(video, states[i]))
+
+        decoded = [decode(i) for i in range(latents.shape[0])]
         return decoded[0] if len(decoded) == 1 else torch.stack(decoded)
 
     def _carried_decode(self, videos: int):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..encoders.protocols import held_image_latent
 from ..model.window import window_frames
 from ..sampling.schedules import PyramidConstants
 from ..training.objectives import pyramid_flow_matching_loss
@@ -105,7 +106,8 @@ def held_out_scenes(count: int, skip: int = 0) -> list[Scene]:
     return scenes[skip:]
 
 
-def _through_codec(codec, frames: np.ndarray) -> np.ndarray:
+def through_codec(codec, frames: np.ndarray) -> np.ndarray:
+    """uint8 frames (T, H, W, 3) encoded and decoded by ``codec``: what the codec makes of ground truth."""
     pixels = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
     with torch.no_grad():
         decoded = codec.decode(codec.encode(pixels))
@@ -123,7 +125,7 @@ def evaluate_adherence(pipeline, scenes: list[Scene], seed: int = 0) -> dict:
         truth = render(scene, frames)
         clips = {
             "model": pipeline.generate(scene.caption(), num_frames=frames, seed=seed + i).frames,
-            "ground_truth_through_codec": _through_codec(pipeline.codec, truth),
+            "ground_truth_through_codec": through_codec(pipeline.codec, truth),
         }
         found = {name: detect(clip) for name, clip in clips.items()}
         detections = found["ground_truth"] = detect(truth)
@@ -393,7 +395,7 @@ def _image_history(pipeline, scene: Scene, window: torch.Tensor) -> tuple[torch.
     history frame of ``window`` (zeros before it)."""
     image = torch.from_numpy(render(scene, 1)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
     anchor = pipeline.codec.encode(image).to(window.device)
-    held = pipeline.codec.encode(image.repeat(1, 1, pipeline.chunk_frames, 1, 1))[:, :, -1:].to(window.device)
+    held = held_image_latent(pipeline.codec, image, pipeline.chunk_frames).to(window.device)
     return torch.cat([window[:, :, :-1], held], dim=2), anchor
 
 

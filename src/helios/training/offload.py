@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..config import HistorySettings, read_json
-from ..encoders.protocols import TextEncoder, VideoCodec
+from ..encoders.protocols import TextEncoder, VideoCodec, held_image_latent
 from ..media import read_video, to_model_pixels
 from .data import INDEX_NAME
 
@@ -88,7 +88,7 @@ def held_first_frames(
     chunks = len(frames) // chunk_frames
     pixels = to_model_pixels(frames[: chunks * chunk_frames], height, width)
     firsts = [pixels[:, :, i * chunk_frames : i * chunk_frames + 1] for i in range(chunks)]
-    return torch.stack([codec.encode(first.repeat(1, 1, chunk_frames, 1, 1))[0, :, -1:] for first in firsts])
+    return torch.cat([held_image_latent(codec, first, chunk_frames) for first in firsts])
 
 
 def write_shard(
