@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 12: an A/B of equal length from the Mid, each arm on its own GPU: stage 2 continued plainly (arm
-# "plain", the control) and with the recipe options OPTS_B (arm ARM_B; default "repatch": --repatch 2,
+# Issue 12: an A/B of equal length from the Mid, each arm on its own GPU: stage 2 continued with the recipe
+# options OPTS_A (arm ARM_A; default "plain", no options: the control) and with the recipe options OPTS_B (arm ARM_B; default "repatch": --repatch 2,
 # 8-pixel tokens, model/repatch.py; e.g. ARM_B=two_stage OPTS_B="--pyramid-ratios 1 1 --pyramid-steps 12 12"),
 # on one corpus rendered and encoded once (VIDEOS × SECTIONS, the Mid's corpus seed and binding encoder).
 # Each arm trains to STEPS steps (MINUTES caps a call), is packaged, and — once it has all STEPS — is judged
@@ -31,7 +31,7 @@ arm() {  # name, GPU, extra recipe options
   [ "$reached" -ge "$STEPS" ] && [ "${JUDGE:-1}" = 1 ] && judge $W/$name/model $name $gpu
 }
 STEPS=${STEPS:?STEPS: the steps both arms train to}
-arm plain 0 "" &
+arm ${ARM_A:-plain} 0 "${OPTS_A:-}" &
 arm ${ARM_B:-repatch} 1 "${OPTS_B:---repatch 2}" &
 wait
 rm -f $OUT/card.txt

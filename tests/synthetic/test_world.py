@@ -87,6 +87,27 @@ def test_strict_judge_is_calibrated_on_ground_truth_and_fails_wrong_prompts():
     assert all(card.accuracy()[attribute] <= 0.05 for attribute, card in controls.items())
 
 
+def test_track_path_is_straight_and_along_the_word_on_ground_truth_and_its_controls_fail():
+    from helios.synthetic.judge import judgeable, reversed_direction, track, track_path
+
+    rng = np.random.default_rng(5)
+    scenes = [s for s in (sample_scene(rng, max_objects=1, event_probability=0.0) for _ in range(16))]
+    # Slow objects never reach a wall inside one chunk (a quick vertical one may bounce and come back).
+    scenes = [s for s in scenes if judgeable(s, 33) and s.objects[0].speed == "slowly"][:5]
+    assert len(scenes) == 5
+    for scene in scenes:
+        obj = scene.objects[0]
+        centres = track(render(scene, 33), obj.color)
+        truth = track_path(centres, obj.direction)
+        assert truth["straightness"] > 0.97 and truth["cosine"] > 0.99, truth
+        assert truth["net_px"] > 20
+        assert track_path(centres, reversed_direction(obj.direction))["cosine"] < -0.99
+        shuffled = track_path(centres[rng.permutation(len(centres))], obj.direction)
+        assert shuffled["straightness"] < 0.5, shuffled  # a wandering track is not straight
+    gone = track(np.zeros((33, 128, 192, 3), np.uint8), "red")
+    assert np.isnan(gone).all() and track_path(gone, "left") is None
+
+
 def test_stray_pixels_fail_a_clean_background_that_ground_truth_passes():
     """Ground truth has no stray pixels on its prompted background; speckles of an off-palette colour, a
     darker shade of the background, or the wrong background colour in the prompt make a clip unclean —

@@ -166,7 +166,7 @@ def wrong_prompt(scene: Scene, attribute: str) -> Scene:
         elif attribute == "size":
             obj = replace(obj, size="large" if obj.size == "small" else "small")
         elif attribute == "direction":
-            obj = replace(obj, direction=_OPPOSITE[obj.direction])
+            obj = replace(obj, direction=reversed_direction(obj.direction))
         elif attribute == "speed":
             obj = replace(obj, speed="quickly" if obj.speed == "slowly" else "slowly")
         else:
@@ -182,6 +182,36 @@ def centroid(frame: np.ndarray, color: str) -> tuple[float, float] | None:
     if len(xs) < 30:
         return None
     return float(xs.mean()), float(ys.mean())
+
+
+def track(frames: np.ndarray, color: str) -> np.ndarray:
+    """(frames, 2) centroid (x, y) of ``color`` per frame, NaN where it is not seen."""
+    centres = [centroid(frame, color) for frame in frames]
+    return np.array([c if c is not None else (np.nan, np.nan) for c in centres], dtype=np.float64)
+
+
+def track_path(centres: np.ndarray, direction: str, min_seen: int = 10) -> dict[str, float] | None:
+    """How an object's track moves over the frames it is seen in: path length and net displacement
+    (pixels), straightness (net ÷ path: 1 for the world's constant-velocity objects, near 0 for one that
+    wanders) and the cosine between the net displacement and ``direction`` (0 for a direction that
+    ignores the word). None when seen in fewer than ``min_seen`` frames."""
+    seen = centres[~np.isnan(centres[:, 0])]
+    if len(seen) < min_seen:
+        return None
+    path = float(np.hypot(*np.diff(seen, axis=0).T).sum())
+    net = seen[-1] - seen[0]
+    length = float(np.hypot(*net))
+    unit = np.array(DIRECTIONS[direction], dtype=np.float64)
+    return {
+        "path_px": path,
+        "net_px": length,
+        "straightness": length / path if path > 0 else 0.0,
+        "cosine": float(net @ unit) / length if length > 0 else 0.0,
+    }
+
+
+def reversed_direction(direction: str) -> str:
+    return _OPPOSITE[direction]
 
 
 def i2v_start_errors(image: np.ndarray, generated: np.ndarray, scene: Scene) -> list[float | None]:
