@@ -3,6 +3,7 @@ is the same, and a chunk costs a third of the pixels — most of these tests' ti
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -11,9 +12,18 @@ import pytest
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range (32768 and up on Linux): a port the kernel
+    hands out itself (bind to 0) can be handed out again before our server binds it — torchrun's
+    rendezvous takes one that way and once took ours."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port between 20000 and 32000")
 
 
 @pytest.fixture(scope="session")
