@@ -22,6 +22,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -62,9 +63,7 @@ def centre_scene(rng: np.random.Generator) -> Scene:
 
 
 def with_direction(scene: Scene, direction: str) -> Scene:
-    obj = scene.objects[0]
-    moved = ObjectSpec(obj.shape, obj.color, obj.size, direction, obj.speed, obj.x, obj.y)
-    return Scene(scene.background, (moved,), ())
+    return replace(scene, objects=(replace(scene.objects[0], direction=direction),))
 
 
 def encode_corpus(pipeline, scenes: list[Scene]) -> torch.Tensor:

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Issue 12: an A/B of equal length from the Mid, each arm on its own GPU: stage 2 continued with the recipe
-# options OPTS_A (arm ARM_A; default "plain", no options: the control) and with the recipe options OPTS_B (arm ARM_B; default "repatch": --repatch 2,
-# 8-pixel tokens, model/repatch.py; e.g. ARM_B=two_stage OPTS_B="--pyramid-ratios 1 1 --pyramid-steps 12 12"),
+# options OPTS_A (arm ARM_A; default "plain", no options: the control) and with OPTS_B (arm ARM_B; default
+# "repatch": --repatch 2, 8-pixel tokens, model/repatch.py; e.g. ARM_B=two_stage OPTS_B="--pyramid-ratios 1 1
+# --pyramid-steps 12 12"),
 # on one corpus rendered and encoded once (VIDEOS × SECTIONS, the Mid's corpus seed and binding encoder).
 # Each arm trains to STEPS steps (MINUTES caps a call), is packaged, and — once it has all STEPS — is judged
 # on its GPU with scripts/judge_world.sh (PROMPTS held-out prompts, SCENES conditioning scenes, the history
 # and word losses, the I2V direction test). The work folder (.work/ab, ignored) survives on a machine still
-# warm, so a next call with a larger STEPS continues both arms; a cold machine starts over. $OUT: per arm its log, packaged model and NAME_eval.tar; merge the parts locally.
+# warm, so a next call with a larger STEPS continues both arms; a cold machine starts over. $OUT: per arm
+# its log, packaged model and NAME_eval.tar; merge the parts locally.
 set -u
 source scripts/device_env.sh
 export WORK=${WORK:-$PWD/.work/ab}
