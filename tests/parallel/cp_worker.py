@@ -39,8 +39,15 @@ def compare(config_change: dict, size: tuple[int, int], history: bool, batch: in
         kwargs.update(history_inputs(batch, *size, long_frames=4, generator=generator))
     seen = []  # (samples, tokens) block 0's self-attention gets: all of them, then this rank's share
     model.blocks[0].attn1.register_forward_hook(lambda module, args, out: seen.append(list(args[0].shape[:2])))
+    # block 0's input is laid out for its own shape, not as a view of the whole sequence (compiled blocks
+    # guard on strides: a view's changed with the history and recompiled them on the GPUs)
+    own_layout = []
+    model.blocks[0].register_forward_pre_hook(
+        lambda module, args: own_layout.append(args[0].stride() == torch.empty(args[0].shape).stride())
+    )
     whole, whole_grads = run(model, hidden, text, kwargs)
     enable_context_parallel(model)
+    own_layout.clear()  # (only the split run's shards are checked)
     split, split_grads = run(model, hidden, text, kwargs)
     disable_context_parallel(model)
     for grad in split_grads.values():  # each rank holds its tokens' share
@@ -57,6 +64,7 @@ def compare(config_change: dict, size: tuple[int, int], history: bool, batch: in
         "grad": worst_grad,
         "same_on_ranks": _same_everywhere(split),
         "tokens": seen,
+        "own_layout": all(own_layout),
     }
 
 

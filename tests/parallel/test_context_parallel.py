@@ -40,6 +40,7 @@ def test_context_parallel_matches_one_process_and_benchmarks_once(tmp_path):
         assert case["output"] < 1e-5, case
         assert case["grad"] < 1e-4, case
         assert case["same_on_ranks"], case
+        assert case["own_layout"], case
         (whole_batch, whole), (local_batch, local) = case["tokens"]
         if case["batch"] == 2:  # the batch was split, each sample's sequence whole
             assert (local_batch, local) == (1, whole), case

@@ -83,6 +83,13 @@ class ContextParallel:
         return SequenceShards(self.group, lengths, self.rank, self.method)
 
 
+def own_strides(shard: torch.Tensor) -> torch.Tensor:
+    """A copy of ``shard`` (a rank's run of a longer sequence) laid out for its own shape. Compiled blocks
+    guard on strides, and a view's batch stride is the whole sequence's, which ``.contiguous()`` keeps
+    for a batch of one (a dimension of size one does not count against contiguity)."""
+    return shard.clone(memory_format=torch.contiguous_format)
+
+
 def check_heads(heads: int, ranks: int) -> None:
     if heads % ranks:
         raise ValueError(f"{heads} heads cannot be split over {ranks} ranks (context parallelism needs a divisor)")

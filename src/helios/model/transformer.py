@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import TransformerConfig
 from .attention import attention
 from .checkpoint import TransformerCheckpointMixin
-from .context_parallel import SequenceShards, gather_sequence, ulysses_attention
+from .context_parallel import SequenceShards, gather_sequence, own_strides, ulysses_attention
 from .lora import LoraAdapters, scaled
 from .memory import TokenSegments, as_index_rows, embed_history, memory_patches, patchify
 from .precision import FP32_PARAMETER_PATTERNS
@@ -474,10 +474,10 @@ class HeliosTransformer(TransformerCheckpointMixin, LoraAdapters, nn.Module):
         if split:  # this rank keeps its run of the sequence
             shards = self.context_parallel.shards(segments.total)
             tokens = slice(shards.start, shards.start + shards.local)
-            # Copies, not views: a view keeps the whole sequence's strides, which differ from call to
-            # call, and every new stride recompiles the compiled blocks (seen on two GPUs).
-            x = x[:, tokens].contiguous()
-            rope = RopeTable(rope.cos[:, tokens].contiguous(), rope.sin[:, tokens].contiguous())
+            # Copies, not views: a view's strides are the whole sequence's, and a new stride recompiles
+            # the compiled blocks (seen on two and four GPUs).
+            x = own_strides(x[:, tokens])
+            rope = RopeTable(own_strides(rope.cos[:, tokens]), own_strides(rope.sin[:, tokens]))
             segments = segments.shard(shards)
 
         text = self.condition_embedder.embed_text(text.to(device=device, dtype=dtype))
