@@ -13,7 +13,7 @@ so it says nothing about the path). Each arm is measured before and after on hel
 * generated clips: the cosine between the tracked object's net displacement and the prompted direction
   (chance 0; ground truth 1).
 
-python benchmarks/world_direction_probe.py --model default-mid --steps 200 --out probe.json
+python benchmarks/world_direction_probe.py --model default-mid --steps 200 400 --out probe.json  # measured at both
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def encode_corpus(pipeline, scenes: list[Scene]) -> torch.Tensor:
             pipeline.width,
         )
         latents.append(chunk[:1])
-    return torch.cat(latents)
+    return torch.cat(latents).to(pipeline.device)
 
 
 def direction_rise(pipeline, scenes: list[Scene], draws: int) -> dict[str, float]:
@@ -106,20 +106,34 @@ def clip_cosines(pipeline, scenes: list[Scene]) -> dict:
     }
 
 
-def train(pipeline, latents: torch.Tensor, captions: list[str], steps: int, batch: int, lr: float, seed: int):
-    """Continue stage 2 on first chunks (no history), the recipe's pyramid loss; returns the losses."""
+def train(pipeline, latents: torch.Tensor, captions: list[str], steps: int, args, state):
+    """Continue stage 2 on first chunks (no history), the recipe's pyramid loss, ``steps`` more steps; returns
+    the losses. ``state`` (the optimizer and the generator) carries over between calls."""
+    batch = args.batch
     model = pipeline.transformer
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    if not state:
+        state["optimizer"] = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+        state["generator"] = torch.Generator().manual_seed(2)  # a CPU generator, as the loss expects
+        state["text"] = pipeline.text_encoder.encode(captions).to(latents.device)
+    optimizer, generator, text = state["optimizer"], state["generator"], state["text"]
     constants = PyramidConstants(stages=len(pipeline.sampler.pyramid_steps))
-    text = pipeline.text_encoder.encode(captions)
-    generator = torch.Generator().manual_seed(seed)
-    window = torch.zeros(batch, latents.shape[1], window_frames(pipeline.history), *latents.shape[3:])
+    window = torch.zeros(
+        batch, latents.shape[1], window_frames(pipeline.history), *latents.shape[3:], device=latents.device
+    )
     losses = []
     for _ in range(steps):
-        pick = torch.randint(len(latents), (batch,), generator=generator)
+        pick = torch.randint(len(latents), (batch,), generator=generator).to(latents.device)
         loss = pyramid_flow_matching_loss(
-            model, latents[pick], window, window[:, :, :1], text[pick], pipeline.history, generator, constants
+            model,
+            latents[pick],
+            window,
+            window[:, :, :1],
+            text[pick],
+            pipeline.history,
+            generator,
+            constants,
+            coarse_motion_dropout=args.coarse_motion_dropout,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -135,12 +149,20 @@ def main() -> None:
     parser.add_argument("--model", default="default-mid")
     parser.add_argument("--scenes", type=int, default=256, help="training scenes")
     parser.add_argument("--held-out", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, nargs="+", default=[200], help="step counts to measure at")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--draws", type=int, default=2, help="word-loss samples per stage and scene")
     parser.add_argument("--arms", nargs="+", default=["captioned", "shuffled"], choices=["captioned", "shuffled"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--coarse-motion-dropout",
+        type=float,
+        default=0.0,
+        help="share of samples whose finer stages start from a motionless coarse level (TrainConfig's option)",
+    )
     parser.add_argument("--out", default="world_direction_probe.json")
+    parser.add_argument("--save", help="a folder: each arm's model after its last step is saved under it")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     corpus = [centre_scene(rng) for _ in range(args.scenes)]
@@ -148,29 +170,31 @@ def main() -> None:
     results = {"args": vars(args), "machine": platform.node(), "chance_cosine": 0.0, "arms": {}}
     results["ground_truth_clips"] = clip_cosines(None, held_out)
     for arm in args.arms:
-        pipeline = HeliosPipeline.from_pretrained(args.model)
+        pipeline = HeliosPipeline.from_pretrained(args.model).to(args.device)
         latents = encode_corpus(pipeline, corpus)
         shuffle = np.random.default_rng(1)
         scenes = (
             corpus if arm == "captioned" else [with_direction(s, str(shuffle.choice(list(DIRECTIONS)))) for s in corpus]
         )
-        before = {"direction_word_rise": direction_rise(pipeline, held_out, args.draws)}
+        measured = {0: {"direction_word_rise": direction_rise(pipeline, held_out, args.draws)}}
         if not results["arms"]:
-            before["clips"] = clip_cosines(pipeline, held_out)
-        start = time.perf_counter()
-        losses = train(pipeline, latents, [s.caption() for s in scenes], args.steps, args.batch, args.lr, seed=2)
-        seconds = time.perf_counter() - start
-        after = {
-            "direction_word_rise": direction_rise(pipeline, held_out, args.draws),
-            "clips": clip_cosines(pipeline, held_out),
-        }
-        results["arms"][arm] = {
-            "before": before,
-            "after": after,
-            "train_seconds": seconds,
-            "loss_first_last_20": [float(np.mean(losses[:20])), float(np.mean(losses[-20:]))],
-        }
-        print(arm, json.dumps(results["arms"][arm]), flush=True)
+            measured[0]["clips"] = clip_cosines(pipeline, held_out)
+        state, losses, seconds, done = {}, [], 0.0, 0
+        for target in sorted(args.steps):
+            start = time.perf_counter()
+            losses += train(pipeline, latents, [s.caption() for s in scenes], target - done, args, state)
+            seconds += time.perf_counter() - start
+            done = target
+            measured[done] = {
+                "direction_word_rise": direction_rise(pipeline, held_out, args.draws),
+                "clips": clip_cosines(pipeline, held_out),
+                "train_seconds": seconds,
+                "loss_first_last_20": [float(np.mean(losses[:20])), float(np.mean(losses[-20:]))],
+            }
+            print(arm, done, json.dumps(measured[done]), flush=True)
+        results["arms"][arm] = measured
+        if args.save:
+            pipeline.to("cpu").save_pretrained(f"{args.save}/{arm}")
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=1)
 

@@ -448,6 +448,9 @@ class TrainConfig:
     # sample's mean change); 0 is the paper's plain loss. Moving elements are few, and they alone carry
     # the motion words.
     motion_weight: float = 0.0
+    # Stage 2: share of samples whose finer pyramid stages start from the coarser level with its motion taken
+    # out (``objectives.motionless``), so they learn to draw the captioned motion themselves; 0 is the paper's.
+    coarse_motion_dropout: float = 0.0
     history: HistorySettings = HistorySettings()
     corruption: CorruptionSettings = CorruptionSettings()
     history_drop: HistoryDropSettings = HistoryDropSettings()
@@ -480,6 +483,10 @@ class TrainConfig:
             raise ValueError(f"first_section must lie in [0, 1] (or be null), got {self.first_section}")
         if self.motion_weight < 0 or (self.motion_weight and self.stage != 2):
             raise ValueError(f"motion_weight must be >= 0 and is a stage-2 option, got {self.motion_weight}")
+        if not 0.0 <= self.coarse_motion_dropout <= 1.0 or (self.coarse_motion_dropout and self.stage != 2):
+            raise ValueError(
+                f"coarse_motion_dropout must lie in [0, 1] and is a stage-2 option, got {self.coarse_motion_dropout}"
+            )
         if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be at least 1 (or null for all), got {self.keep_checkpoints}")
         if (self.lora_rank is None) != (self.lora_alpha is None) and self.lora_alpha is not None:

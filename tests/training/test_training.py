@@ -25,7 +25,7 @@ from helios.sampling.schedules import PyramidConstants
 from helios.synthetic.world import vocabulary
 from helios.training.corruption import choose_modes, corrupt_history, drop_history
 from helios.training.data import LatentShards
-from helios.training.objectives import motion_weights, pyramid_flow_matching_loss
+from helios.training.objectives import motion_weights, motionless, pyramid_flow_matching_loss
 from helios.training.trainer import Trainer
 
 from .conftest import TINY_WORLD_TRANSFORMER, train_config
@@ -159,6 +159,42 @@ def test_motion_weighted_pyramid_loss_equals_the_plain_one_on_a_static_video():
         TrainConfig(stage=2, motion_weight=-1.0)
     with pytest.raises(ValueError, match="stage-2 option"):
         TrainConfig(stage=1, motion_weight=1.0)
+
+
+def test_coarse_motion_dropout_starts_the_finer_stages_from_a_still_coarse_level():
+    """The first stage's inputs are untouched; the later stages' differ exactly where the video moves; a
+    still video is its own motionless version, so there nothing changes."""
+    torch.manual_seed(0)
+    model = HeliosTransformer.from_config(TINY_WORLD_TRANSFORMER).eval()
+    constants, settings = PyramidConstants(stages=3), TrainConfig().history
+    text, history, anchor = torch.randn(1, 8, 64), torch.randn(1, 16, 19, 8, 8), torch.randn(1, 16, 1, 8, 8)
+
+    def inputs(target, dropout):
+        seen = []
+
+        def recording(noisy, *args, **kwargs):
+            seen.append(noisy)
+            return model(noisy, *args, **kwargs)
+
+        generator = torch.Generator().manual_seed(3)  # the same noise and timesteps every call
+        with torch.no_grad():
+            pyramid_flow_matching_loss(
+                recording, target, history, anchor, text, settings, generator, constants, coarse_motion_dropout=dropout
+            )
+        return seen  # one noisy chunk per stage
+
+    moving = torch.randn(1, 16, 9, 8, 8)
+    plain, dropped = inputs(moving, 0.0), inputs(moving, 1.0)
+    assert torch.equal(plain[0], dropped[0])
+    assert not torch.allclose(plain[1], dropped[1]) and not torch.allclose(plain[2], dropped[2])
+    static = torch.randn(1, 16, 1, 8, 8).expand(1, 16, 9, 8, 8).contiguous()
+    assert all(torch.allclose(a, b) for a, b in zip(inputs(static, 0.0), inputs(static, 1.0)))
+    still = motionless(moving)
+    assert torch.allclose(still[:, :, 0], moving.mean(dim=2)) and torch.equal(still[:, :, 0], still[:, :, 8])
+    with pytest.raises(ValueError, match="coarse_motion_dropout"):
+        TrainConfig(stage=2, coarse_motion_dropout=1.5)
+    with pytest.raises(ValueError, match="stage-2 option"):
+        TrainConfig(stage=1, coarse_motion_dropout=0.5)
 
 
 def test_compiled_blocks_train_like_eager_ones(world_shards, tmp_path):

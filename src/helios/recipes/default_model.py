@@ -455,6 +455,13 @@ def main() -> None:
         help="phases mid/refine: extra loss weight of moving latent elements (TrainConfig.motion_weight)",
     )
     parser.add_argument(
+        "--coarse-motion-dropout",
+        type=float,
+        default=0.0,
+        help="phases mid/refine: share of samples whose finer pyramid stages start from a motionless coarse "
+        "level (TrainConfig.coarse_motion_dropout: they then draw the captioned motion themselves)",
+    )
+    parser.add_argument(
         "--still-image",
         type=float,
         default=0.0,
@@ -610,7 +617,7 @@ def main() -> None:
             **start,
         )
         report["base"] = str(train_stage(config, args.base_minutes, log))
-    stage2_options = dict(motion_weight=args.motion_weight)
+    stage2_options = dict(motion_weight=args.motion_weight, coarse_motion_dropout=args.coarse_motion_dropout)
     if args.still_image:
         stage2_options["history_drop"] = replace(HistoryDropSettings(), still_image=args.still_image)
     if args.pyramid_ratios:

@@ -64,6 +64,7 @@ def pyramid_flow_matching_loss(
     sample_ratios: tuple[int, ...] = (1, 1, 1),
     dtype=torch.float32,
     motion_weight: float = 0.0,
+    coarse_motion_dropout: float = 0.0,
 ) -> torch.Tensor:
     """Stage 2 (paper eq. 5–7): each pyramid stage learns the straight path from its start (noise, or
     the upsampled previous level re-noised to the stage's start σ) to its end (the next level's start
@@ -71,17 +72,28 @@ def pyramid_flow_matching_loss(
 
     ``motion_weight`` λ > 0 weighs each latent element's squared error by 1 + λ·m, m its clean latent's
     frame-to-frame change relative to the sample's mean change (``motion_weights``), so the few moving
-    elements that tell one direction from another are not drowned by the static background."""
+    elements that tell one direction from another are not drowned by the static background.
+
+    ``coarse_motion_dropout`` p > 0: each sample w.p. p starts every stage after the first from the coarser
+    level with its motion taken out (``motionless``), while its end stays the true path — so the finer
+    stages learn to draw the motion the caption names, as sampling asks of them whenever the coarse stage
+    commits to little motion (plain training always shows them the true coarse path, and they copy it)."""
     stages = constants.stages
     clean, noise = [target], [device_randn(target.shape, target.device, generator)]
     for _ in range(stages - 1):
         clean.insert(0, downsample(clean[0]))
         noise.insert(0, downsample(noise[0]) * 2)  # bilinear halving divides the noise std by 2
+    coarse = clean
+    if coarse_motion_dropout >= 1:  # every sample (no draw: the noise and timesteps stay those of p = 0)
+        coarse = [motionless(level) for level in clean]
+    elif coarse_motion_dropout > 0:
+        dropped = (torch.rand(target.shape[0], generator=generator) < coarse_motion_dropout).to(target.device)
+        coarse = [torch.where(dropped.view(-1, 1, 1, 1, 1), motionless(level), level) for level in clean]
     local_sigmas = torch.from_numpy(local_stage_sigmas(NUM_TRAIN_TIMESTEPS))
     losses = []
     for stage, count in enumerate(sample_ratios):
         s_start, s_end = constants.start_sigmas[stage], constants.end_sigmas[stage]
-        start = noise[stage] if stage == 0 else s_start * noise[stage] + (1 - s_start) * upsample(clean[stage - 1])
+        start = noise[stage] if stage == 0 else s_start * noise[stage] + (1 - s_start) * upsample(coarse[stage - 1])
         end = clean[stage] if stage == stages - 1 else s_end * noise[stage] + (1 - s_end) * clean[stage]
         velocity = (start - end).float()
         weights = motion_weights(clean[stage], motion_weight) if motion_weight else None  # (per stage, not draw)
@@ -96,6 +108,12 @@ def pyramid_flow_matching_loss(
             else:
                 losses.append(((prediction.float() - velocity).square() * weights).mean() / weights.mean())
     return torch.stack(losses).mean()
+
+
+def motionless(latents: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) with every frame replaced by the chunk's mean frame: a still smear over the path,
+    where the object was on average and no direction to read."""
+    return latents.mean(dim=2, keepdim=True).expand_as(latents)
 
 
 def motion_weights(clean: torch.Tensor, strength: float) -> torch.Tensor:

@@ -213,6 +213,7 @@ class Trainer:
                     self.constants,
                     c.pyramid_sample_ratios,
                     motion_weight=c.motion_weight,
+                    coarse_motion_dropout=c.coarse_motion_dropout,
                 )
         grad_norm = self._update(loss)
         self.step += 1
