@@ -30,7 +30,7 @@ import torch
 from helios import HeliosPipeline
 from helios.model.window import window_frames
 from helios.sampling.schedules import PyramidConstants
-from helios.synthetic.evaluate import evaluate_word_loss
+from helios.synthetic.evaluate import encoded_chunks, evaluate_word_loss
 from helios.synthetic.judge import track, track_path
 from helios.synthetic.world import (
     BACKGROUNDS,
@@ -44,7 +44,6 @@ from helios.synthetic.world import (
     render,
 )
 from helios.training.objectives import pyramid_flow_matching_loss
-from helios.training.offload import encode_video
 
 
 def centre_scene(rng: np.random.Generator) -> Scene:
@@ -67,19 +66,8 @@ def with_direction(scene: Scene, direction: str) -> Scene:
 
 
 def encode_corpus(pipeline, scenes: list[Scene]) -> torch.Tensor:
-    """(N, C, T, h, w) first-chunk latents of the scenes."""
-    latents = []
-    for scene in scenes:
-        chunk, _ = encode_video(
-            render(scene, CHUNK_FRAMES),
-            scene.caption(),
-            pipeline.codec,
-            pipeline.text_encoder,
-            pipeline.height,
-            pipeline.width,
-        )
-        latents.append(chunk[:1])
-    return torch.cat(latents).to(pipeline.device)
+    """(N, C, T, h, w) first-chunk latents of the scenes, on the pipeline's device."""
+    return torch.cat([encoded_chunks(pipeline, scene) for scene in scenes])
 
 
 def direction_rise(pipeline, scenes: list[Scene], draws: int) -> dict[str, float]:

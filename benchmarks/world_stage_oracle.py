@@ -37,32 +37,19 @@ import torch
 from helios import HeliosPipeline
 from helios.sampling.pyramid import downsample, downsample_noise
 from helios.sampling.schedules import PyramidConstants
-from helios.synthetic.evaluate import held_out_scenes
+from helios.synthetic.evaluate import encoded_chunks, held_out_scenes
 from helios.synthetic.judge import reversed_direction, track, track_path
 from helios.synthetic.world import CHUNK_FRAMES, DIRECTIONS, Scene, render
 from helios.training.objectives import motionless
-from helios.training.offload import encode_video
 
 
-def mirrored(scene: Scene) -> Scene:
+def reversed_motion(scene: Scene) -> Scene:
     """The scene's one object moving the other way, its start mirrored along that axis (so it again starts
     away from the wall it moves toward)."""
     obj = scene.objects[0]
     dx, _ = DIRECTIONS[obj.direction]
     start = {"x": 1 - obj.x} if dx else {"y": 1 - obj.y}
     return replace(scene, objects=(replace(obj, direction=reversed_direction(obj.direction), **start),))
-
-
-def clean_latent(pipeline, scene: Scene) -> torch.Tensor:
-    chunk, _ = encode_video(
-        render(scene, CHUNK_FRAMES),
-        scene.caption(),
-        pipeline.codec,
-        pipeline.text_encoder,
-        pipeline.height,
-        pipeline.width,
-    )
-    return chunk[:1]
 
 
 def stage_end_replacement(pipeline, clean: torch.Tensor, stage: int, seed: int):
@@ -75,7 +62,7 @@ def stage_end_replacement(pipeline, clean: torch.Tensor, stage: int, seed: int):
     for _ in range(constants.stages - 1 - stage):
         coarse = downsample(coarse)
     generator = torch.Generator().manual_seed(10_000 + seed)
-    noise = downsample_noise(torch.randn(clean.shape, generator=generator), constants.stages - stage)
+    noise = downsample_noise(torch.randn(clean.shape, generator=generator), constants.stages - stage).to(clean.device)
     sigma = constants.end_sigmas[stage]
     replacement = (1 - sigma) * coarse + sigma * noise
 
@@ -101,8 +88,8 @@ def path_summary(paths: list[dict | None]) -> dict:
 
 def replacements(pipeline, scene: Scene, kinds: list[str]) -> dict:
     """Row name → the coarse latent put in and the stage it ends, for the chosen kinds of row."""
-    truth = clean_latent(pipeline, scene)
-    reverse = clean_latent(pipeline, mirrored(scene)) if "reversed" in kinds else None
+    truth = encoded_chunks(pipeline, scene)
+    reverse = encoded_chunks(pipeline, reversed_motion(scene)) if "reversed" in kinds else None
     chosen = {}
     for stage in range(len(pipeline.sampler.pyramid_steps) - 1):
         if "oracle" in kinds:

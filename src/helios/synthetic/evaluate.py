@@ -380,7 +380,7 @@ def _relative_rises(per_scene: list[dict], reference: str, names: tuple[str, ...
     return rise
 
 
-def _encoded(pipeline, scene: Scene, chunks: int) -> torch.Tensor:
+def encoded_chunks(pipeline, scene: Scene, chunks: int = 1) -> torch.Tensor:
     """The scene's first ``chunks`` chunks through the model's codec: (chunks, C, 9, h, w) on its device."""
     video = render(scene, chunks * pipeline.chunk_frames)
     latents, _ = encode_video(
@@ -413,7 +413,7 @@ def evaluate_word_loss(pipeline, scenes: list[Scene], draws: int = 4, seed: int 
     history every start is equally likely, and the best prediction is the same smear either way)."""
     per_scene = []
     for i, scene in enumerate(scenes):
-        target = _encoded(pipeline, scene, 1)
+        target = encoded_chunks(pipeline, scene, 1)
         window = torch.zeros(
             1, target.shape[1], window_frames(pipeline.history), *target.shape[3:], device=target.device
         )
@@ -445,7 +445,7 @@ def evaluate_history_loss(pipeline, scenes: list[Scene], draws: int = 4, seed: i
 
     per_scene = []
     for i, scene in enumerate(scenes):
-        own, other = _encoded(pipeline, scene, 2), _encoded(pipeline, mirrored(scene), 2)
+        own, other = encoded_chunks(pipeline, scene, 2), encoded_chunks(pipeline, mirrored(scene), 2)
         text = pipeline.text_encoder.encode([scene.caption()]).to(own.device)
         variants = {
             "own": (text, *window_and_anchor(own[:1])),
