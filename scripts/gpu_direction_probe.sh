@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 12: the direction learnability probe (benchmarks/world_direction_probe.py) on two GPUs, one arm per card:
+# Issue 12: the direction learnability probe (benchmarks/world_direction_probe.py), one arm per card on two GPUs
+# (both on the one card where there is only one):
 # by default captioned (true direction words) and shuffled (the control: random direction words). ARM_A/ARM_B
 # pick the arms, OPTS_A/OPTS_B add probe options to each (e.g. OPTS_B="--coarse-motion-dropout 0.5"), NAME_A/
 # NAME_B name their files. Measured at each of STEPS (default "1200 4000"), batch BATCH (16), learning rate
@@ -14,7 +15,8 @@ probe() {  # name, arm, GPU, extra options
     --save $PWD/.work/probe_models/$1 --out $OUT/probe_$1.json 2>&1 | grep --line-buffered -v Warn > $OUT/probe_$1.log
 }
 probe ${NAME_A:-captioned} ${ARM_A:-captioned} 0 "${OPTS_A:-}" &
-probe ${NAME_B:-shuffled} ${ARM_B:-shuffled} 1 "${OPTS_B:-}" &
+SECOND_GPU=$(( $(nvidia-smi -L | wc -l) > 1 ? 1 : 0 ))
+probe ${NAME_B:-shuffled} ${ARM_B:-shuffled} $SECOND_GPU "${OPTS_B:-}" &
 wait
 tail -n 4 $OUT/probe_*.log | cut -c1-400
 tar -cf $OUT/probe_models.tar -C .work probe_models
