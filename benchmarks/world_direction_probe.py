@@ -13,6 +13,10 @@ so it says nothing about the path). Each arm is measured before and after on hel
 * generated clips: the cosine between the tracked object's net displacement and the prompted direction
   (chance 0; ground truth 1).
 
+``--corpus world`` trains on the world corpus's own first chunks instead (the recipe's scenes: one or two objects,
+each starting on the side away from where it goes, any speed; measured on the same centre-start scenes): does
+the word come through there too, once history and the later chunks are taken out?
+
 python benchmarks/world_direction_probe.py --model default-mid --steps 200 400 --out probe.json  # measured at both
 """
 
@@ -30,7 +34,7 @@ import torch
 from helios import HeliosPipeline
 from helios.model.window import window_frames
 from helios.sampling.schedules import PyramidConstants
-from helios.synthetic.evaluate import encoded_chunks, evaluate_word_loss
+from helios.synthetic.evaluate import corpus_scene, encoded_chunks, evaluate_word_loss
 from helios.synthetic.judge import track, track_path
 from helios.synthetic.world import (
     BACKGROUNDS,
@@ -44,6 +48,8 @@ from helios.synthetic.world import (
     render,
 )
 from helios.training.objectives import pyramid_flow_matching_loss
+
+WORLD_CORPUS_SEED = 4  # the shipped Mid's corpus (recipes/default_model.py --corpus-seed 4)
 
 
 def centre_scene(rng: np.random.Generator) -> Scene:
@@ -62,7 +68,7 @@ def centre_scene(rng: np.random.Generator) -> Scene:
 
 
 def with_direction(scene: Scene, direction: str) -> Scene:
-    return replace(scene, objects=(replace(scene.objects[0], direction=direction),))
+    return replace(scene, objects=(replace(scene.objects[0], direction=direction), *scene.objects[1:]))
 
 
 def encode_corpus(pipeline, scenes: list[Scene]) -> torch.Tensor:
@@ -136,6 +142,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default-mid")
     parser.add_argument("--scenes", type=int, default=256, help="training scenes")
+    parser.add_argument(
+        "--corpus",
+        default="centre",
+        choices=["centre", "world"],
+        help="training scenes: centre-start ones, or the world corpus's first chunks (the Mid's corpus seed)",
+    )
     parser.add_argument("--held-out", type=int, default=12)
     parser.add_argument("--steps", type=int, nargs="+", default=[200], help="step counts to measure at")
     parser.add_argument("--batch", type=int, default=4)
@@ -153,7 +165,10 @@ def main() -> None:
     parser.add_argument("--save", help="a folder: each arm's model after its last step is saved under it")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    corpus = [centre_scene(rng) for _ in range(args.scenes)]
+    corpus = [
+        centre_scene(rng) if args.corpus == "centre" else corpus_scene(WORLD_CORPUS_SEED, i, CHUNK_FRAMES)
+        for i in range(args.scenes)
+    ]
     held_out = [centre_scene(np.random.default_rng(10_000 + i)) for i in range(args.held_out)]
     results = {"args": vars(args), "machine": platform.node(), "chance_cosine": 0.0, "arms": {}}
     results["ground_truth_clips"] = clip_cosines(None, held_out)
