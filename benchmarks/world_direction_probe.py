@@ -67,6 +67,20 @@ def centre_scene(rng: np.random.Generator) -> Scene:
     return Scene(str(rng.choice(list(BACKGROUNDS))), (obj,), ())
 
 
+def unbiased_start(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The scene with each object's start drawn from one range whatever its direction (the world corpus starts an
+    object on the side away from where it goes, so there the word also tells where the object is)."""
+    objects = [replace(o, x=float(rng.uniform(0.25, 0.75)), y=float(rng.uniform(0.3, 0.7))) for o in scene.objects]
+    return replace(scene, objects=tuple(objects))
+
+
+def training_scene(corpus: str, index: int, rng: np.random.Generator) -> Scene:
+    if corpus == "centre" or (corpus == "mixed" and index % 2):
+        return centre_scene(rng)
+    scene = corpus_scene(WORLD_CORPUS_SEED, index, CHUNK_FRAMES)
+    return unbiased_start(scene, rng) if corpus == "unbiased" else scene
+
+
 def with_direction(scene: Scene, direction: str) -> Scene:
     return replace(scene, objects=(replace(scene.objects[0], direction=direction), *scene.objects[1:]))
 
@@ -145,8 +159,9 @@ def main() -> None:
     parser.add_argument(
         "--corpus",
         default="centre",
-        choices=["centre", "world"],
-        help="training scenes: centre-start ones, or the world corpus's first chunks (the Mid's corpus seed)",
+        choices=["centre", "world", "unbiased", "mixed"],
+        help="training scenes: centre-start ones; the world corpus's first chunks (the Mid's corpus seed); those "
+        "with every start redrawn regardless of direction (unbiased); half centre, half world (mixed)",
     )
     parser.add_argument("--held-out", type=int, default=12)
     parser.add_argument("--steps", type=int, nargs="+", default=[200], help="step counts to measure at")
@@ -165,10 +180,7 @@ def main() -> None:
     parser.add_argument("--save", help="a folder: each arm's model after its last step is saved under it")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    corpus = [
-        centre_scene(rng) if args.corpus == "centre" else corpus_scene(WORLD_CORPUS_SEED, i, CHUNK_FRAMES)
-        for i in range(args.scenes)
-    ]
+    corpus = [training_scene(args.corpus, i, rng) for i in range(args.scenes)]
     held_out = [centre_scene(np.random.default_rng(10_000 + i)) for i in range(args.held_out)]
     results = {"args": vars(args), "machine": platform.node(), "chance_cosine": 0.0, "arms": {}}
     results["ground_truth_clips"] = clip_cosines(None, held_out)
