@@ -52,17 +52,18 @@ from helios.training.objectives import pyramid_flow_matching_loss
 WORLD_CORPUS_SEED = 4  # the shipped Mid's corpus (recipes/default_model.py --corpus-seed 4)
 
 
-def centre_scene(rng: np.random.Generator) -> Scene:
+def centre_scene(rng: np.random.Generator, placed: bool = False) -> Scene:
     """One slow object starting at the frame's centre (a quick one would reach a wall inside the chunk and
-    bounce), every other attribute drawn; no events."""
+    bounce), every other attribute drawn; no events. ``placed``: starting anywhere in the frame's middle half
+    instead (far enough from the walls not to reach one)."""
     obj = ObjectSpec(
         shape=str(rng.choice(SHAPES)),
         color=str(rng.choice(list(COLORS))),
         size=str(rng.choice(list(SIZES))),
         direction=str(rng.choice(list(DIRECTIONS))),
         speed="slowly",
-        x=0.5,
-        y=0.5,
+        x=float(rng.uniform(0.3, 0.7)) if placed else 0.5,
+        y=float(rng.uniform(0.35, 0.65)) if placed else 0.5,
     )
     return Scene(str(rng.choice(list(BACKGROUNDS))), (obj,), ())
 
@@ -77,6 +78,8 @@ def unbiased_start(scene: Scene, rng: np.random.Generator) -> Scene:
 def training_scene(corpus: str, index: int, rng: np.random.Generator) -> Scene:
     if corpus == "centre" or (corpus == "mixed" and index % 2):
         return centre_scene(rng)
+    if corpus == "placed":
+        return centre_scene(rng, placed=True)
     scene = corpus_scene(WORLD_CORPUS_SEED, index, CHUNK_FRAMES)
     return unbiased_start(scene, rng) if corpus == "unbiased" else scene
 
@@ -159,8 +162,8 @@ def main() -> None:
     parser.add_argument(
         "--corpus",
         default="centre",
-        choices=["centre", "world", "unbiased", "mixed"],
-        help="training scenes: centre-start ones; the world corpus's first chunks (the Mid's corpus seed); those "
+        choices=["centre", "placed", "world", "unbiased", "mixed"],
+        help="training scenes: centre-start ones; like them but starting anywhere in the middle (placed); the world corpus's first chunks (the Mid's corpus seed); those "
         "with every start redrawn regardless of direction (unbiased); half centre, half world (mixed)",
     )
     parser.add_argument("--held-out", type=int, default=12)
