@@ -13,9 +13,12 @@ so it says nothing about the path). Each arm is measured before and after on hel
 * generated clips: the cosine between the tracked object's net displacement and the prompted direction
   (chance 0; ground truth 1).
 
-``--corpus world`` trains on the world corpus's own first chunks instead (the recipe's scenes: one or two objects,
-each starting on the side away from where it goes, any speed; measured on the same centre-start scenes): does
-the word come through there too, once history and the later chunks are taken out?
+``--corpus`` picks other training scenes, measured on the same centre-start scenes: ``world``, the world
+corpus's own first chunks (one or two objects, each starting on the side away from where it goes, any speed);
+``unbiased``, those with every start drawn whatever the direction; ``placed``, one slow object starting anywhere
+in the frame's middle half; ``mixed``, half centre, half world. They tell which property of the corpus hides
+the word. ``--pyramid-steps 12 12`` trains and samples a two-stage pyramid (coarsest level 4 x 6 tokens, not
+2 x 3).
 
 python benchmarks/world_direction_probe.py --model default-mid --steps 200 400 --out probe.json  # measured at both
 """
@@ -144,6 +147,7 @@ def train(pipeline, latents: torch.Tensor, captions: list[str], steps: int, args
             pipeline.history,
             generator,
             constants,
+            sample_ratios=(1,) * constants.stages,
             coarse_motion_dropout=args.coarse_motion_dropout,
         )
         optimizer.zero_grad(set_to_none=True)
@@ -163,8 +167,9 @@ def main() -> None:
         "--corpus",
         default="centre",
         choices=["centre", "placed", "world", "unbiased", "mixed"],
-        help="training scenes: centre-start ones; like them but starting anywhere in the middle (placed); the world corpus's first chunks (the Mid's corpus seed); those "
-        "with every start redrawn regardless of direction (unbiased); half centre, half world (mixed)",
+        help="training scenes: centre-start ones; like them but starting anywhere in the middle (placed); the "
+        "world corpus's first chunks (the Mid's corpus seed); those with every start redrawn regardless of "
+        "direction (unbiased); half centre, half world (mixed)",
     )
     parser.add_argument("--held-out", type=int, default=12)
     parser.add_argument("--steps", type=int, nargs="+", default=[200], help="step counts to measure at")
@@ -179,6 +184,13 @@ def main() -> None:
         default=0.0,
         help="share of samples whose finer stages start from a motionless coarse level (TrainConfig's option)",
     )
+    parser.add_argument(
+        "--pyramid-steps",
+        type=int,
+        nargs="+",
+        help="sampling steps per pyramid stage, and so the stages trained and measured (default: the model's "
+        "own, 8 8 8; e.g. 12 12: the coarsest level 4 x 6 tokens instead of 2 x 3)",
+    )
     parser.add_argument("--out", default="world_direction_probe.json")
     parser.add_argument("--save", help="a folder: each arm's model after its last step is saved under it")
     args = parser.parse_args()
@@ -189,6 +201,8 @@ def main() -> None:
     results["ground_truth_clips"] = clip_cosines(None, held_out)
     for arm in args.arms:
         pipeline = HeliosPipeline.from_pretrained(args.model).to(args.device)
+        if args.pyramid_steps:
+            pipeline.sampler = replace(pipeline.sampler, pyramid_steps=tuple(args.pyramid_steps))
         latents = encode_corpus(pipeline, corpus)
         shuffle = np.random.default_rng(1)
         scenes = (

@@ -1,0 +1,63 @@
+"""The direction probe's training corpora (benchmarks/world_direction_probe.py --corpus): each one changes only
+the property it names, so a difference between arms can be put down to it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helios.synthetic.world import DIRECTIONS
+
+
+@pytest.fixture(scope="module")
+def probe():
+    path = Path(__file__).parents[2] / "benchmarks" / "world_direction_probe.py"
+    spec = importlib.util.spec_from_file_location("world_direction_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def corpus(probe, name: str, count: int = 400):
+    rng = np.random.default_rng(0)
+    return [probe.training_scene(name, i, rng) for i in range(count)]
+
+
+def start_gap(scenes) -> float:
+    """Mean start x of right-movers minus that of left-movers (first object)."""
+    starts = {d: [s.objects[0].x for s in scenes if s.objects[0].direction == d] for d in ("left", "right")}
+    return float(np.mean(starts["right"]) - np.mean(starts["left"]))
+
+
+def test_world_corpus_ties_the_start_to_the_direction_and_unbiased_does_not(probe):
+    world, unbiased = corpus(probe, "world"), corpus(probe, "unbiased")
+    assert start_gap(world) < -0.2  # the control: right-movers start on the left
+    assert abs(start_gap(unbiased)) < 0.05
+    # unbiased keeps everything but the starts: the same captions, scene by scene
+    assert [s.caption() for s in world] == [s.caption() for s in unbiased]
+
+
+def test_placed_scenes_are_centre_scenes_started_anywhere_in_the_middle(probe):
+    placed, centre = corpus(probe, "placed"), corpus(probe, "centre")
+    for scenes in (placed, centre):
+        assert all(len(s.objects) == 1 and s.objects[0].speed == "slowly" and not s.events for s in scenes)
+        assert {s.objects[0].direction for s in scenes} == set(DIRECTIONS)
+    assert {(s.objects[0].x, s.objects[0].y) for s in centre} == {(0.5, 0.5)}
+    xs, ys = np.array([s.objects[0].x for s in placed]), np.array([s.objects[0].y for s in placed])
+    assert 0.3 <= xs.min() and xs.max() <= 0.7 and 0.35 <= ys.min() and ys.max() <= 0.65
+    assert xs.std() > 0.08 and ys.std() > 0.06
+
+
+def test_mixed_alternates_centre_and_world_scenes(probe):
+    mixed = corpus(probe, "mixed", 40)
+    assert all((s.objects[0].x, s.objects[0].y) == (0.5, 0.5) for s in mixed[1::2])
+    assert [s.caption() for s in mixed[0::2]] == [s.caption() for s in corpus(probe, "world", 40)[0::2]]
+
+
+def test_with_direction_changes_only_the_first_objects_direction(probe):
+    two = next(s for s in corpus(probe, "world") if len(s.objects) == 2)
+    turned = probe.with_direction(two, "up")
+    assert turned.objects[0].direction == "up" and turned.objects[1] == two.objects[1]
