@@ -58,7 +58,7 @@ WORLD_CORPUS_SEED = 4  # the shipped Mid's corpus (recipes/default_model.py --co
 def centre_scene(rng: np.random.Generator, placed: bool = False) -> Scene:
     """One slow object starting at the frame's centre (a quick one would reach a wall inside the chunk and
     bounce), every other attribute drawn; no events. ``placed``: starting anywhere in the frame's middle half
-    instead (far enough from the walls not to reach one)."""
+    instead (about one in ten, large vertical movers near an edge, then reaches a wall inside the chunk)."""
     obj = ObjectSpec(
         shape=str(rng.choice(SHAPES)),
         color=str(rng.choice(list(COLORS))),
