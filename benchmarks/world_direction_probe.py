@@ -55,18 +55,19 @@ from helios.training.objectives import pyramid_flow_matching_loss
 WORLD_CORPUS_SEED = 4  # the shipped Mid's corpus (recipes/default_model.py --corpus-seed 4)
 
 
-def centre_scene(rng: np.random.Generator, placed: bool = False) -> Scene:
+def centre_scene(rng: np.random.Generator, placed: bool = False, spread: float = 1.0) -> Scene:
     """One slow object starting at the frame's centre (a quick one would reach a wall inside the chunk and
     bounce), every other attribute drawn; no events. ``placed``: starting anywhere in the frame's middle half
-    instead (about one in ten, large vertical movers near an edge, then reaches a wall inside the chunk)."""
+    instead (about one in ten, large vertical movers near an edge, then reaches a wall inside the chunk);
+    ``spread`` scales that offset from the centre (0: the centre start, 1: the whole middle half)."""
     obj = ObjectSpec(
         shape=str(rng.choice(SHAPES)),
         color=str(rng.choice(list(COLORS))),
         size=str(rng.choice(list(SIZES))),
         direction=str(rng.choice(list(DIRECTIONS))),
         speed="slowly",
-        x=float(rng.uniform(0.3, 0.7)) if placed else 0.5,
-        y=float(rng.uniform(0.35, 0.65)) if placed else 0.5,
+        x=0.5 + spread * float(rng.uniform(-0.2, 0.2)) if placed else 0.5,
+        y=0.5 + spread * float(rng.uniform(-0.15, 0.15)) if placed else 0.5,
     )
     return Scene(str(rng.choice(list(BACKGROUNDS))), (obj,), ())
 
@@ -78,11 +79,13 @@ def unbiased_start(scene: Scene, rng: np.random.Generator) -> Scene:
     return replace(scene, objects=tuple(objects))
 
 
-def training_scene(corpus: str, index: int, rng: np.random.Generator) -> Scene:
+def training_scene(corpus: str, index: int, rng: np.random.Generator, scenes: int = 1) -> Scene:
+    """Scene ``index`` of ``scenes``; ``widening``: placed scenes whose spread grows with the index, from the
+    centre start (0) to the middle half (1), so training on a growing prefix is a curriculum."""
     if corpus == "centre" or (corpus == "mixed" and index % 2):
         return centre_scene(rng)
-    if corpus == "placed":
-        return centre_scene(rng, placed=True)
+    if corpus in ("placed", "widening"):
+        return centre_scene(rng, placed=True, spread=index / scenes if corpus == "widening" else 1.0)
     scene = corpus_scene(WORLD_CORPUS_SEED, index, CHUNK_FRAMES)
     return unbiased_start(scene, rng) if corpus == "unbiased" else scene
 
@@ -99,6 +102,15 @@ def encode_corpus(pipeline, scenes: list[Scene]) -> torch.Tensor:
 def direction_rise(pipeline, scenes: list[Scene], draws: int) -> dict[str, float]:
     rise = evaluate_word_loss(pipeline, scenes, draws=draws)["relative_rise"]
     return {stage: round(values["direction"], 4) for stage, values in rise.items()}
+
+
+def word_rises(pipeline, held_out: list[Scene], placed_held_out: list[Scene], draws: int) -> dict:
+    """The direction word's loss rise on the centre-start scenes and on the placed ones: a template learned
+    from the centre shows only on the first."""
+    return {
+        "direction_word_rise": direction_rise(pipeline, held_out, draws),
+        "direction_word_rise_placed": direction_rise(pipeline, placed_held_out, draws),
+    }
 
 
 def clip_cosines(pipeline, scenes: list[Scene]) -> dict:
@@ -120,6 +132,14 @@ def clip_cosines(pipeline, scenes: list[Scene]) -> dict:
     }
 
 
+def reachable(scenes: int, step: int, args) -> int:
+    """How many of the corpus's first scenes a step draws from: all of them, except on the widening corpus,
+    where the prefix grows from one batch to all over ``--ramp-steps``."""
+    if args.corpus != "widening":
+        return scenes
+    return min(scenes, max(args.batch, round(scenes * step / args.ramp_steps)))
+
+
 def train(pipeline, latents: torch.Tensor, captions: list[str], steps: int, args, state):
     """Continue stage 2 on first chunks (no history), the recipe's pyramid loss, ``steps`` more steps; returns
     the losses. ``state`` (the optimizer and the generator) carries over between calls."""
@@ -137,7 +157,9 @@ def train(pipeline, latents: torch.Tensor, captions: list[str], steps: int, args
     )
     losses = []
     for _ in range(steps):
-        pick = torch.randint(len(latents), (batch,), generator=generator).to(latents.device)
+        state["step"] = state.get("step", 0) + 1
+        pick = torch.randint(reachable(len(latents), state["step"], args), (batch,), generator=generator)
+        pick = pick.to(latents.device)
         loss = pyramid_flow_matching_loss(
             model,
             latents[pick],
@@ -166,10 +188,13 @@ def main() -> None:
     parser.add_argument(
         "--corpus",
         default="centre",
-        choices=["centre", "placed", "world", "unbiased", "mixed"],
+        choices=["centre", "placed", "widening", "world", "unbiased", "mixed"],
         help="training scenes: centre-start ones; like them but starting anywhere in the middle (placed); the "
         "world corpus's first chunks (the Mid's corpus seed); those with every start redrawn regardless of "
-        "direction (unbiased); half centre, half world (mixed)",
+        "direction (unbiased); half centre, half world (mixed); placed, from the centre outwards (widening)",
+    )
+    parser.add_argument(
+        "--ramp-steps", type=int, default=1000, help="widening: steps over which the starts spread to the middle half"
     )
     parser.add_argument("--held-out", type=int, default=12)
     parser.add_argument("--steps", type=int, nargs="+", default=[200], help="step counts to measure at")
@@ -195,10 +220,13 @@ def main() -> None:
     parser.add_argument("--save", help="a folder: each arm's model after its last step is saved under it")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    corpus = [training_scene(args.corpus, i, rng) for i in range(args.scenes)]
+    corpus = [training_scene(args.corpus, i, rng, args.scenes) for i in range(args.scenes)]
     held_out = [centre_scene(np.random.default_rng(10_000 + i)) for i in range(args.held_out)]
+    # Starts anywhere in the middle half: a model that learned a displacement, not a template, moves these too.
+    placed_held_out = [centre_scene(np.random.default_rng(20_000 + i), placed=True) for i in range(args.held_out)]
     results = {"args": vars(args), "machine": platform.node(), "chance_cosine": 0.0, "arms": {}}
     results["ground_truth_clips"] = clip_cosines(None, held_out)
+    results["ground_truth_clips_placed"] = clip_cosines(None, placed_held_out)
     for arm in args.arms:
         pipeline = HeliosPipeline.from_pretrained(args.model).to(args.device)
         if args.pyramid_steps:
@@ -208,9 +236,10 @@ def main() -> None:
         scenes = (
             corpus if arm == "captioned" else [with_direction(s, str(shuffle.choice(list(DIRECTIONS)))) for s in corpus]
         )
-        measured = {0: {"direction_word_rise": direction_rise(pipeline, held_out, args.draws)}}
+        measured = {0: word_rises(pipeline, held_out, placed_held_out, args.draws)}
         if not results["arms"]:
             measured[0]["clips"] = clip_cosines(pipeline, held_out)
+            measured[0]["clips_placed"] = clip_cosines(pipeline, placed_held_out)
         state, losses, seconds, done = {}, [], 0.0, 0
         for target in sorted(args.steps):
             start = time.perf_counter()
@@ -218,8 +247,9 @@ def main() -> None:
             seconds += time.perf_counter() - start
             done = target
             measured[done] = {
-                "direction_word_rise": direction_rise(pipeline, held_out, args.draws),
+                **word_rises(pipeline, held_out, placed_held_out, args.draws),
                 "clips": clip_cosines(pipeline, held_out),
+                "clips_placed": clip_cosines(pipeline, placed_held_out),
                 "train_seconds": seconds,
                 "loss_first_last_20": [float(np.mean(losses[:20])), float(np.mean(losses[-20:]))],
             }

@@ -443,6 +443,9 @@ class TrainConfig:
     # Share of samples taken at a video's first section (no history: the caption alone), None for
     # uniform over sections — text-to-video from scratch is learned only there.
     first_section: float | None = None
+    # A curriculum over shards ordered easy to hard (the world recipe's --start-curriculum): step n draws
+    # from the first ⌈files · n / curriculum_steps⌉ (at least one batch's worth); 0: from all of them.
+    curriculum_steps: int = 0
     pyramid_sample_ratios: tuple[int, ...] = (1, 1, 1)  # stage 2: samples per pyramid stage per step
     # Stage 2: weigh each latent element's error by 1 + motion_weight · (its frame-to-frame change over the
     # sample's mean change); 0 is the paper's plain loss. Moving elements are few, and they alone carry
@@ -481,6 +484,8 @@ class TrainConfig:
             raise ValueError("offload_activations is a stage-1/2 option")
         if self.first_section is not None and not 0.0 <= self.first_section <= 1.0:
             raise ValueError(f"first_section must lie in [0, 1] (or be null), got {self.first_section}")
+        if self.curriculum_steps < 0 or (self.curriculum_steps and self.stage == 3):
+            raise ValueError(f"curriculum_steps must be >= 0 and is a stage-1/2 option, got {self.curriculum_steps}")
         if self.motion_weight < 0 or (self.motion_weight and self.stage != 2):
             raise ValueError(f"motion_weight must be >= 0 and is a stage-2 option, got {self.motion_weight}")
         if not 0.0 <= self.coarse_motion_dropout <= 1.0 or (self.coarse_motion_dropout and self.stage != 2):

@@ -4,6 +4,7 @@ the property it names, so a difference between arms can be put down to it."""
 from __future__ import annotations
 
 import importlib.util
+from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def probe():
 
 def corpus(probe, name: str, count: int = 400):
     rng = np.random.default_rng(0)
-    return [probe.training_scene(name, i, rng) for i in range(count)]
+    return [probe.training_scene(name, i, rng, count) for i in range(count)]
 
 
 def start_gap(scenes) -> float:
@@ -61,3 +62,13 @@ def test_with_direction_changes_only_the_first_objects_direction(probe):
     two = next(s for s in corpus(probe, "world") if len(s.objects) == 2)
     turned = probe.with_direction(two, "up")
     assert turned.objects[0].direction == "up" and turned.objects[1] == two.objects[1]
+
+
+def test_widening_spreads_the_starts_from_the_centre_and_training_reaches_them_over_the_ramp(probe):
+    widening = corpus(probe, "widening")
+    offsets = np.array([abs(s.objects[0].x - 0.5) + abs(s.objects[0].y - 0.5) for s in widening])
+    assert offsets[0] == 0 and offsets[:40].max() < 0.04 and offsets[-100:].max() > 0.25
+    assert offsets[-100:].mean() > 3 * offsets[:100].mean()
+    ramp = Namespace(corpus="widening", batch=16, ramp_steps=100)
+    assert [probe.reachable(400, step, ramp) for step in (1, 10, 50, 100, 500)] == [16, 40, 200, 400, 400]
+    assert probe.reachable(400, 1, Namespace(corpus="placed", batch=16, ramp_steps=100)) == 400

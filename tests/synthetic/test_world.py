@@ -69,6 +69,45 @@ def test_held_out_captions_never_reach_a_training_corpus():
         assert not any(is_held_out(c) for c in (scene.caption(), *scene.section_captions(99)))
 
 
+def test_a_start_curriculum_moves_starts_from_the_anchors_out_to_the_drawn_ones():
+    from helios.recipes.default_model import curriculum_spread, render_corpus
+    from helios.synthetic.evaluate import corpus_scene, is_held_out
+    from helios.synthetic.world import DIRECTIONS, start_anchor, with_start_spread
+
+    drawn = [corpus_scene(4, index, 99) for index in range(80)]
+    for scene in drawn:
+        assert with_start_spread(scene, 1.0) == scene
+        anchored = with_start_spread(scene, 0.0)
+        assert anchored.caption() == scene.caption()
+        starts = [(o.x, o.y) for o in anchored.objects]
+        assert starts == [start_anchor(o, slot, len(starts)) for slot, o in enumerate(scene.objects)]
+        assert len(set(starts)) == len(starts)  # two anchored objects never start on one spot
+        for o in anchored.objects:  # on the side away from where it goes, as sample_scene starts it
+            dx, dy = DIRECTIONS[o.direction]
+            assert (o.x - 0.5) * dx <= 0 and (o.y - 0.5) * dy <= 0
+
+    def mean_offset(scenes) -> float:  # from each object's anchor
+        return float(
+            np.mean([abs(o.x - start_anchor(o, i, len(s.objects))[0]) for s in scenes for i, o in enumerate(s.objects)])
+        )
+
+    offsets = [mean_offset([with_start_spread(s, spread) for s in drawn]) for spread in (0.0, 0.5, 1.0)]
+    assert offsets[0] == 0 < offsets[1] < offsets[2] and offsets[1] == pytest.approx(offsets[2] / 2)
+    # a curriculum corpus: anchored first, as drawn from its middle on, and still free of held-out captions
+    assert [curriculum_spread(i, 10) for i in (0, 1, 5, 9)] == [0.0, 0.2, 1.0, 1.0]
+    videos, rendered = render_corpus(2, 4, frames=33, workers=1, curriculum_videos=4)
+    first, second = (Scene.from_dict(r) for r in rendered)
+    assert [(o.x, o.y) for o in first.objects] == [
+        start_anchor(o, i, len(first.objects)) for i, o in enumerate(first.objects)
+    ]
+    assert second == corpus_scene(4, 1, 33, spread=0.5) and videos.shape[:2] == (2, 33)
+    for index in range(40):
+        scene = corpus_scene(4, index, 99, spread=curriculum_spread(index, 40))
+        assert not any(is_held_out(c) for c in (scene.caption(), *scene.section_captions(99)))
+    with pytest.raises(ValueError, match="start spread"):
+        with_start_spread(drawn[0], 1.5)
+
+
 def test_strict_judge_is_calibrated_on_ground_truth_and_fails_wrong_prompts():
     from helios.synthetic.judge import ATTRIBUTES, Scorecard, judge_detections, judgeable, wrong_prompt
 

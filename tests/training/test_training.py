@@ -102,6 +102,22 @@ def test_sample_windows_follow_the_sequence(world_shards):
             assert torch.equal(batch.anchor[0, :, 0], latents[0, :, 0])
 
 
+def test_a_curriculum_draws_from_a_growing_prefix_of_the_shards(world_shards, tmp_path):
+    """TrainConfig.curriculum_steps (the world recipe's --start-curriculum): the shards are ordered easy to
+    hard, and step n draws only from the first ⌈files · (n + 1) / curriculum_steps⌉ of them."""
+    shards, _, _ = world_shards
+    trainer = Trainer(train_config(shards, tmp_path, batch_size=1, curriculum_steps=8, max_steps=1))
+    assert [trainer._reachable(step) for step in range(9)] == [1, 1, 2, 2, 3, 3, 4, None, None]
+    first_file = trainer.data.load(0)[0]
+    for step in (0, 1):
+        target = trainer._prepare(step)[1][0][0]
+        assert any(torch.equal(target, chunk) for chunk in first_file)
+    with pytest.raises(ValueError, match="curriculum_steps"):
+        train_config(shards, tmp_path, curriculum_steps=-1)
+    with pytest.raises(ValueError, match="at least one file"):
+        trainer.data.sample(1, torch.Generator(), reachable=0)
+
+
 def _mean(values):
     return sum(values) / len(values)
 

@@ -83,18 +83,30 @@ BASE_SAMPLER = SamplerSettings(
 )
 
 
-def _render_one(args: tuple[int, int, int]) -> tuple[np.ndarray, dict]:
-    seed, index, frames = args
-    scene = corpus_scene(seed, index, frames)
+def _render_one(args: tuple[int, int, int, float]) -> tuple[np.ndarray, dict]:
+    seed, index, frames, spread = args
+    scene = corpus_scene(seed, index, frames, spread=spread)
     return render(scene, frames), scene.to_dict()
 
 
+def curriculum_spread(index: int, videos: int) -> float:
+    """The start spread of video ``index`` of a start-curriculum corpus of ``videos``: from 0 (every object at
+    its anchor) at the first video up to 1 (starts as drawn) at the middle one; the second half is as drawn,
+    so once the whole corpus is reachable, half the samples look like the evaluation's scenes."""
+    return min(1.0, 2 * index / videos)
+
+
 def render_corpus(
-    count: int, seed: int, frames: int = FRAMES, workers: int = 16, first: int = 0
+    count: int, seed: int, frames: int = FRAMES, workers: int = 16, first: int = 0, curriculum_videos: int = 0
 ) -> tuple[np.ndarray, list[dict]]:
-    """Videos ``first`` … ``first + count − 1`` of the corpus drawn with ``seed`` (held-out captions excluded)."""
+    """Videos ``first`` … ``first + count − 1`` of the corpus drawn with ``seed`` (held-out captions excluded);
+    ``curriculum_videos``: of a start-curriculum corpus of that many videos (``curriculum_spread``)."""
+    jobs = [
+        (seed, i, frames, curriculum_spread(i, curriculum_videos) if curriculum_videos else 1.0)
+        for i in range(first, first + count)
+    ]
     with Pool(workers) as pool:
-        results = pool.map(_render_one, [(seed, i, frames) for i in range(first, first + count)], chunksize=8)
+        results = pool.map(_render_one, jobs, chunksize=8)
     return np.stack([r[0] for r in results]), [r[1] for r in results]
 
 
@@ -240,15 +252,25 @@ def world_text_encoder(binding: bool = False) -> WorldTextEncoder:
 
 
 def offload_corpus(
-    count: int, seed: int, frames: int, codec: WorldCodec, text: WorldTextEncoder, folder: Path, block: int = 256
+    count: int,
+    seed: int,
+    frames: int,
+    codec: WorldCodec,
+    text: WorldTextEncoder,
+    folder: Path,
+    block: int = 256,
+    curriculum: bool = False,
 ) -> Path:
     """Render and encode the corpus a block at a time (a large corpus never sits in memory whole).
     Every chunk gets the caption true to it (``Scene.section_captions``: colours after events,
-    directions after bounces), not the video's opening caption."""
+    directions after bounces), not the video's opening caption. ``curriculum``: a start-curriculum corpus,
+    its files in order of spread (what ``TrainConfig.curriculum_steps`` expects)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for first in range(0, count, block):
-        videos, scenes = render_corpus(min(block, count - first), seed, frames, first=first)
+        videos, scenes = render_corpus(
+            min(block, count - first), seed, frames, first=first, curriculum_videos=count if curriculum else 0
+        )
         for n, (video, scene) in enumerate(zip(videos, scenes), start=first):
             captions = Scene.from_dict(scene).section_captions(frames)
             latents, embedding = encode_video(video, captions, codec, text, HEIGHT, WIDTH)
@@ -462,6 +484,14 @@ def main() -> None:
         "level (TrainConfig.coarse_motion_dropout: they then draw the captioned motion themselves)",
     )
     parser.add_argument(
+        "--start-curriculum",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="phase offload: render a start-curriculum corpus (objects from their anchors outwards, "
+        "world.with_start_spread); phases mid/refine: reach all of it over STEPS steps (give it to both)",
+    )
+    parser.add_argument(
         "--still-image",
         type=float,
         default=0.0,
@@ -595,7 +625,9 @@ def main() -> None:
     if "offload" in args.phase:
         started = time.time()
         codec = WorldCodec.from_pretrained(codec_dir, device=device)
-        offload_corpus(args.videos, args.corpus_seed, frames, codec, text, work / "shards")
+        offload_corpus(
+            args.videos, args.corpus_seed, frames, codec, text, work / "shards", curriculum=bool(args.start_curriculum)
+        )
         log(f"rendered and offloaded {args.videos} videos of {frames} frames in {time.time() - started:.0f} s")
     if "base" in args.phase:
         # From scratch, or the Base variant of a packaged model (its weights, a fine-tuning rate, caption
@@ -617,7 +649,11 @@ def main() -> None:
             **start,
         )
         report["base"] = str(train_stage(config, args.base_minutes, log))
-    stage2_options = dict(motion_weight=args.motion_weight, coarse_motion_dropout=args.coarse_motion_dropout)
+    stage2_options = dict(
+        motion_weight=args.motion_weight,
+        coarse_motion_dropout=args.coarse_motion_dropout,
+        curriculum_steps=args.start_curriculum,
+    )
     if args.still_image:
         stage2_options["history_drop"] = replace(HistoryDropSettings(), still_image=args.still_image)
     if args.pyramid_ratios:

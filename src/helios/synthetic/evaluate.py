@@ -39,7 +39,7 @@ from .judge import (
     v2v_directions_kept,
     wrong_prompt,
 )
-from .world import BACKGROUNDS, CHUNK_FRAMES, Scene, render, sample_scene
+from .world import BACKGROUNDS, CHUNK_FRAMES, Scene, render, sample_scene, with_start_spread
 
 HELD_OUT_SEED = 10_000  # training scenes use seeds below 10⁶·2 from other streams; these never occur there
 # The first default model's corpus (600 videos of seed 1, drawn without the split below): its captions
@@ -79,12 +79,14 @@ def is_held_out(caption: str) -> bool:
     return zlib.crc32(caption.encode()) % HELD_OUT_SHARE == 0
 
 
-def corpus_scene(seed: int, index: int, frames: int, split: bool = True) -> Scene:
+def corpus_scene(seed: int, index: int, frames: int, split: bool = True, spread: float = 1.0) -> Scene:
     """Scene ``index`` of a training corpus drawn with ``seed`` (the recipe renders these). With
-    ``split``, draws again until no caption of any of its chunks is held out for evaluation."""
+    ``split``, draws again until no caption of any of its chunks is held out for evaluation. ``spread``
+    below 1 pulls the objects' starts toward their anchors (``world.with_start_spread``: a start curriculum)."""
     rng = np.random.default_rng(seed * 1_000_000 + index)
     while True:
-        scene = sample_scene(rng, num_frames=frames)
+        # the spread before the split's check: a moved start moves the bounces, and so later captions
+        scene = with_start_spread(sample_scene(rng, num_frames=frames), spread)
         if not split or not any(is_held_out(c) for c in (scene.caption(), *scene.section_captions(frames))):
             return scene
 

@@ -72,10 +72,15 @@ class LatentShards:
         generator: torch.Generator,
         history_frames: int = 19,
         first_section: float | None = None,
+        reachable: int | None = None,
     ) -> Batch:
+        """``reachable``: draw only from the first that many files (a curriculum; None: all)."""
+        files = len(self) if reachable is None else min(len(self), reachable)
+        if files < 1:
+            raise ValueError(f"reachable must leave at least one file to draw from, got {reachable}")
         targets, histories, anchors, texts, helds = [], [], [], [], []
         for _ in range(batch_size):
-            video = int(torch.randint(len(self), (1,), generator=generator))
+            video = int(torch.randint(files, (1,), generator=generator))
             latents, text, held = self.load(video)
             sections = latents.shape[0]
             if first_section is None:

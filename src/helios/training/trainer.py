@@ -152,6 +152,13 @@ class Trainer:
         warmup = self.config.warmup_steps
         return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
 
+    def _reachable(self, step: int) -> int | None:
+        """How many of the first shards step ``step`` (0-based) draws from under the curriculum; None: all."""
+        c = self.config
+        if not c.curriculum_steps or step + 1 >= c.curriculum_steps:
+            return None
+        return max(c.batch_size, math.ceil(len(self.data) * (step + 1) / c.curriculum_steps))
+
     def _prepare(self, step: int):
         """The samples of ``step`` (CPU work, on the prefetch thread), a pure function of it."""
         c = self.config
@@ -159,7 +166,11 @@ class Trainer:
         if isinstance(self.data, OdePairShards):
             return step, self.data.sample(c.batch_size, generator), generator
         batch = self.data.sample(
-            c.batch_size, generator, history_frames=window_frames(c.history), first_section=c.first_section
+            c.batch_size,
+            generator,
+            history_frames=window_frames(c.history),
+            first_section=c.first_section,
+            reachable=self._reachable(step),
         )
         keep_text = (torch.rand(c.batch_size, generator=generator) >= c.caption_dropout).float().view(-1, 1, 1)
         tensors = (batch.target, batch.history, batch.anchor, batch.text * keep_text)
