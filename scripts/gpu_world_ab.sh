@@ -3,7 +3,9 @@
 # options OPTS_A (arm ARM_A; default "plain", no options: the control) and with OPTS_B (arm ARM_B; default
 # "repatch": --repatch 2, 8-pixel tokens, model/repatch.py; e.g. ARM_B=two_stage OPTS_B="--pyramid-ratios 1 1
 # --pyramid-steps 12 12"),
-# on one corpus rendered and encoded once (VIDEOS × SECTIONS, the Mid's corpus seed and binding encoder).
+# on one corpus rendered and encoded once (VIDEOS × SECTIONS, the Mid's corpus seed and binding encoder) — an arm
+# with --start-curriculum STEPS gets its own, the same videos with their starts ordered as a curriculum; both arms
+# share the one card where only one GPU is lent.
 # Each arm trains to STEPS steps (MINUTES caps a call), is packaged, and — once it has all STEPS — is judged
 # on its GPU with scripts/judge_world.sh (PROMPTS held-out prompts, SCENES conditioning scenes, the history
 # and word losses, the I2V direction test). The work folder (.work/ab, ignored) survives on a machine still
@@ -22,7 +24,13 @@ COMMON="--videos ${VIDEOS:-600} --sections ${SECTIONS:-4} --corpus-seed 4 --text
 echo "corpus ready at ${SECONDS}s"
 arm() {  # name, GPU, extra recipe options
   local name=$1 gpu=$2
-  mkdir -p $W/$name && ln -sfn $W/base/shards $W/$name/shards
+  mkdir -p $W/$name
+  if [[ "$3" == *--start-curriculum* ]]; then  # its own corpus: the same videos, starts from their anchors out
+    [ -f $W/$name/shards/index.json ] || CUDA_VISIBLE_DEVICES=$gpu python3 -m helios.recipes.default_model \
+      --work $W/$name $COMMON $3 --phase offload 2>&1 | grep -v Warn | tail -1
+  else
+    ln -sfn $W/base/shards $W/$name/shards
+  fi
   CUDA_VISIBLE_DEVICES=$gpu python3 -m helios.recipes.default_model --work $W/$name $COMMON --phase refine package \
     --mid-steps $STEPS --mid-minutes ${MINUTES:-7} --batch-size ${BATCH:-64} --compile $3 \
     --package-to $W/$name/model 2>&1 | grep -v Warn > $W/$name/train.log
@@ -34,7 +42,7 @@ arm() {  # name, GPU, extra recipe options
 }
 STEPS=${STEPS:?STEPS: the steps both arms train to}
 arm ${ARM_A:-plain} 0 "${OPTS_A:-}" &
-arm ${ARM_B:-repatch} 1 "${OPTS_B:---repatch 2}" &
+arm ${ARM_B:-repatch} $(( $(nvidia-smi -L | wc -l) > 1 ? 1 : 0 )) "${OPTS_B:---repatch 2}" &
 wait
 rm -f $OUT/card.txt
 ls -la $OUT

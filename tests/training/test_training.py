@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -26,6 +27,7 @@ from helios.synthetic.world import vocabulary
 from helios.training.corruption import choose_modes, corrupt_history, drop_history
 from helios.training.data import LatentShards
 from helios.training.objectives import motion_weights, motionless, pyramid_flow_matching_loss
+from helios.training.offload import write_index
 from helios.training.trainer import Trainer
 
 from .conftest import TINY_WORLD_TRANSFORMER, train_config
@@ -106,7 +108,12 @@ def test_a_curriculum_draws_from_a_growing_prefix_of_the_shards(world_shards, tm
     """TrainConfig.curriculum_steps (the world recipe's --start-curriculum): the shards are ordered easy to
     hard, and step n draws only from the first ⌈files · (n + 1) / curriculum_steps⌉ of them."""
     shards, _, _ = world_shards
-    trainer = Trainer(train_config(shards, tmp_path, batch_size=1, curriculum_steps=8, max_steps=1))
+    with pytest.raises(ValueError, match="not \\(offload it with"):  # these shards are in no particular order
+        Trainer(train_config(shards, tmp_path, curriculum_steps=8))
+    ordered = shutil.copytree(shards, tmp_path / "ordered")
+    index = json.loads((ordered / "index.json").read_text())
+    write_index(ordered, index["files"], index["height"], index["width"], ordered=True)
+    trainer = Trainer(train_config(ordered, tmp_path / "run", batch_size=1, curriculum_steps=8, max_steps=1))
     assert [trainer._reachable(step) for step in range(9)] == [1, 1, 2, 2, 3, 3, 4, None, None]
     first_file = trainer.data.load(0)[0]
     for step in (0, 1):

@@ -1,4 +1,5 @@
-"""The world recipe's Base variant: stage 1 from a packaged model, packaged with the Base sampler."""
+"""The world recipe's Base variant: stage 1 from a packaged model (here on a start curriculum), packaged with the
+Base sampler."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ def test_base_variant_trains_stage_1_from_a_packaged_model_and_ships_the_base_sa
     arguments = ["--work", str(work), "--videos", "2", "--sections", "2", "--batch-size", "2", "--base-steps", "2"]
     mid_dir = DEFAULT_MODEL_DIR / "mid"  # the default Distilled model's Mid teacher
     arguments += ["--codec-from", str(DEFAULT_MODEL_DIR / "codec"), "--from-model", "default-mid"]  # (by name)
-    arguments += ["--phase", "offload", "base", "package-base", "--package-to", str(target)]
+    arguments += ["--phase", "offload", "base", "package-base", "--package-to", str(target), "--start-curriculum", "2"]
     monkeypatch.setattr(sys, "argv", ["default_model", *arguments])
     recipe.main()
     log = [json.loads(line) for line in (work / "base" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2
     state = json.loads((work / "base" / "checkpoints" / "step_0000002" / "state.json").read_text())
     assert state["config"]["stage"] == 1 and state["config"]["transformer"] == str(mid_dir / "transformer")
+    # a start curriculum: the corpus written in order (its first video anchored), the steps reaching all of it
+    assert state["config"]["curriculum_steps"] == 2
+    assert json.loads((work / "shards" / "index.json").read_text())["ordered_easy_to_hard"]
     base, mid = HeliosPipeline.from_pretrained(target), HeliosPipeline.from_pretrained(mid_dir)
     assert base.sampler.name == "world-base" and base.sampler.pyramid_steps is None
     assert base.sampler.steps == 24 and base.sampler.guidance_scale == mid.sampler.guidance_scale

@@ -278,7 +278,7 @@ def offload_corpus(
             files.append(
                 write_shard(folder, f"{n:06d}.safetensors", latents, embedding, captions[0], f"world:{n}", held)
             )
-    write_index(folder, files, HEIGHT, WIDTH)
+    write_index(folder, files, HEIGHT, WIDTH, ordered=curriculum)
     return folder
 
 
@@ -489,7 +489,7 @@ def main() -> None:
         default=0,
         metavar="STEPS",
         help="phase offload: render a start-curriculum corpus (objects from their anchors outwards, "
-        "world.with_start_spread); phases mid/refine: reach all of it over STEPS steps (give it to both)",
+        "world.with_start_spread); phases base/mid/refine: reach all of it over STEPS steps (give it to both)",
     )
     parser.add_argument(
         "--still-image",
@@ -646,6 +646,7 @@ def main() -> None:
             args.batch_size,
             args.compile,
             first_section=args.first_section,
+            curriculum_steps=args.start_curriculum,
             **start,
         )
         report["base"] = str(train_stage(config, args.base_minutes, log))

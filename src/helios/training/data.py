@@ -48,6 +48,7 @@ class LatentShards:
         if meta.get("kind") == "ode_pairs":
             raise ValueError(f"{self.folder} holds ODE pairs, not latent shards (they train stage 3, phase 'ode')")
         self.entries = meta["files"]
+        self.ordered = bool(meta.get("ordered_easy_to_hard"))  # a curriculum's corpus (offload.write_index)
         if not self.entries:
             raise ValueError(f"{index} lists no files")
 

@@ -107,8 +107,10 @@ def write_shard(
     return {"file": name, "caption": caption, "sections": int(latents.shape[0])}
 
 
-def write_index(folder: Path, files: list[dict], height: int, width: int) -> None:
-    (folder / INDEX_NAME).write_text(json.dumps({"files": files, "height": height, "width": width}, indent=1))
+def write_index(folder: Path, files: list[dict], height: int, width: int, ordered: bool = False) -> None:
+    """``ordered``: the files go from easy to hard, as a curriculum (``TrainConfig.curriculum_steps``) needs."""
+    index = {"files": files, "height": height, "width": width} | ({"ordered_easy_to_hard": True} if ordered else {})
+    (folder / INDEX_NAME).write_text(json.dumps(index, indent=1))
 
 
 def offload(

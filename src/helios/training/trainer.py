@@ -118,6 +118,11 @@ class Trainer:
         )
         distilling_ode = config.stage == 3 and config.distill.phase == "ode"
         self.data = OdePairShards(config.data) if distilling_ode else LatentShards(config.data)
+        if config.curriculum_steps and not getattr(self.data, "ordered", False):
+            raise ValueError(
+                f"curriculum_steps needs shards ordered easy to hard; {config.data} is not (offload it with the "
+                "world recipe's --start-curriculum)"
+            )
         self.distill = (
             Distillation(config, self.model, self.device, build_transformer, add_lora) if config.stage == 3 else None
         )
