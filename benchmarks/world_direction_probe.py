@@ -50,6 +50,7 @@ from helios.synthetic.world import (
     Scene,
     render,
 )
+from helios.training.data import curriculum_reach
 from helios.training.objectives import pyramid_flow_matching_loss
 
 WORLD_CORPUS_SEED = 4  # the shipped Mid's corpus (recipes/default_model.py --corpus-seed 4)
@@ -128,16 +129,20 @@ def clip_cosines(pipeline, scenes: list[Scene]) -> dict:
         "clips": len(scenes),
         "tracked": len(found),
         "mean_cosine": float(np.mean([p["cosine"] for p in found])) if found else float("nan"),
+        # its standard error over the clips (chance is 0 ± this); a second run of an arm can differ by more
+        # (the seventeenth session's two-stage placed arm: +0.32 at 1,200 steps, then −0.10 at 2,000)
+        "cosine_se": float(np.std([p["cosine"] for p in found], ddof=1) / np.sqrt(len(found)))
+        if len(found) > 1
+        else float("nan"),
         "median_net_px": float(np.median([p["net_px"] for p in found])) if found else float("nan"),
     }
 
 
 def reachable(scenes: int, step: int, args) -> int:
     """How many of the corpus's first scenes a step draws from: all of them, except on the widening corpus,
-    where the prefix grows from one batch to all over ``--ramp-steps``."""
-    if args.corpus != "widening":
-        return scenes
-    return min(scenes, max(args.batch, round(scenes * step / args.ramp_steps)))
+    where the prefix grows from one batch to all over ``--ramp-steps`` (the trainer's curriculum; the
+    seventeenth session's runs rounded the prefix where it now rounds up: at most one scene fewer)."""
+    return curriculum_reach(scenes, step, args.ramp_steps, args.batch) if args.corpus == "widening" else scenes
 
 
 def train(pipeline, latents: torch.Tensor, captions: list[str], steps: int, args, state):

@@ -114,7 +114,7 @@ def test_a_curriculum_draws_from_a_growing_prefix_of_the_shards(world_shards, tm
     index = json.loads((ordered / "index.json").read_text())
     write_index(ordered, index["files"], index["height"], index["width"], ordered=True)
     trainer = Trainer(train_config(ordered, tmp_path / "run", batch_size=1, curriculum_steps=8, max_steps=1))
-    assert [trainer._reachable(step) for step in range(9)] == [1, 1, 2, 2, 3, 3, 4, None, None]
+    assert [trainer._reachable(step) for step in range(9)] == [1, 1, 2, 2, 3, 3, 4, 4, 4]
     first_file = trainer.data.load(0)[0]
     for step in (0, 1):
         target = trainer._prepare(step)[1][0][0]

@@ -11,6 +11,7 @@ the model has nothing but the caption to go on (uniform over the sections when N
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,14 @@ class Batch:
     def to(self, device) -> Batch:
         held = self.held.to(device) if self.held is not None else None
         return Batch(*(t.to(device) for t in (self.target, self.history, self.anchor, self.text)), held)
+
+
+def curriculum_reach(files: int, step: int, curriculum_steps: int, batch_size: int) -> int:
+    """How many of the first ``files`` (ordered easy to hard) training step ``step`` (1-based) draws from when
+    a curriculum reaches all of them over ``curriculum_steps``: a growing prefix, never less than a batch."""
+    if step >= curriculum_steps:
+        return files
+    return min(files, max(batch_size, math.ceil(files * step / curriculum_steps)))
 
 
 class LatentShards:

@@ -32,7 +32,7 @@ from ..model.window import window_frames
 from ..sampling.schedules import PyramidConstants
 from .activation_offload import saved_tensors_on_host
 from .corruption import corrupt_history, drop_history, still_image_history
-from .data import LatentShards
+from .data import LatentShards, curriculum_reach
 from .distillation import Distillation
 from .objectives import flow_matching_loss, pyramid_flow_matching_loss
 from .ode_pairs import OdePairs, OdePairShards
@@ -160,9 +160,9 @@ class Trainer:
     def _reachable(self, step: int) -> int | None:
         """How many of the first shards step ``step`` (0-based) draws from under the curriculum; None: all."""
         c = self.config
-        if not c.curriculum_steps or step + 1 >= c.curriculum_steps:
-            return None
-        return max(c.batch_size, math.ceil(len(self.data) * (step + 1) / c.curriculum_steps))
+        return (
+            curriculum_reach(len(self.data), step + 1, c.curriculum_steps, c.batch_size) if c.curriculum_steps else None
+        )
 
     def _prepare(self, step: int):
         """The samples of ``step`` (CPU work, on the prefetch thread), a pure function of it."""
