@@ -31,8 +31,11 @@ browser:
 	  { echo "make test needs Debian's chromium for the browser test: run 'sudo apt-get install chromium'" \
 	         "or set HELIOS_SKIP_BROWSER=1 to skip that test"; exit 1; }
 
+# Two pytest workers of one thread each: most tests are single-threaded work that a second core
+# halves, and two workers with torch's default threads each oversubscribe the cores (2-core machine,
+# 2026-11-29: 5:57 in one process, 6:50 with two workers, 3:28 with two workers of one thread).
 test: lint browser
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 # A 10-second video (240 frames requested, 261 returned) from the embedded default model, on the CPU.
 demo: $(STAMP)
