@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 import torch
 
 from helios import HeliosPipeline
@@ -57,3 +58,13 @@ def test_a_decoder_fine_tune_keeps_the_encoder_and_weighs_the_group_boundary(tmp
     assert all(torch.equal(encoder[k], v) for k, v in codec.encoder.state_dict().items())
     assert any(not torch.equal(decoder[k], v) for k, v in codec.decoder.state_dict().items())
     assert np.isfinite(quality) and "codec stopped at step 2" in " ".join(messages)
+
+
+def test_a_negative_start_curriculum_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(
+        sys, "argv", ["recipe", "--work", str(tmp_path / "w"), "--phase", "offload", "--start-curriculum", "-5"]
+    )
+    with pytest.raises(SystemExit):
+        recipe.main()
+    assert "--start-curriculum takes the steps that reach the whole corpus (0: none), got -5" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

@@ -565,6 +565,10 @@ def main() -> None:
     stages = len(args.pyramid_ratios or DEFAULT_SAMPLER.pyramid_steps)
     if len(args.pyramid_steps or DEFAULT_SAMPLER.pyramid_steps) != stages:
         parser.error(f"a {stages}-stage pyramid (--pyramid-ratios) needs --pyramid-steps with {stages} values")
+    if args.start_curriculum < 0:
+        parser.error(
+            f"--start-curriculum takes the steps that reach the whole corpus (0: none), got {args.start_curriculum}"
+        )
     if args.from_model:  # a folder or an embedded model's name (default-mid): later phases read its files
         args.from_model = str(model_folder(args.from_model))
     work = Path(args.work)
