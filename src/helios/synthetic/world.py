@@ -179,8 +179,8 @@ def with_start_spread(scene: Scene, spread: float) -> Scene:
     """``scene`` with each object's start pulled toward its ``start_anchor``: ``spread`` 0 puts it there, 1
     leaves the scene as drawn. A start curriculum (the recipe's ``--start-curriculum``) orders a corpus by
     spread: a model first learns each direction word as one path from one place (where the word alone tells
-    the path at every noise level), then from ever more places — from the drawn starts alone it does not
-    learn the word at all (benchmarks/README.md, sixteenth and seventeenth sessions)."""
+    the path at every noise level), then from ever more places — from the drawn starts alone the Mid did not
+    come to read the word in 2,000 steps (benchmarks/README.md, sixteenth and seventeenth sessions)."""
     if not 0.0 <= spread <= 1.0:
         raise ValueError(f"a start spread lies in [0, 1], got {spread}")
     if spread == 1.0:
