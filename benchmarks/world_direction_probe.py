@@ -33,6 +33,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from PIL import Image
 
 from helios import HeliosPipeline
 from helios.model.window import window_frames
@@ -114,8 +115,17 @@ def word_rises(pipeline, held_out: list[Scene], placed_held_out: list[Scene], dr
     }
 
 
-def clip_cosines(pipeline, scenes: list[Scene]) -> dict:
-    """Generated clips (pipeline) or ground truth (None): the tracked motion against the prompted direction."""
+SHEET_CLIPS = 4  # clips of each measurement shown in the arm's contact sheet
+
+
+def contact_rows(clips: list[np.ndarray]) -> np.ndarray:
+    """One row per clip: its first, middle and last frame side by side."""
+    return np.concatenate([np.concatenate([c[0], c[len(c) // 2], c[-1]], axis=1) for c in clips], axis=0)
+
+
+def clip_cosines(pipeline, scenes: list[Scene], shown: list | None = None) -> dict:
+    """Generated clips (pipeline) or ground truth (None): the tracked motion against the prompted direction.
+    ``shown``: the first ``SHEET_CLIPS`` clips are appended to it (to be looked at)."""
     paths = []
     for i, scene in enumerate(scenes):
         obj = scene.objects[0]
@@ -124,6 +134,8 @@ def clip_cosines(pipeline, scenes: list[Scene]) -> dict:
         else:
             frames = pipeline.generate(scene.caption(), num_frames=CHUNK_FRAMES, seed=i).frames
         paths.append(track_path(track(frames, obj.color), obj.direction))
+        if shown is not None and i < SHEET_CLIPS:
+            shown.append(frames)
     found = [p for p in paths if p is not None]
     return {
         "clips": len(scenes),
@@ -223,6 +235,11 @@ def main() -> None:
     )
     parser.add_argument("--out", default="world_direction_probe.json")
     parser.add_argument("--save", help="a folder: each arm's model after its last step is saved under it")
+    parser.add_argument(
+        "--sheet",
+        help="a PNG path prefix: per arm, the first placed held-out clips of every measurement (rows: clips, in "
+        "order of measurement; columns: first, middle and last frame), written after each measurement",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     corpus = [training_scene(args.corpus, i, rng, args.scenes) for i in range(args.scenes)]
@@ -232,6 +249,7 @@ def main() -> None:
     results = {"args": vars(args), "machine": platform.node(), "chance_cosine": 0.0, "arms": {}}
     results["ground_truth_clips"] = clip_cosines(None, held_out)
     results["ground_truth_clips_placed"] = clip_cosines(None, placed_held_out)
+    results["sheet_captions"] = [s.caption() for s in placed_held_out[:SHEET_CLIPS]]
     for arm in args.arms:
         pipeline = HeliosPipeline.from_pretrained(args.model).to(args.device)
         if args.pyramid_steps:
@@ -245,7 +263,7 @@ def main() -> None:
         if not results["arms"]:
             measured[0]["clips"] = clip_cosines(pipeline, held_out)
             measured[0]["clips_placed"] = clip_cosines(pipeline, placed_held_out)
-        state, losses, seconds, done = {}, [], 0.0, 0
+        state, losses, seconds, done, shown = {}, [], 0.0, 0, []
         for target in sorted(args.steps):
             start = time.perf_counter()
             losses += train(pipeline, latents, [s.caption() for s in scenes], target - done, args, state)
@@ -254,11 +272,13 @@ def main() -> None:
             measured[done] = {
                 **word_rises(pipeline, held_out, placed_held_out, args.draws),
                 "clips": clip_cosines(pipeline, held_out),
-                "clips_placed": clip_cosines(pipeline, placed_held_out),
+                "clips_placed": clip_cosines(pipeline, placed_held_out, shown),
                 "train_seconds": seconds,
                 "loss_first_last_20": [float(np.mean(losses[:20])), float(np.mean(losses[-20:]))],
             }
             print(arm, done, json.dumps(measured[done]), flush=True)
+            if args.sheet:
+                Image.fromarray(contact_rows(shown)).save(f"{args.sheet}_{arm}.png")
         results["arms"][arm] = measured
         if args.save:
             pipeline.to("cpu").save_pretrained(f"{args.save}/{arm}")

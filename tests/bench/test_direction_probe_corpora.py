@@ -1,5 +1,5 @@
-"""The direction probe's training corpora (benchmarks/world_direction_probe.py --corpus): each one changes only
-the property it names, so a difference between arms can be put down to it."""
+"""The direction probe (benchmarks/world_direction_probe.py): its training corpora (--corpus) each change only
+the property they name, so a difference between arms can be put down to it; its contact sheet of clips."""
 
 from __future__ import annotations
 
@@ -72,3 +72,11 @@ def test_widening_spreads_the_starts_from_the_centre_and_training_reaches_them_o
     ramp = Namespace(corpus="widening", batch=16, ramp_steps=100)
     assert [probe.reachable(400, step, ramp) for step in (1, 10, 50, 100, 500)] == [16, 40, 200, 400, 400]
     assert probe.reachable(400, 1, Namespace(corpus="placed", batch=16, ramp_steps=100)) == 400
+
+
+def test_the_contact_sheet_shows_each_clips_first_middle_and_last_frame(probe):
+    clips = [np.random.default_rng(i).integers(0, 255, (33, 8, 12, 3), dtype=np.uint8) for i in range(2)]
+    sheet = probe.contact_rows(clips)
+    assert sheet.shape == (16, 36, 3)
+    assert np.array_equal(sheet[8:, :12], clips[1][0]) and np.array_equal(sheet[:8, 12:24], clips[0][16])
+    assert np.array_equal(sheet[8:, 24:], clips[1][32])
