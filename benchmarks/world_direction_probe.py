@@ -17,8 +17,11 @@ so it says nothing about the path). Each arm is measured before and after on hel
 corpus's own first chunks (one or two objects, each starting on the side away from where it goes, any speed);
 ``unbiased``, those with every start drawn whatever the direction; ``placed``, one slow object starting anywhere
 in the frame's middle half; ``mixed``, half centre, half world. They tell which property of the corpus hides
-the word. ``--pyramid-steps 12 12`` trains and samples a two-stage pyramid (coarsest level 4 x 6 tokens, not
-2 x 3).
+the word; ``widening``, the placed scenes with their offset from the centre growing with their index, training
+drawing from a prefix that reaches all of them over ``--ramp-steps`` (a curriculum). Clips and the word rise are
+also measured on held-out placed scenes, where a path learned from the centre cannot help; ``--sheet`` writes a
+contact sheet of those clips to look at. ``--pyramid-steps 12 12`` trains and samples a two-stage pyramid
+(coarsest level 4 x 6 tokens, not 2 x 3).
 
 python benchmarks/world_direction_probe.py --model default-mid --steps 200 400 --out probe.json  # measured at both
 """

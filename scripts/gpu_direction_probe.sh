@@ -17,7 +17,6 @@ probe() {  # name, arm, GPU, extra options
     ${SAVE:+--save $PWD/.work/probe_models/$1} --sheet $OUT/sheet_$1 --out $OUT/probe_$1.json 2>&1 | grep --line-buffered -v Warn > $OUT/probe_$1.log
 }
 probe ${NAME_A:-captioned} ${ARM_A:-captioned} 0 "${OPTS_A:-}" &
-SECOND_GPU=$(( $(nvidia-smi -L | wc -l) > 1 ? 1 : 0 ))
 probe ${NAME_B:-shuffled} ${ARM_B:-shuffled} $SECOND_GPU "${OPTS_B:-}" &
 wait
 tail -n 4 $OUT/probe_*.log | cut -c1-400

@@ -42,7 +42,7 @@ arm() {  # name, GPU, extra recipe options
 }
 STEPS=${STEPS:?STEPS: the steps both arms train to}
 arm ${ARM_A:-plain} 0 "${OPTS_A:-}" &
-arm ${ARM_B:-repatch} $(( $(nvidia-smi -L | wc -l) > 1 ? 1 : 0 )) "${OPTS_B:---repatch 2}" &
+arm ${ARM_B:-repatch} $SECOND_GPU "${OPTS_B:---repatch 2}" &
 wait
 rm -f $OUT/card.txt
 ls -la $OUT

@@ -26,7 +26,7 @@ def test_base_variant_trains_stage_1_from_a_packaged_model_and_ships_the_base_sa
     assert log[-1]["step"] == 2
     state = json.loads((work / "base" / "checkpoints" / "step_0000002" / "state.json").read_text())
     assert state["config"]["stage"] == 1 and state["config"]["transformer"] == str(mid_dir / "transformer")
-    # a start curriculum: the corpus written in order (its first video anchored), the steps reaching all of it
+    # a start curriculum: the corpus marked as written in order, the steps reaching all of it
     assert state["config"]["curriculum_steps"] == 2
     assert json.loads((work / "shards" / "index.json").read_text())["ordered_easy_to_hard"]
     base, mid = HeliosPipeline.from_pretrained(target), HeliosPipeline.from_pretrained(mid_dir)
