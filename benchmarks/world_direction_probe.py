@@ -18,7 +18,9 @@ corpus's own first chunks (one or two objects, each starting on the side away fr
 ``unbiased``, those with every start drawn whatever the direction; ``placed``, one slow object starting anywhere
 in the frame's middle half; ``mixed``, half centre, half world. They tell which property of the corpus hides
 the word; ``widening``, the placed scenes with their offset from the centre growing with their index, training
-drawing from a prefix that reaches all of them over ``--ramp-steps`` (a curriculum). Clips and the word rise are
+drawing from a prefix that reaches all of them over ``--ramp-steps`` (a curriculum); ``world-widening``, the
+recipe's ``--start-curriculum`` on the world corpus's first chunks: each scene's starts pulled to the shared
+anchors (``world.with_start_spread``) by one minus index / scenes, the same ramp. Clips and the word rise are
 also measured on held-out placed scenes, where a path learned from the centre cannot help; ``--sheet`` writes a
 contact sheet of those clips to look at. ``--pyramid-steps 12 12`` trains and samples a two-stage pyramid
 (coarsest level 4 x 6 tokens, not 2 x 3).
@@ -86,11 +88,14 @@ def unbiased_start(scene: Scene, rng: np.random.Generator) -> Scene:
 
 def training_scene(corpus: str, index: int, rng: np.random.Generator, scenes: int = 1) -> Scene:
     """Scene ``index`` of ``scenes``; ``widening``: placed scenes whose spread grows with the index, from the
-    centre start (0) to the middle half (1), so training on a growing prefix is a curriculum."""
+    centre start (0) to the middle half (1), so training on a growing prefix is a curriculum; ``world-widening``
+    the same for the world corpus's scenes, from the shared anchors (0) to the drawn starts (1)."""
     if corpus == "centre" or (corpus == "mixed" and index % 2):
         return centre_scene(rng)
     if corpus in ("placed", "widening"):
         return centre_scene(rng, placed=True, spread=index / scenes if corpus == "widening" else 1.0)
+    if corpus == "world-widening":
+        return corpus_scene(WORLD_CORPUS_SEED, index, CHUNK_FRAMES, spread=index / scenes)
     scene = corpus_scene(WORLD_CORPUS_SEED, index, CHUNK_FRAMES)
     return unbiased_start(scene, rng) if corpus == "unbiased" else scene
 
@@ -154,10 +159,10 @@ def clip_cosines(pipeline, scenes: list[Scene], shown: list | None = None) -> di
 
 
 def reachable(scenes: int, step: int, args) -> int:
-    """How many of the corpus's first scenes a step draws from: all of them, except on the widening corpus,
+    """How many of the corpus's first scenes a step draws from: all of them, except on the widening corpora,
     where the prefix grows from one batch to all over ``--ramp-steps`` (the trainer's curriculum; the
     seventeenth session's runs rounded the prefix where it now rounds up: at most one scene fewer)."""
-    return curriculum_reach(scenes, step, args.ramp_steps, args.batch) if args.corpus == "widening" else scenes
+    return curriculum_reach(scenes, step, args.ramp_steps, args.batch) if "widening" in args.corpus else scenes
 
 
 def train(pipeline, latents: torch.Tensor, captions: list[str], steps: int, args, state):
@@ -208,13 +213,17 @@ def main() -> None:
     parser.add_argument(
         "--corpus",
         default="centre",
-        choices=["centre", "placed", "widening", "world", "unbiased", "mixed"],
+        choices=["centre", "placed", "widening", "world", "world-widening", "unbiased", "mixed"],
         help="training scenes: centre-start ones; like them but starting anywhere in the middle (placed); the "
         "world corpus's first chunks (the Mid's corpus seed); those with every start redrawn regardless of "
-        "direction (unbiased); half centre, half world (mixed); placed, from the centre outwards (widening)",
+        "direction (unbiased); half centre, half world (mixed); placed, from the centre outwards (widening); "
+        "world, from the shared anchors outwards (world-widening)",
     )
     parser.add_argument(
-        "--ramp-steps", type=int, default=1000, help="widening: steps over which the starts spread to the middle half"
+        "--ramp-steps",
+        type=int,
+        default=1000,
+        help="widening corpora: steps over which training reaches all the starts",
     )
     parser.add_argument("--held-out", type=int, default=12)
     parser.add_argument("--steps", type=int, nargs="+", default=[200], help="step counts to measure at")

@@ -5,7 +5,8 @@
 # --pyramid-steps 12 12"),
 # on one corpus rendered and encoded once (VIDEOS × SECTIONS, the Mid's corpus seed and binding encoder) — an arm
 # with --start-curriculum STEPS gets its own, the same videos with their starts ordered as a curriculum; both arms
-# share the one card where only one GPU is lent.
+# share the one card where only one GPU is lent. ARM_B=none runs arm A alone on GPU 0 (to set against a control
+# judged before, from the same corpus, seeds and script).
 # Each arm trains to STEPS steps (MINUTES caps a call), is packaged, and — once it has all STEPS — is judged
 # on its GPU with scripts/judge_world.sh (PROMPTS held-out prompts, SCENES conditioning scenes, the history
 # and word losses, the I2V direction test). The work folder (.work/ab, ignored) survives on a machine still
@@ -19,8 +20,9 @@ source scripts/judge_world.sh
 mkdir -p $W/base
 COMMON="--videos ${VIDEOS:-600} --sections ${SECTIONS:-4} --corpus-seed 4 --text-binding --first-section 0.5
   --codec-from src/helios/default_model/codec --from-model src/helios/default_model/mid"
-[ -f $W/base/shards/index.json ] || CUDA_VISIBLE_DEVICES=0 python3 -m helios.recipes.default_model --work $W/base \
-  $COMMON --phase offload 2>&1 | grep -v Warn | tail -1
+needs_base() { [[ "${OPTS_A:-}" != *--start-curriculum* ]] || { [ "${ARM_B:-}" != none ] && [[ "${OPTS_B:---repatch 2}" != *--start-curriculum* ]]; }; }
+needs_base && { [ -f $W/base/shards/index.json ] || CUDA_VISIBLE_DEVICES=0 python3 -m helios.recipes.default_model --work $W/base \
+  $COMMON --phase offload 2>&1 | grep -v Warn | tail -1; }
 echo "corpus ready at ${SECONDS}s"
 arm() {  # name, GPU, extra recipe options
   local name=$1 gpu=$2
@@ -42,7 +44,7 @@ arm() {  # name, GPU, extra recipe options
 }
 STEPS=${STEPS:?STEPS: the steps both arms train to}
 arm ${ARM_A:-plain} 0 "${OPTS_A:-}" &
-arm ${ARM_B:-repatch} $SECOND_GPU "${OPTS_B:---repatch 2}" &
+[ "${ARM_B:-}" = none ] || arm ${ARM_B:-repatch} $SECOND_GPU "${OPTS_B:---repatch 2}" &
 wait
 rm -f $OUT/card.txt
 ls -la $OUT

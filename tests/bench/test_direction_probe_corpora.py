@@ -80,3 +80,20 @@ def test_the_contact_sheet_shows_each_clips_first_middle_and_last_frame(probe):
     assert sheet.shape == (16, 36, 3)
     assert np.array_equal(sheet[8:, :12], clips[1][0]) and np.array_equal(sheet[:8, 12:24], clips[0][16])
     assert np.array_equal(sheet[8:, 24:], clips[1][32])
+
+
+def test_world_widening_starts_the_world_scenes_at_shared_anchors_and_ends_at_the_drawn_starts(probe):
+    from helios.synthetic.world import start_anchor
+
+    world, widening = corpus(probe, "world", 200), corpus(probe, "world-widening", 200)
+    assert [s.caption() for s in widening] == [s.caption() for s in world]  # only the starts differ
+    # the recipe's curriculum transform: first every object on its slot's anchor, whatever its direction
+    assert all(
+        (o.x, o.y) == pytest.approx(start_anchor(i, len(s.objects)), abs=0.015)
+        for s in widening[:8]
+        for i, o in enumerate(s.objects)
+    )
+    # where the world's start tells the direction (right-movers start 0.4 to the left), the first scenes' do not
+    assert abs(start_gap(widening[:40])) < 0.05 and start_gap(world[:40]) < -0.3
+    assert start_gap(widening[-60:]) < -0.3  # the last ones start nearly as drawn
+    assert probe.reachable(200, 1, Namespace(corpus="world-widening", batch=16, ramp_steps=100)) == 16
