@@ -20,7 +20,8 @@ in the frame's middle half; ``mixed``, half centre, half world. They tell which 
 the word; ``widening``, the placed scenes with their offset from the centre growing with their index, training
 drawing from a prefix that reaches all of them over ``--ramp-steps`` (a curriculum); ``world-widening``, the
 recipe's ``--start-curriculum`` on the world corpus's first chunks: each scene's starts pulled to the shared
-anchors (``world.with_start_spread``) by one minus index / scenes, the same ramp. Clips and the word rise are
+anchors (``world.with_start_spread``) as the recipe's corpus pulls them (``curriculum_spread``: from all the
+way at the first scene to not at all from the middle on), the same ramp. Clips and the word rise are
 also measured on held-out placed scenes, where a path learned from the centre cannot help; ``--sheet`` writes a
 contact sheet of those clips to look at. ``--pyramid-steps 12 12`` trains and samples a two-stage pyramid
 (coarsest level 4 x 6 tokens, not 2 x 3).
@@ -42,6 +43,7 @@ from PIL import Image
 
 from helios import HeliosPipeline
 from helios.model.window import window_frames
+from helios.recipes.default_model import curriculum_spread
 from helios.sampling.schedules import PyramidConstants
 from helios.synthetic.evaluate import corpus_scene, encoded_chunks, evaluate_word_loss
 from helios.synthetic.judge import track, track_path
@@ -89,13 +91,13 @@ def unbiased_start(scene: Scene, rng: np.random.Generator) -> Scene:
 def training_scene(corpus: str, index: int, rng: np.random.Generator, scenes: int = 1) -> Scene:
     """Scene ``index`` of ``scenes``; ``widening``: placed scenes whose spread grows with the index, from the
     centre start (0) to the middle half (1), so training on a growing prefix is a curriculum; ``world-widening``
-    the same for the world corpus's scenes, from the shared anchors (0) to the drawn starts (1)."""
+    the recipe's start-curriculum corpus: the world's scenes, from the shared anchors to the drawn starts."""
     if corpus == "centre" or (corpus == "mixed" and index % 2):
         return centre_scene(rng)
     if corpus in ("placed", "widening"):
         return centre_scene(rng, placed=True, spread=index / scenes if corpus == "widening" else 1.0)
     if corpus == "world-widening":
-        return corpus_scene(WORLD_CORPUS_SEED, index, CHUNK_FRAMES, spread=index / scenes)
+        return corpus_scene(WORLD_CORPUS_SEED, index, CHUNK_FRAMES, spread=curriculum_spread(index, scenes))
     scene = corpus_scene(WORLD_CORPUS_SEED, index, CHUNK_FRAMES)
     return unbiased_start(scene, rng) if corpus == "unbiased" else scene
 
