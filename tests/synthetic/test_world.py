@@ -228,6 +228,37 @@ def test_temporal_context_decoder_is_causal_and_sees_the_previous_latent(tmp_pat
     assert torch.equal(loaded.decode(latents), decoded)
 
 
+def test_previous_frame_decoder_starts_as_its_start_and_carries_each_group_into_the_next(tmp_path):
+    from helios.recipes.default_model import with_context_decoder
+
+    torch.manual_seed(0)
+    start = WorldCodec(channels=(8, 8, 8), decoder_channels=(8, 16, 16), temporal_context=True).eval()
+    codec = with_context_decoder(start, None, previous_frame=True).eval()
+    latents = torch.randn(1, 16, 5, 8, 8)
+    # the new input starts at zero: the decoder decodes as the one it was made from (one group at a time,
+    # so to float rounding)
+    assert torch.allclose(codec.decode(latents), start.decode(latents), atol=1e-6)
+    with torch.no_grad():
+        codec.previous_in.weight.normal_(0, 0.1)
+    decoded = codec.decode(latents)
+    changed = latents.clone()
+    changed[:, :, 0] += 1
+    after = codec.decode(changed)
+    # group 3 (frames 9-12) sees latents 2 and 3 only; it changes with latent 0 through the frames decoded
+    # before it, group after group — and the previous-latent decoder alone would not change there
+    assert not torch.equal(after[:, :, 9:13], decoded[:, :, 9:13])
+    assert torch.equal(start.decode(changed)[:, :, 9:13], start.decode(latents)[:, :, 9:13])
+    # batched, each video carries only its own frames
+    pair = codec.decode(torch.cat([latents, changed]))
+    assert torch.allclose(pair[:1], decoded, atol=1e-5) and torch.allclose(pair[1:], after, atol=1e-5)
+    codec.save_pretrained(tmp_path / "codec")
+    loaded = WorldCodec.from_pretrained(tmp_path / "codec")
+    assert loaded.previous_frame and torch.equal(loaded.decode(latents), decoded)
+    assert with_context_decoder(loaded, None).previous_frame  # a later fine-tune keeps the input
+    with pytest.raises(ValueError, match="previous_frame must be true or false"):
+        WorldCodec.build_from_config({"previous_frame": "yes"})
+
+
 def test_shipped_codec_reconstructs_held_out_videos():
     from helios.generation.loading import DEFAULT_MODEL_DIR
 

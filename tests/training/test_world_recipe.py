@@ -68,3 +68,23 @@ def test_a_negative_start_curriculum_is_refused_before_any_work(tmp_path, monkey
         recipe.main()
     assert "--start-curriculum takes the steps that reach the whole corpus (0: none), got -5" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_a_previous_frame_decoder_fine_tune_moves_its_new_input_at_its_own_rate():
+    """The new input starts at zero; with its learning rate scaled it moves that much further in the same
+    steps (the decoder's own weights move as before), and the encoder stays as it was."""
+    import numpy as np
+
+    from helios.encoders.world_codec import WorldCodec
+
+    videos = np.stack([recipe.render(recipe.corpus_scene(4, i, 33), 33, 64, 64) for i in range(2)])
+    start = WorldCodec.from_pretrained(DEFAULT_MODEL_DIR / "codec")
+    moved = {}
+    for scale in (1.0, 10.0):
+        codec = recipe.with_context_decoder(start, None, previous_frame=True)
+        codec, _ = recipe.train_codec(
+            videos, videos[:1], 2, "cpu", lambda _: None, lr=1e-3, batch=1, start=codec, previous_frame_lr_scale=scale
+        )
+        assert all(torch.equal(a, b) for a, b in zip(codec.encoder.parameters(), start.encoder.parameters()))
+        moved[scale] = codec.previous_in.weight.abs().max().item()
+    assert 0 < moved[1.0] and moved[10.0] == pytest.approx(10 * moved[1.0], rel=0.05)

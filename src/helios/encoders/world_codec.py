@@ -4,6 +4,8 @@
 0 sees only frame 0, latent j the frames 4j−3 … 4j. One 2-D conv network handles every latent
 position: the four frames of a group are stacked in channels (frame 0 is repeated four times).
 Latents are normalised with per-channel statistics measured after training, as Helios expects.
+Optionally the decoder sees the previous latent frame (``temporal_context``) and the last frame it decoded
+for the previous group (``previous_frame``), so a group can start where the one before it ended.
 Implements the ``VideoCodec`` protocol; folders load and save through the strict checkpoint code
 (``model/checkpoint.py``) like the transformer.
 """
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from ..model.checkpoint import PretrainedMixin
 
 GROUP = 4  # temporal factor
+FULL_RESOLUTION_TAIL = 3  # the decoder's last layers (block, activation, output conv) run at full resolution
 
 
 class _ResBlock(nn.Module):
@@ -77,10 +80,14 @@ class WorldCodec(PretrainedMixin, nn.Module):
         channels: tuple[int, int, int] = (32, 64, 96),
         decoder_channels: tuple[int, int, int] | None = None,
         temporal_context: bool = False,
+        previous_frame: bool = False,
     ):
         """``temporal_context``: each latent frame is decoded together with the one before it, so the
         four frames it stands for can move from where the previous group ended (without it the decoder
-        tends to repeat one frame four times: stop-motion). The encoder is the same either way."""
+        tends to repeat one frame four times: stop-motion). ``previous_frame``: the decoder's full-resolution
+        layers also see the last frame decoded for the previous group (zeros before a chunk's first), so
+        the frame into each group can join it instead of jumping — a group is decoded after the one before
+        it. The encoder is the same either way."""
         super().__init__()
         self.latent_channels = latent_channels
         self.channels = tuple(channels)
@@ -88,6 +95,11 @@ class WorldCodec(PretrainedMixin, nn.Module):
         self.temporal_context = temporal_context
         self.encoder = _encoder(self.channels, latent_channels)
         self.decoder = _decoder(self.decoder_channels, latent_channels, temporal_context)
+        self.previous_frame = previous_frame
+        if previous_frame:  # starts at zero: the decoder decodes as it did without the input
+            self.previous_in = nn.Conv2d(3, self.decoder_channels[0], 3, padding=1)
+            nn.init.zeros_(self.previous_in.weight)
+            nn.init.zeros_(self.previous_in.bias)
         self.register_buffer("latent_mean", torch.zeros(latent_channels))
         self.register_buffer("latent_std", torch.ones(latent_channels))
 
@@ -119,9 +131,14 @@ class WorldCodec(PretrainedMixin, nn.Module):
         """``network`` on ``x`` with weights and activations channels-last: oneDNN's (and cuDNN's) fast
         convolution layout — the decoder is most of a CPU chunk, and 1.3× faster so. The weights are
         converted once (a loaded checkpoint arrives contiguous)."""
-        if not network[0].weight.is_contiguous(memory_format=torch.channels_last):
-            network.to(memory_format=torch.channels_last)
+        WorldCodec._weights_channels_last(network)
         return network(x.contiguous(memory_format=torch.channels_last))
+
+    @staticmethod
+    def _weights_channels_last(network: nn.Module) -> None:
+        first = next(network.parameters())  # a conv weight: every layer is converted together
+        if not first.is_contiguous(memory_format=torch.channels_last):
+            network.to(memory_format=torch.channels_last)
 
     def encode_raw(self, video: torch.Tensor) -> torch.Tensor:
         b = video.shape[0]
@@ -134,8 +151,27 @@ class WorldCodec(PretrainedMixin, nn.Module):
             previous = torch.cat([latents[:, :, :1], latents[:, :, :-1]], dim=2)
             latents = torch.cat([previous, latents], dim=1)
         b, c, t, h, w = latents.shape
-        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        return self._frames(self._channels_last(self.decoder, flat.to(self.decoder[0].weight.dtype)), b)
+        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w).to(self.decoder[0].weight.dtype)
+        if self.previous_frame:
+            return self._frames(self._decode_in_order(flat.reshape(b, t, c, h, w)), b)
+        return self._frames(self._channels_last(self.decoder, flat), b)
+
+    def _decode_in_order(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, h, w) → (B·T, 12, H, W), group after group, each seeing the previous group's last
+        decoded frame."""
+        split = len(self.decoder) - FULL_RESOLUTION_TAIL
+        head, tail = self.decoder[:split], self.decoder[split:]
+        self._weights_channels_last(self.decoder)
+        self._weights_channels_last(self.previous_in)
+        previous, groups = None, []
+        for index in range(latents.shape[1]):
+            features = head(latents[:, index].contiguous(memory_format=torch.channels_last))
+            if previous is not None:
+                features = features + self.previous_in(previous)
+            group = tail(features)
+            groups.append(group)
+            previous = group[:, -3:].clamp(-1, 1)  # channels are frame-major: the group's last frame
+        return torch.stack(groups, dim=1).flatten(0, 1)
 
     def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixels in [−1, 1] → normalised latents (deterministic: ``generator`` is not used)."""
@@ -154,7 +190,8 @@ class WorldCodec(PretrainedMixin, nn.Module):
 
     @classmethod
     def build_from_config(cls, data: dict) -> WorldCodec:
-        unknown = sorted(set(data) - {"latent_channels", "channels", "decoder_channels", "temporal_context"})
+        flags = ("temporal_context", "previous_frame")
+        unknown = sorted(set(data) - {"latent_channels", "channels", "decoder_channels", *flags})
         if unknown:
             raise ValueError(f"unknown world codec config keys: {', '.join(unknown)}")
         widths = {key: data[key] for key in ("channels", "decoder_channels") if data.get(key) is not None}
@@ -168,16 +205,19 @@ class WorldCodec(PretrainedMixin, nn.Module):
         latent = data.get("latent_channels", 16)
         if not isinstance(latent, int) or latent < 1:
             raise ValueError(f"latent_channels must be a positive integer, got {latent!r}")
-        context = data.get("temporal_context", False)
-        if not isinstance(context, bool):
-            raise ValueError(f"temporal_context must be true or false, got {context!r}")
+        for flag in flags:
+            if not isinstance(data.get(flag, False), bool):
+                raise ValueError(f"{flag} must be true or false, got {data[flag]!r}")
         decoder = tuple(widths["decoder_channels"]) if "decoder_channels" in widths else None
-        return cls(latent, tuple(widths.get("channels", (32, 64, 96))), decoder, context)
+        channels = tuple(widths.get("channels", (32, 64, 96)))
+        return cls(latent, channels, decoder, data.get("temporal_context", False), data.get("previous_frame", False))
 
     def config_json(self) -> dict:
         config = {"latent_channels": self.latent_channels, "channels": list(self.channels)}
         if self.decoder_channels != self.channels or self.temporal_context:
             config |= {"decoder_channels": list(self.decoder_channels), "temporal_context": self.temporal_context}
+        if self.previous_frame:  # absent otherwise: every folder saved before the option loads as it did
+            config["previous_frame"] = True
         return config
 
     @staticmethod

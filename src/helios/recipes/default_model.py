@@ -128,18 +128,26 @@ def train_codec(
     start: WorldCodec | None = None,
     minutes: float | None = None,
     boundary_weight: float = 0.0,
+    previous_frame_lr_scale: float = 1.0,
 ) -> tuple[WorldCodec, float]:
     """Train the codec from scratch, or, given ``start``, fine-tune only its decoder: the encoder and
     so every latent (and every model trained on them) stay exactly as they were. With ``minutes`` the
     cosine schedule follows whichever runs out first, the steps or the time. ``boundary_weight``: extra
     weight of the frame-to-frame change into each latent group's first frame (where two decoder passes
-    meet, and decoded video jumps)."""
+    meet, and decoded video jumps). ``previous_frame_lr_scale``: the learning rate of a ``previous_frame``
+    decoder's new input, relative to the rest (it starts at zero, and at the decoder's rate it barely moved
+    in 686 CPU steps)."""
     torch.manual_seed(0)
     codec = (start or WorldCodec()).to(device)
     if start is not None:
         codec.encoder.requires_grad_(False)
     data = torch.from_numpy(videos).to(device)
-    optimizer = torch.optim.AdamW([p for p in codec.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    new_input = list(codec.previous_in.parameters()) if codec.previous_frame else []
+    rest = [p for p in codec.parameters() if p.requires_grad and all(p is not q for q in new_input)]
+    groups = [{"params": rest, "scale": 1.0}] + (
+        [{"params": new_input, "scale": previous_frame_lr_scale}] if new_input else []
+    )
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(0)
     started = time.time()
     step = 0
@@ -149,7 +157,7 @@ def train_codec(
             break
         warmup = min(1.0, (step + 1) / 300) if start is not None else 1.0  # fresh Adam on trained weights
         for group in optimizer.param_groups:
-            group["lr"] = warmup * (1e-5 + 0.5 * (lr - 1e-5) * (1 + math.cos(math.pi * progress)))
+            group["lr"] = group["scale"] * warmup * (1e-5 + 0.5 * (lr - 1e-5) * (1 + math.cos(math.pi * progress)))
         clip = _clips(data, batch, 17, generator, device)
         z = codec.encode_raw(clip)
         recon = codec.decode_raw(z)
@@ -174,19 +182,31 @@ def train_codec(
     return codec, quality
 
 
-def with_context_decoder(start: WorldCodec, decoder_channels: tuple[int, int, int] | None) -> WorldCodec:
+def with_context_decoder(
+    start: WorldCodec, decoder_channels: tuple[int, int, int] | None, previous_frame: bool = False
+) -> WorldCodec:
     """A codec with ``start``'s encoder and latent statistics (so latents, and every model trained on
-    them, stay valid) and a new decoder that also sees the previous latent frame. With the same widths
-    the new decoder starts as ``start``'s (the previous-frame input weighted zero); else from scratch."""
-    codec = WorldCodec(start.latent_channels, start.channels, decoder_channels or start.decoder_channels, True)
+    them, stay valid) and a decoder that also sees the previous latent frame, and with ``previous_frame``
+    the previous group's last decoded frame too. With the same widths the decoder starts as ``start``'s
+    (each input it lacked weighted zero); else from scratch."""
+    codec = WorldCodec(
+        start.latent_channels,
+        start.channels,
+        decoder_channels or start.decoder_channels,
+        True,
+        previous_frame or start.previous_frame,
+    )
     codec.encoder.load_state_dict(start.encoder.state_dict())
     codec.latent_mean.copy_(start.latent_mean)
     codec.latent_std.copy_(start.latent_std)
-    if codec.decoder_channels == start.decoder_channels and not start.temporal_context:
+    if codec.decoder_channels == start.decoder_channels:
         state = start.decoder.state_dict()
-        first = state["0.weight"]
-        state["0.weight"] = torch.cat([torch.zeros_like(first), first], dim=1)
+        if not start.temporal_context:
+            first = state["0.weight"]
+            state["0.weight"] = torch.cat([torch.zeros_like(first), first], dim=1)
         codec.decoder.load_state_dict(state)
+        if start.previous_frame:
+            codec.previous_in.load_state_dict(start.previous_in.state_dict())
     return codec
 
 
@@ -513,6 +533,17 @@ def main() -> None:
         action="store_true",
         help="phase codec with --codec-from: a new decoder that also sees the previous latent frame",
     )
+    parser.add_argument(
+        "--codec-previous-frame",
+        action="store_true",
+        help="phase codec with --codec-from: the decoder also sees the previous group's last decoded frame",
+    )
+    parser.add_argument(
+        "--codec-previous-frame-lr-scale",
+        type=float,
+        default=1.0,
+        help="phase codec: learning rate of that new input relative to the decoder's",
+    )
     parser.add_argument("--decoder-channels", type=int, nargs=3, help="widths of that new decoder")
     parser.add_argument("--base-steps", type=int, default=6000)
     parser.add_argument("--mid-steps", type=int, default=2000)
@@ -601,8 +632,9 @@ def main() -> None:
         log(f"rendered {len(videos)} videos of {frames} frames in {time.time() - started:.0f} s")
         held_out, _ = render_corpus(32, seed=2, frames=CHUNK_FRAMES)
         start = WorldCodec.from_pretrained(args.codec_from) if args.codec_from else None
-        if start is not None and args.codec_context:
-            start = with_context_decoder(start, tuple(args.decoder_channels) if args.decoder_channels else None)
+        if start is not None and (args.codec_context or args.codec_previous_frame):
+            widths = tuple(args.decoder_channels) if args.decoder_channels else None
+            start = with_context_decoder(start, widths, args.codec_previous_frame)
         if start is not None:
             log(
                 f"codec {args.codec_from}: held-out PSNR before {codec_psnr(start.to(device), held_out, device):.2f} dB"
@@ -618,6 +650,7 @@ def main() -> None:
             start,
             args.codec_minutes,
             args.codec_boundary_weight,
+            args.codec_previous_frame_lr_scale,
         )
         if start is None:
             calibrate(codec, videos, device)
