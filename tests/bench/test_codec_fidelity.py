@@ -3,21 +3,16 @@ its control fails, and its shape split covers both sizes."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from helios.synthetic.evaluate import held_out_scenes
 
+from .conftest import load_benchmark
+
 
 @pytest.fixture(scope="module")
 def fidelity():
-    path = Path(__file__).parents[2] / "benchmarks" / "world_codec_fidelity.py"
-    spec = importlib.util.spec_from_file_location("world_codec_fidelity", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("world_codec_fidelity")
 
 
 def test_ground_truth_scores_full_marks_at_both_sizes_and_the_wrong_shape_control_fails(fidelity):

@@ -3,23 +3,19 @@ the property they name, so a difference between arms can be put down to it; its 
 
 from __future__ import annotations
 
-import importlib.util
 from argparse import Namespace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from helios.synthetic.world import DIRECTIONS
 
+from .conftest import load_benchmark
+
 
 @pytest.fixture(scope="module")
 def probe():
-    path = Path(__file__).parents[2] / "benchmarks" / "world_direction_probe.py"
-    spec = importlib.util.spec_from_file_location("world_direction_probe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("world_direction_probe")
 
 
 def corpus(probe, name: str, count: int = 400):
