@@ -26,7 +26,7 @@ from helios.recipes.default_model import CHUNK_FRAMES, codec_psnr, codec_tempora
 from helios.synthetic.detector import detect
 from helios.synthetic.evaluate import held_out_scenes, through_codec
 from helios.synthetic.judge import CHANCE, Scorecard, judge_detections, wrong_prompt
-from helios.synthetic.world import render
+from helios.synthetic.world import HEIGHT, WIDTH, render
 
 
 def judged(frames_of, scenes) -> dict:
@@ -48,7 +48,8 @@ def wrong_shape_control(scenes) -> float:
 
 
 def decode_seconds(codec: WorldCodec, repeats: int = 3) -> float:
-    latents = torch.randn(1, codec.latent_channels, 1 + (CHUNK_FRAMES - 1) // 4, 16, 24)
+    size = (HEIGHT // codec.spatial_factor, WIDTH // codec.spatial_factor)
+    latents = torch.randn(1, codec.latent_channels, 1 + (CHUNK_FRAMES - 1) // codec.temporal_factor, *size)
     codec.decode(latents)  # warm-up (and the weights' channels-last conversion)
     start = time.perf_counter()
     for _ in range(repeats):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -257,6 +258,8 @@ def test_staged_ode_init_records_teacher_pairs_and_trains(world_shards, tmp_path
     assert len(records) == 4 and all(math.isfinite(r["loss"]) for r in records)
     with pytest.raises(ValueError, match="holds ODE pairs"):
         Trainer(train_config(pairs, tmp_path / "wrong"))
+    with pytest.raises(ValueError, match="curriculum_steps must be >= 0 and is a stage-1/2 option"):
+        Trainer(replace(config, curriculum_steps=4))
 
 
 def _dmd_settings(teacher_folder, **changes) -> DistillSettings:

@@ -150,11 +150,10 @@ class WorldCodec(PretrainedMixin, nn.Module):
         if self.temporal_context:  # (z_{j−1}, z_j) per latent frame; the first one sees itself (causal)
             previous = torch.cat([latents[:, :, :1], latents[:, :, :-1]], dim=2)
             latents = torch.cat([previous, latents], dim=1)
-        b, c, t, h, w = latents.shape
-        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w).to(self.decoder[0].weight.dtype)
+        by_time = latents.permute(0, 2, 1, 3, 4).to(self.decoder[0].weight.dtype)  # (B, T, C, h, w)
         if self.previous_frame:
-            return self._frames(self._decode_in_order(flat.reshape(b, t, c, h, w)), b)
-        return self._frames(self._channels_last(self.decoder, flat), b)
+            return self._frames(self._decode_in_order(by_time), len(by_time))
+        return self._frames(self._channels_last(self.decoder, by_time.flatten(0, 1)), len(by_time))
 
     def _decode_in_order(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, T, C, h, w) → (B·T, 12, H, W), group after group, each seeing the previous group's last

@@ -142,12 +142,12 @@ def train_codec(
     if start is not None:
         codec.encoder.requires_grad_(False)
     data = torch.from_numpy(videos).to(device)
-    new_input = list(codec.previous_in.parameters()) if codec.previous_frame else []
-    rest = [p for p in codec.parameters() if p.requires_grad and all(p is not q for q in new_input)]
-    groups = [{"params": rest, "scale": 1.0}] + (
-        [{"params": new_input, "scale": previous_frame_lr_scale}] if new_input else []
-    )
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
+    trained = [(name, p) for name, p in codec.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for name, p in trained if not name.startswith("previous_in.")], "scale": 1.0},
+        {"params": [p for name, p in trained if name.startswith("previous_in.")], "scale": previous_frame_lr_scale},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(0)
     started = time.time()
     step = 0

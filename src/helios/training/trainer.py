@@ -118,7 +118,7 @@ class Trainer:
         )
         distilling_ode = config.stage == 3 and config.distill.phase == "ode"
         self.data = OdePairShards(config.data) if distilling_ode else LatentShards(config.data)
-        if config.curriculum_steps and not self.data.ordered:  # (stage 3, with ODE pairs, takes no curriculum)
+        if config.curriculum_steps and not self.data.ordered:  # (TrainConfig refuses it at stage 3: ODE pairs)
             raise ValueError(
                 f"curriculum_steps needs shards ordered easy to hard; {config.data} is not (offload it with the "
                 "world recipe's --start-curriculum)"
